@@ -1,0 +1,88 @@
+"""Autoregressive generation, with or without the KV cache (lesson 01).
+
+Without a cache every step runs the whole prefix through the model again: step t costs O(t), so n
+new tokens cost O(n²) in total. With a cache the prompt is run once (the "prefill") and each later
+step runs one token against the cached keys and values.
+
+Context policy: no sliding window. A request whose prompt plus new tokens exceeds the model's
+``max_seq_len`` raises ``ValueError`` before any work is done, naming the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Generation:
+    tokens: torch.Tensor  # (B, T + n) prompt followed by the new tokens
+    step_logits: torch.Tensor  # (B, n, V) the logits each new token was chosen from
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, V) logits → (B, 1) token ids. temperature 0 is greedy (argmax)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.float().softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def check_request(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+                  top_k: int | None = None) -> None:
+    if idx.ndim != 2 or idx.shape[1] == 0:
+        raise ValueError(f"prompt must be a non-empty (B, T) tensor of token ids, got shape "
+                         f"{tuple(idx.shape)}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
+    if top_k is not None and top_k <= 0:
+        raise ValueError(f"top_k={top_k} must be positive")
+    limit = model.config.max_seq_len
+    if idx.shape[1] + max_new_tokens > limit:
+        raise ValueError(f"prompt of {idx.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
+                         f"the model's context max_seq_len={limit}; shorten one of them")
+
+
+@torch.no_grad()
+def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
+             temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
+             cache=None, return_logits: bool = False):
+    """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; greedy unless ``temperature > 0``.
+
+    Returns the (B, T + n) tokens, or a ``Generation`` with the step logits if ``return_logits``.
+    ``cache`` lets a caller pass its own (e.g. a ``StaticKVCache`` or a quantised one).
+    """
+    check_request(model, idx, max_new_tokens, temperature, top_k)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=idx.device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    tokens, all_logits = idx, []
+    if use_cache:
+        cache = model.new_cache() if cache is None else cache
+        cache.reset()
+        step_input = idx
+    for _ in range(max_new_tokens):
+        if use_cache:
+            logits = model(step_input, cache=cache)[:, -1]  # (B, V)
+        else:
+            logits = model(tokens)[:, -1]  # (B, V): the whole prefix again
+        nxt = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+        tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
+        all_logits.append(logits)
+        step_input = nxt
+    model.train(was_training)
+    if not return_logits:
+        return tokens
+    V = model.config.vocab_size
+    step_logits = torch.stack(all_logits, dim=1) if all_logits else idx.new_zeros(idx.shape[0], 0, V)
+    return Generation(tokens, step_logits)

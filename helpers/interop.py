@@ -1,0 +1,136 @@
+"""Build our models from Hugging Face ``transformers`` models with copied weights (and back).
+
+The peer is the independent reference: if our module, loaded with the peer's weights, gives the
+peer's logits, both implement the same function. ``from_hf`` dispatches on the model's class; each
+architecture has a converter registered in ``CONVERTERS`` (Llama here; later lessons add DeepSeek-V3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .config import ModelConfig
+from .model import Transformer
+
+CONVERTERS: dict[str, Callable] = {}
+
+
+def register(*class_names: str):
+    def wrap(fn):
+        for name in class_names:
+            CONVERTERS[name] = fn
+        return fn
+    return wrap
+
+
+def from_hf(hf_model, **overrides):
+    """Our model with the weights of ``hf_model``; ``overrides`` change config fields we do not read
+    from the Hugging Face config (e.g. ``attn_impl``)."""
+    name = type(hf_model).__name__
+    if name not in CONVERTERS:
+        raise ValueError(f"from_hf does not support {name}; supported: {sorted(CONVERTERS)}")
+    return CONVERTERS[name](hf_model, **overrides)
+
+
+def _rope_theta(hf_cfg) -> float:
+    params = getattr(hf_cfg, "rope_parameters", None) or {}
+    scaling = getattr(hf_cfg, "rope_scaling", None) or {}
+    rope_type = params.get("rope_type", scaling.get("rope_type", "default"))
+    if rope_type not in (None, "default"):
+        raise ValueError(f"rope_type={rope_type!r} (RoPE scaling) is not supported; only 'default'")
+    theta = params.get("rope_theta", getattr(hf_cfg, "rope_theta", None))
+    if theta is None:
+        raise ValueError("the Hugging Face config has no rope_theta")
+    return float(theta)
+
+
+def _check_unsupported(hf_cfg, **expected) -> None:
+    for key, want in expected.items():
+        have = getattr(hf_cfg, key, want)
+        if have != want:
+            raise ValueError(f"Hugging Face config field {key}={have!r} is not supported (need {want!r})")
+
+
+def llama_config(hf_cfg, **overrides) -> ModelConfig:
+    _check_unsupported(hf_cfg, attention_bias=False, mlp_bias=False, hidden_act="silu",
+                       pretraining_tp=1)
+    head_dim = getattr(hf_cfg, "head_dim", None) or hf_cfg.hidden_size // hf_cfg.num_attention_heads
+    fields = dict(
+        vocab_size=hf_cfg.vocab_size, dim=hf_cfg.hidden_size, n_layers=hf_cfg.num_hidden_layers,
+        n_heads=hf_cfg.num_attention_heads, n_kv_heads=hf_cfg.num_key_value_heads,
+        head_dim=head_dim, inter_dim=hf_cfg.intermediate_size,
+        max_seq_len=hf_cfg.max_position_embeddings, rope_theta=_rope_theta(hf_cfg),
+        norm_eps=hf_cfg.rms_norm_eps, tie_embeddings=bool(hf_cfg.tie_word_embeddings),
+    )
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+@register("LlamaForCausalLM")
+@torch.no_grad()
+def llama_from_hf(hf_model, **overrides) -> Transformer:
+    cfg = llama_config(hf_model.config, **overrides)
+    ours = Transformer(cfg).to(dtype=hf_model.dtype)
+    src = hf_model.model
+    ours.tok_emb.weight.copy_(src.embed_tokens.weight)
+    for mine, theirs in zip(ours.layers, src.layers):
+        mine.attn_norm.weight.copy_(theirs.input_layernorm.weight)
+        mine.ffn_norm.weight.copy_(theirs.post_attention_layernorm.weight)
+        a = theirs.self_attn
+        for ours_name, hf_name in [("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")]:
+            getattr(mine.attn, ours_name).weight.copy_(getattr(a, hf_name).weight)
+        m = theirs.mlp
+        mine.ffn.w1.weight.copy_(m.gate_proj.weight)
+        mine.ffn.w3.weight.copy_(m.up_proj.weight)
+        mine.ffn.w2.weight.copy_(m.down_proj.weight)
+    ours.norm.weight.copy_(src.norm.weight)
+    if not cfg.tie_embeddings:
+        ours.head.weight.copy_(hf_model.lm_head.weight)
+    return ours.to(hf_model.device).eval()
+
+
+def llama_hf_config(cfg: ModelConfig):
+    """A ``transformers.LlamaConfig`` with the sizes of our (MHA/GQA) config."""
+    from transformers import LlamaConfig
+
+    if cfg.attn_type != "mha" or cfg.is_moe or cfg.mtp_depth:
+        raise ValueError("llama_hf_config needs a plain MHA/GQA config (attn_type='mha', no MoE/MTP)")
+    return LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.inter_dim,
+        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads, head_dim=cfg.hd, max_position_embeddings=cfg.max_seq_len,
+        rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta, tie_word_embeddings=cfg.tie_embeddings,
+        attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+
+
+def tiny_llama(cfg: ModelConfig, seed: int = 0):
+    """A randomly initialised Hugging Face ``LlamaForCausalLM`` of our config's sizes (float32, eager)."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    hf_cfg = llama_hf_config(cfg)
+    hf_cfg._attn_implementation = "eager"
+    return LlamaForCausalLM(hf_cfg).eval()
+
+
+@torch.no_grad()
+def llama_to_hf(model: Transformer):
+    """Our baseline model → a Hugging Face ``LlamaForCausalLM`` with the same weights."""
+    hf = tiny_llama(model.config)
+    src = hf.model
+    src.embed_tokens.weight.copy_(model.tok_emb.weight)
+    for mine, theirs in zip(model.layers, src.layers):
+        theirs.input_layernorm.weight.copy_(mine.attn_norm.weight)
+        theirs.post_attention_layernorm.weight.copy_(mine.ffn_norm.weight)
+        for ours_name, hf_name in [("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")]:
+            getattr(theirs.self_attn, hf_name).weight.copy_(getattr(mine.attn, ours_name).weight)
+        theirs.mlp.gate_proj.weight.copy_(mine.ffn.w1.weight)
+        theirs.mlp.up_proj.weight.copy_(mine.ffn.w3.weight)
+        theirs.mlp.down_proj.weight.copy_(mine.ffn.w2.weight)
+    src.norm.weight.copy_(model.norm.weight)
+    if not model.config.tie_embeddings:
+        hf.lm_head.weight.copy_(model.head.weight)
+    return hf.to(model.device)

@@ -1,0 +1,129 @@
+"""The KV cache every attention variant in the course uses (lesson 01).
+
+During generation each layer's keys and values for past positions never change, so we keep them
+instead of recomputing them. A layer hands the cache its new tensors for the current positions and
+gets back the full history. The cache is agnostic about *what* a layer stores: MHA/GQA store
+``(k, v)`` of shape ``(B, G, S, Dh)``; MLA stores ``(c_kv, k_pe)`` of shapes ``(B, S, Dc)`` and
+``(B, S, Dr)``. Every stored tensor keeps the sequence on dimension -2.
+
+Memory per token (DeepSeek-V2 Table 1): ``2 · l · G · Dh`` elements for MHA/GQA/MQA and
+``l · (Dc + Dr)`` for MLA; ``nbytes()`` measures it from the tensors themselves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SEQ_DIM = -2
+
+
+class KVCache:
+    """A growing cache: each ``update`` concatenates the new positions onto the old ones."""
+
+    def __init__(self, n_layers: int):
+        if n_layers <= 0:
+            raise ValueError(f"n_layers={n_layers} must be positive")
+        self.n_layers = n_layers
+        self.layers: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
+
+    def _check_layer(self, layer_idx: int) -> None:
+        if not 0 <= layer_idx < self.n_layers:
+            raise IndexError(f"layer_idx={layer_idx} outside [0, {self.n_layers})")
+
+    def update(self, layer_idx: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Append ``new`` (sequence on dim -2) to layer ``layer_idx``; return the full tensors."""
+        self._check_layer(layer_idx)
+        old = self.layers[layer_idx]
+        if old is None:
+            full = tuple(new)
+        else:
+            if len(old) != len(new):
+                raise ValueError(f"layer {layer_idx} stores {len(old)} tensors, got {len(new)}")
+            full = tuple(torch.cat([o, n], dim=SEQ_DIM) for o, n in zip(old, new))
+        self.layers[layer_idx] = full
+        return full
+
+    def layer_length(self, layer_idx: int) -> int:
+        entry = self.layers[layer_idx]
+        return 0 if entry is None else entry[0].shape[SEQ_DIM]
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far (read from layer 0, which every forward pass updates first)."""
+        return self.layer_length(0)
+
+    def reset(self) -> None:
+        self.layers = [None] * self.n_layers
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (speculative decoding rolls back with this)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"crop length={length} outside [0, {self.length}]")
+        self.layers = [None if e is None or length == 0 else
+                       tuple(t.narrow(SEQ_DIM, 0, length) for t in e) for e in self.layers]
+
+    def nbytes(self) -> int:
+        """Bytes held by the cached positions, summed over layers and tensors."""
+        total = 0
+        for layer_idx, entry in enumerate(self.layers):
+            if entry is not None:
+                n = self.layer_length(layer_idx)
+                total += sum(t.narrow(SEQ_DIM, 0, n).numel() * t.element_size() for t in entry)
+        return total
+
+
+class StaticKVCache(KVCache):
+    """A pre-allocated cache: buffers for ``max_len`` positions are made on the first update and
+    filled in place, so decoding never reallocates (what a serving engine does)."""
+
+    def __init__(self, n_layers: int, max_len: int):
+        super().__init__(n_layers)
+        if max_len <= 0:
+            raise ValueError(f"max_len={max_len} must be positive")
+        self.max_len = max_len
+        self.buffers: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
+        self.lengths = [0] * n_layers
+
+    def update(self, layer_idx: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self._check_layer(layer_idx)
+        start, t = self.lengths[layer_idx], new[0].shape[SEQ_DIM]
+        if start + t > self.max_len:
+            raise ValueError(f"cache overflow: {start} cached + {t} new > max_len={self.max_len}")
+        if self.buffers[layer_idx] is None:
+            self.buffers[layer_idx] = tuple(
+                n.new_zeros(*n.shape[:-2], self.max_len, n.shape[-1]) for n in new)
+        bufs = self.buffers[layer_idx]
+        for buf, n in zip(bufs, new):
+            buf.narrow(SEQ_DIM, start, t).copy_(n)
+        self.lengths[layer_idx] = start + t
+        full = tuple(buf.narrow(SEQ_DIM, 0, start + t) for buf in bufs)
+        self.layers[layer_idx] = full
+        return full
+
+    def layer_length(self, layer_idx: int) -> int:
+        return self.lengths[layer_idx]
+
+    def reset(self) -> None:
+        super().reset()
+        self.lengths = [0] * self.n_layers  # buffers are kept and reused
+
+    def crop(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"crop length={length} outside [0, {self.length}]")
+        self.lengths = [min(n, length) for n in self.lengths]
+        self.layers = [None if b is None or length == 0 else
+                       tuple(t.narrow(SEQ_DIM, 0, length) for t in b) for b in self.buffers]
+
+    def allocated_nbytes(self) -> int:
+        """Bytes reserved, used or not."""
+        return sum(t.numel() * t.element_size() for b in self.buffers if b is not None for t in b)
+
+
+def kv_elements_per_token(n_layers: int, n_kv_heads: int, head_dim: int) -> int:
+    """MHA/GQA/MQA: K and V, each ``G · Dh`` per layer."""
+    return 2 * n_layers * n_kv_heads * head_dim
+
+
+def mla_elements_per_token(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: int) -> int:
+    """MLA: the latent ``c_kv`` (Dc) and the shared RoPE key (Dr) per layer."""
+    return n_layers * (kv_lora_rank + qk_rope_head_dim)

@@ -1,0 +1,178 @@
+"""The baseline decoder-only transformer (Llama-style) that every lesson changes one piece of.
+
+Pre-norm blocks: ``x + Attn(RMSNorm(x))`` then ``x + FFN(RMSNorm(x))``; RMSNorm (Zhang & Sennrich
+2019), RoPE (Su et al. 2021), SwiGLU MLP (Shazeer 2020), causal attention with G K/V heads. The same
+class becomes DeepSeek-V3-shaped by configuration: ``attn_type="mla"`` swaps in multi-head latent
+attention (``helpers.mla``), ``n_routed_experts > 0`` swaps the MLP of layers ``>= n_dense_layers``
+for DeepSeekMoE (``helpers.moe``), and ``mtp_depth > 0`` adds multi-token prediction modules
+(``helpers.mtp``).
+
+Head: untied by default (``tie_embeddings=False``), as in Llama-2/3 and DeepSeek-V3, so the model has
+the shape the learner meets in the real checkpoints; with a 256-byte vocabulary an untied head costs
+only ``256 · D`` parameters. ``tie_embeddings=True`` is supported (and read from Hugging Face configs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention, rope_tables
+from .config import ModelConfig
+from .kv_cache import KVCache, StaticKVCache
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · weight, computed in float32 like the reference implementations."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class MLP(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x). DeepSeek's experts use the same shape."""
+
+    def __init__(self, dim: int, inter_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, inter_dim, bias=False)  # gate
+        self.w2 = nn.Linear(inter_dim, dim, bias=False)  # down
+        self.w3 = nn.Linear(dim, inter_dim, bias=False)  # up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+def make_attention(cfg: ModelConfig, layer_idx: int) -> nn.Module:
+    if cfg.attn_type == "mla":
+        from .mla import MLA
+
+        return MLA(cfg, layer_idx)
+    return Attention(cfg, layer_idx)
+
+
+def make_ffn(cfg: ModelConfig, layer_idx: int) -> nn.Module:
+    if cfg.layer_is_moe(layer_idx):
+        from .moe import MoE
+
+        return MoE(cfg)
+    return MLP(cfg.dim, cfg.inter_dim)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = make_attention(cfg, layer_idx)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.ffn = make_ffn(cfg, layer_idx)
+
+    def forward(self, x, cos, sin, cache=None):
+        """Returns the new residual stream and the MoE layer's result object (``None`` if dense)."""
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
+        y = self.ffn(self.ffn_norm(x))
+        moe = None
+        if not torch.is_tensor(y):  # an MoE layer returns a result object with .out
+            moe, y = y, y.out
+        return x + y, moe
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, T, V)
+    loss: torch.Tensor | None = None  # what training minimises: main + balance + MTP terms
+    main_loss: torch.Tensor | None = None  # next-token cross-entropy alone
+    aux_loss: torch.Tensor | None = None  # sum of the MoE layers' balance losses (0 if dense)
+    mtp_loss: torch.Tensor | None = None  # (λ/D) Σ_k L_k, if the model has MTP modules
+    hidden: torch.Tensor | None = None  # (B, T, D) last block's output, before the final norm
+    moe: list = field(default_factory=list)  # per MoE layer: its result object
+    mtp: object | None = None  # the MTP modules' result object
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+        rope_dim = cfg.qk_rope_head_dim if cfg.attn_type == "mla" else cfg.hd
+        cos, sin = rope_tables(rope_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, rope_dim)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.mtp = None
+        if cfg.mtp_depth > 0:
+            from .mtp import MTP
+
+            self.mtp = MTP(cfg)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tok_emb.weight.device
+
+    def new_cache(self, static: bool = False, max_len: int | None = None) -> KVCache:
+        """An empty cache for this model (``static=True`` pre-allocates ``max_len`` positions)."""
+        if static:
+            return StaticKVCache(self.config.n_layers, max_len or self.config.max_seq_len)
+        return KVCache(self.config.n_layers)
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def run(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+            cache: KVCache | None = None) -> ModelOutput:
+        """idx (B, T) token ids → ModelOutput. With a cache, idx holds only the new positions."""
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} positions ({start} cached + {T} new) exceeds "
+                             f"max_seq_len={self.config.max_seq_len}")
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, rope_dim)
+        x = self.tok_emb(idx)  # (B, T, D)
+        moe_results = []
+        for layer in self.layers:
+            x, moe = layer(x, cos, sin, cache)
+            if moe is not None:
+                moe_results.append(moe)
+        hidden = x
+        logits = self.head(self.norm(x))  # (B, T, V)
+        out = ModelOutput(logits=logits, hidden=hidden, moe=moe_results)
+        if targets is not None:
+            out.main_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            out.aux_loss = sum((m.balance_loss for m in moe_results), logits.new_zeros(()))
+            out.loss = out.main_loss + out.aux_loss
+            if self.mtp is not None:
+                out.mtp = self.mtp(self, hidden, idx, targets)
+                out.mtp_loss = out.mtp.loss
+                out.loss = out.loss + out.mtp_loss
+        return out
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V), so ``model(idx)`` reads like any Hugging Face model's ``.logits``."""
+        return self.run(idx, cache=cache).logits
+
+    def after_optimizer_step(self) -> None:
+        """Let modules that keep non-gradient state (the MoE bias) update after each step."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "after_optimizer_step"):
+                m.after_optimizer_step()

@@ -1,0 +1,63 @@
+"""Published configurations of real models, as data (used by the cache calculators).
+
+Sources: each model's released ``config.json`` on its official repository (Llama-2-7b-hf,
+Meta-Llama-3-8B, Meta-Llama-3-70B, Mistral-7B-v0.1) and DeepSeek-V3's
+``inference/configs/config_671B.json`` (numbers also in the course REFERENCE).
+Parameter counts are the published totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    name: str
+    n_layers: int  # l
+    dim: int  # D
+    n_heads: int  # H
+    n_kv_heads: int  # G as released (equal to H for MHA models)
+    head_dim: int  # Dh (for DeepSeek-V3: the value head width Dv)
+    n_params: float  # total parameters
+    max_seq_len: int  # released context length
+    # MLA fields: only DeepSeek-V3 has them (0 elsewhere)
+    kv_lora_rank: int = 0  # Dc
+    qk_nope_head_dim: int = 0  # Dn
+    qk_rope_head_dim: int = 0  # Dr
+    v_head_dim: int = 0  # Dv
+    n_active_params: float | None = None  # per token, for MoE models
+    source: str = ""
+
+    @property
+    def uses_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+
+PUBLISHED: dict[str, PublishedModel] = {
+    m.name: m
+    for m in [
+        PublishedModel("Llama-2-7B", n_layers=32, dim=4096, n_heads=32, n_kv_heads=32, head_dim=128,
+                       n_params=6.74e9, max_seq_len=4096, source="meta-llama/Llama-2-7b-hf config.json"),
+        PublishedModel("Llama-3-8B", n_layers=32, dim=4096, n_heads=32, n_kv_heads=8, head_dim=128,
+                       n_params=8.03e9, max_seq_len=8192, source="meta-llama/Meta-Llama-3-8B config.json"),
+        PublishedModel("Llama-3-70B", n_layers=80, dim=8192, n_heads=64, n_kv_heads=8, head_dim=128,
+                       n_params=70.6e9, max_seq_len=8192,
+                       source="meta-llama/Meta-Llama-3-70B config.json"),
+        PublishedModel("Mistral-7B", n_layers=32, dim=4096, n_heads=32, n_kv_heads=8, head_dim=128,
+                       n_params=7.24e9, max_seq_len=32768,
+                       source="mistralai/Mistral-7B-v0.1 config.json"),
+        PublishedModel("DeepSeek-V3", n_layers=61, dim=7168, n_heads=128, n_kv_heads=128,
+                       head_dim=128, n_params=671e9, max_seq_len=163840, kv_lora_rank=512,
+                       qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                       n_active_params=37e9,
+                       source="deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json"),
+    ]
+}
+
+
+def get_published(name: str) -> PublishedModel:
+    """Look a model up by name; an unknown name raises ``ValueError`` listing the known ones."""
+    if name not in PUBLISHED:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(PUBLISHED)}")
+    return PUBLISHED[name]

@@ -1,0 +1,132 @@
+"""The training loop every lesson uses: seeded, with a progress bar, periodic validation loss and a
+history for plotting. It minimises ``ModelOutput.loss`` (next-token loss plus whatever balance or MTP
+terms the model adds), calls ``model.after_optimizer_step()`` after each step (the MoE bias update
+lives there), and stops with ``FloatingPointError`` naming the step if the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import Corpus
+from .device import pick_device
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 16  # B
+    seq_len: int = 64  # T
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decay to lr * this
+    warmup: int = 20
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_iters: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ["steps", "batch_size", "seq_len", "eval_every", "eval_iters"]:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be positive")
+        if self.lr <= 0 or self.warmup < 0:
+            raise ValueError(f"TrainConfig lr={self.lr} must be > 0 and warmup={self.warmup} >= 0")
+
+
+@dataclass
+class History:
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # main next-token loss, every step
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_sec(self) -> float:
+        return self.tokens / self.seconds if self.seconds else float("nan")
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.val_loss[-1] if self.val_loss else float("nan")
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    progress = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * cosine)
+
+
+@torch.no_grad()
+def evaluate(model, data: Corpus, *, batch_size: int = 16, seq_len: int = 64, iters: int = 8,
+             seed: int = 1234, split: str = "val", domain: str | None = None) -> float:
+    """Mean next-token loss over ``iters`` fixed batches (same seed → same batches every call)."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(iters):
+        b = data.get_batch(split, batch_size, seq_len, generator=gen, device=model.device,
+                           domain=domain)
+        losses.append(model.run(b.x, targets=b.y).main_loss.item())
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
+          callback: Callable | None = None, progress: bool = True, **overrides) -> History:
+    """Train ``model`` on ``data``; returns a ``History``.
+
+    ``overrides`` change fields of ``tc`` (``train(model, data, steps=200)``). ``callback(step, out,
+    batch)`` runs after every optimiser step with the step's ``ModelOutput``: the live widgets use it.
+    """
+    tc = TrainConfig(**{**(tc.__dict__ if tc else {}), **overrides})
+    device = torch.device(device) if device is not None else pick_device()
+    model.to(device)
+    torch.manual_seed(tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
+    hist = History()
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(range(tc.steps), disable=not progress, desc="training", leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc)
+        batch = data.get_batch("train", tc.batch_size, tc.seq_len, generator=gen, device=device)
+        out = model.run(batch.x, targets=batch.y)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step} "
+                                     f"(lr={lr_at(step, tc):.2e}); lower the learning rate or check "
+                                     "the model for overflow")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        model.after_optimizer_step()
+        hist.step.append(step)
+        hist.train_loss.append(out.main_loss.item())
+        hist.tokens += batch.x.numel()
+        if callback is not None:
+            callback(step, out, batch)
+        if (step + 1) % tc.eval_every == 0 or step == tc.steps - 1:
+            hist.val_step.append(step)
+            hist.val_loss.append(evaluate(model, data, batch_size=tc.batch_size,
+                                          seq_len=tc.seq_len, iters=tc.eval_iters))
+            bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
+    hist.seconds = time.perf_counter() - t0
+    return hist

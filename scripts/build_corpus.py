@@ -1,0 +1,77 @@
+"""Rebuild the course corpus in data/ from Python's own files (no download).
+
+Two domains, both from the CPython distribution this script runs on, redistributable under the
+PSF License Agreement (copied beside the data as data/LICENSE-PSF.txt):
+
+* docs.txt  English prose: the reference documentation topics in ``pydoc_data.topics``.
+* code.txt  Python source: a fixed list of pure-Python standard-library modules.
+
+The files depend on the Python release that builds them (the shipped ones came from the version
+recorded in data/MANIFEST.json). Run ``python scripts/build_corpus.py`` to rebuild; it rewrites
+data/SHA256SUMS so that ``helpers.data.load_corpus`` verifies the new files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import sysconfig
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+# Pure-Python modules with readable, idiomatic code, kept in a fixed order.
+CODE_MODULES = [
+    "textwrap", "heapq", "bisect", "functools", "fractions", "statistics", "string", "shlex",
+    "fnmatch", "glob", "colorsys", "calendar", "difflib", "queue", "sched", "graphlib", "reprlib",
+    "operator", "copy", "keyword", "numbers", "ipaddress", "random", "dataclasses", "enum",
+]
+CODE_BYTES = 480_000  # about the size of the prose, so the two domains are balanced
+
+
+def build_docs() -> str:
+    import pydoc_data.topics as topics
+
+    parts = [topics.topics[name].strip() for name in sorted(topics.topics)]
+    return "\n\n".join(parts) + "\n"
+
+
+def build_code() -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    parts, total = [], 0
+    for name in CODE_MODULES:
+        src = (stdlib / f"{name}.py").read_text(encoding="utf-8")
+        parts.append(f"# ---- {name}.py ----\n{src.strip()}\n")
+        total += len(parts[-1])
+        if total >= CODE_BYTES:
+            break
+    return "\n".join(parts)[:CODE_BYTES]
+
+
+def find_license() -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for candidate in [stdlib / "LICENSE.txt", stdlib.parent / "LICENSE.txt", Path(sys.prefix) / "LICENSE.txt"]:
+        if candidate.exists():
+            return candidate.read_text(encoding="utf-8")
+    raise FileNotFoundError("CPython's LICENSE.txt was not found beside the standard library")
+
+
+def main() -> None:
+    DATA.mkdir(exist_ok=True)
+    files = {"docs.txt": build_docs(), "code.txt": build_code(), "LICENSE-PSF.txt": find_license()}
+    sums = []
+    for name, text in files.items():
+        (DATA / name).write_text(text, encoding="utf-8", newline="\n")
+        digest = hashlib.sha256((DATA / name).read_bytes()).hexdigest()
+        sums.append(f"{digest}  {name}")
+    (DATA / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    manifest = {"python": platform.python_version(), "code_modules": CODE_MODULES,
+                "code_bytes": CODE_BYTES, "source": "CPython standard library and pydoc_data.topics"}
+    (DATA / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for line in sums:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
