@@ -134,3 +134,53 @@ def llama_to_hf(model: Transformer):
     if not model.config.tie_embeddings:
         hf.lm_head.weight.copy_(model.head.weight)
     return hf.to(model.device)
+
+
+# --- DeepSeek-V3 ----------------------------------------------------------------------------------
+# Field map, Hugging Face DeepseekV3Config → our ModelConfig (DeepSeek's own ModelArgs names).
+DEEPSEEK_FIELDS = {
+    "vocab_size": "vocab_size", "hidden_size": "dim", "intermediate_size": "inter_dim",
+    "moe_intermediate_size": "moe_inter_dim", "num_hidden_layers": "n_layers",
+    "num_attention_heads": "n_heads", "n_shared_experts": "n_shared_experts",
+    "n_routed_experts": "n_routed_experts", "routed_scaling_factor": "route_scale",
+    "kv_lora_rank": "kv_lora_rank", "qk_rope_head_dim": "qk_rope_head_dim",
+    "v_head_dim": "v_head_dim", "qk_nope_head_dim": "qk_nope_head_dim",
+    "n_group": "n_expert_groups", "topk_group": "n_limited_groups",
+    "num_experts_per_tok": "n_activated_experts", "first_k_dense_replace": "n_dense_layers",
+    "norm_topk_prob": "norm_topk_prob", "rms_norm_eps": "norm_eps",
+    "max_position_embeddings": "max_seq_len", "tie_word_embeddings": "tie_embeddings",
+}
+
+
+def deepseek_config(hf_cfg, **overrides) -> ModelConfig:
+    """Our ``ModelConfig`` for a Hugging Face ``DeepseekV3Config``: MLA attention, sigmoid-scored
+    DeepSeekMoE with aux-loss-free balancing. Unsupported settings raise ``ValueError`` naming the field.
+    (``rope_interleave`` is handled by the weight converters, which permute the RoPE rows.)"""
+    _check_unsupported(hf_cfg, attention_bias=False, hidden_act="silu", pretraining_tp=1)
+    fields = {ours: getattr(hf_cfg, theirs) for theirs, ours in DEEPSEEK_FIELDS.items()}
+    fields["q_lora_rank"] = hf_cfg.q_lora_rank or 0
+    fields["n_routed_experts"] = fields["n_routed_experts"] or 0
+    fields["n_shared_experts"] = fields["n_shared_experts"] or 0
+    fields["rope_theta"] = _rope_theta(hf_cfg)
+    fields.update(attn_type="mla", score_func="sigmoid", balance="loss_free",
+                  n_kv_heads=None, head_dim=None)
+    fields["tie_embeddings"] = bool(fields["tie_embeddings"])
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+def tiny_deepseek_hf_config(**changes):
+    """A tiny ``transformers.DeepseekV3Config`` (float32-friendly sizes) for peer checks."""
+    from transformers import DeepseekV3Config
+
+    base = dict(vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
+                n_routed_experts=8, routed_scaling_factor=2.5, kv_lora_rank=32, q_lora_rank=48,
+                qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=16, n_group=2, topk_group=1,
+                num_experts_per_tok=2, first_k_dense_replace=1, norm_topk_prob=True,
+                max_position_embeddings=64, rope_interleave=True, bos_token_id=None,
+                eos_token_id=None, pad_token_id=None, tie_word_embeddings=False)
+    base.update(changes)
+    cfg = DeepseekV3Config(**base)
+    cfg._attn_implementation = "eager"
+    return cfg
