@@ -56,7 +56,9 @@ def _check_unsupported(hf_cfg, **expected) -> None:
 def llama_config(hf_cfg, **overrides) -> ModelConfig:
     _check_unsupported(hf_cfg, attention_bias=False, mlp_bias=False, hidden_act="silu",
                        pretraining_tp=1)
-    head_dim = getattr(hf_cfg, "head_dim", None) or hf_cfg.hidden_size // hf_cfg.num_attention_heads
+    head_dim = getattr(hf_cfg, "head_dim", None)
+    if head_dim == hf_cfg.hidden_size // hf_cfg.num_attention_heads:
+        head_dim = None  # the default D / H: keep the config canonical
     fields = dict(
         vocab_size=hf_cfg.vocab_size, dim=hf_cfg.hidden_size, n_layers=hf_cfg.num_hidden_layers,
         n_heads=hf_cfg.num_attention_heads, n_kv_heads=hf_cfg.num_key_value_heads,

@@ -46,8 +46,8 @@ class History:
     train_loss: list[float] = field(default_factory=list)  # main next-token loss, every step
     val_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
+    tokens: int = 0  # training tokens seen
+    seconds: float = 0.0  # training wall time, validation excluded
 
     @property
     def tokens_per_sec(self) -> float:
@@ -124,9 +124,11 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
         if callback is not None:
             callback(step, out, batch)
         if (step + 1) % tc.eval_every == 0 or step == tc.steps - 1:
+            t_eval = time.perf_counter()
             hist.val_step.append(step)
             hist.val_loss.append(evaluate(model, data, batch_size=tc.batch_size,
                                           seq_len=tc.seq_len, iters=tc.eval_iters))
             bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
+            t0 += time.perf_counter() - t_eval  # leave validation out of the throughput
     hist.seconds = time.perf_counter() - t0
     return hist

@@ -51,7 +51,8 @@ def build_code() -> str:
 
 def find_license() -> str:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for candidate in [stdlib / "LICENSE.txt", stdlib.parent / "LICENSE.txt", Path(sys.prefix) / "LICENSE.txt"]:
+    candidates = [stdlib / "LICENSE.txt", stdlib.parent / "LICENSE.txt", Path(sys.prefix) / "LICENSE.txt"]
+    for candidate in candidates:
         if candidate.exists():
             return candidate.read_text(encoding="utf-8")
     raise FileNotFoundError("CPython's LICENSE.txt was not found beside the standard library")

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(suites()), help="run only these suites")
     args = parser.parse_args(argv)
     results = run_all(quick=args.quick, only=args.only)
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}")
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from helpers.config import preset
+from helpers.model import MLP, RMSNorm, Transformer
+
+
+def test_shapes_and_output_object():
+    cfg = preset("test")
+    model = Transformer(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, 10))
+    out = model.run(idx, targets=idx)
+    assert out.logits.shape == (2, 10, cfg.vocab_size)
+    assert out.hidden.shape == (2, 10, cfg.dim)
+    assert out.loss.ndim == 0 and torch.equal(out.loss, out.main_loss + out.aux_loss)
+    assert torch.equal(model(idx), out.logits)
+
+
+@pytest.mark.parametrize("n_kv_heads", [None, 2, 1])
+def test_sdpa_equals_explicit(n_kv_heads):
+    cfg = preset("test", n_kv_heads=n_kv_heads)
+    model = Transformer(cfg)
+    explicit = Transformer(cfg.replace(attn_impl="explicit"))
+    explicit.load_state_dict(model.state_dict())
+    idx = torch.randint(0, cfg.vocab_size, (2, 12))
+    torch.testing.assert_close(model(idx), explicit(idx), atol=1e-5, rtol=1e-5)
+
+
+def test_causality():
+    cfg = preset("test")
+    model = Transformer(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (1, 12))
+    changed = idx.clone()
+    changed[0, 8:] = (changed[0, 8:] + 1) % cfg.vocab_size
+    torch.testing.assert_close(model(idx)[:, :8], model(changed)[:, :8])
+    assert not torch.allclose(model(idx)[:, 8:], model(changed)[:, 8:])
+
+
+def test_rmsnorm_formula():
+    norm = RMSNorm(8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_()
+    x = torch.randn(3, 8)
+    expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    torch.testing.assert_close(norm(x), expected)
+
+
+def test_mlp_is_swiglu():
+    mlp = MLP(8, 16)
+    x = torch.randn(2, 8)
+    expected = mlp.w2(torch.nn.functional.silu(mlp.w1(x)) * mlp.w3(x))
+    torch.testing.assert_close(mlp(x), expected)
+
+
+def test_tied_and_untied_heads():
+    tied = Transformer(preset("test", tie_embeddings=True))
+    untied = Transformer(preset("test"))
+    assert tied.head.weight is tied.tok_emb.weight
+    assert untied.head.weight is not untied.tok_emb.weight
+    cfg = untied.config
+    assert untied.num_params() - tied.num_params() == cfg.vocab_size * cfg.dim
+
+
+def test_parameter_count_matches_formula():
+    cfg = preset("test", n_kv_heads=2)
+    D, L, V, F = cfg.dim, cfg.n_layers, cfg.vocab_size, cfg.inter_dim
+    Dh, H, G = cfg.hd, cfg.n_heads, cfg.kv_heads
+    per_layer = D * H * Dh * 2 + D * G * Dh * 2 + 3 * D * F + 2 * D
+    assert Transformer(cfg).num_params() == V * D * 2 + L * per_layer + D
+
+
+def test_context_overflow_is_a_clear_error():
+    cfg = preset("test")
+    model = Transformer(cfg)
+    with pytest.raises(ValueError, match=f"max_seq_len={cfg.max_seq_len}"):
+        model(torch.zeros(1, cfg.max_seq_len + 1, dtype=torch.long))

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from helpers.config import preset
+from helpers.data import load_corpus
+from helpers.model import Transformer
+from helpers.train import TrainConfig, evaluate, train
+
+SMALL = dict(steps=30, batch_size=4, seq_len=16, eval_every=15, eval_iters=2, progress=False)
+
+
+def test_training_lowers_the_loss_and_records_history():
+    corpus = load_corpus()
+    model = Transformer(preset("test"))
+    before = evaluate(model, corpus, batch_size=4, seq_len=16, iters=2)
+    hist = train(model, corpus, device="cpu", **SMALL)
+    assert hist.step == list(range(30)) and len(hist.train_loss) == 30
+    assert hist.val_step == [14, 29]
+    assert hist.val_loss[-1] < before
+    assert hist.tokens == 30 * 4 * 16 and hist.tokens_per_sec > 0
+
+
+def test_training_is_seeded():
+    corpus = load_corpus()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = Transformer(preset("test"))
+        runs.append(train(model, corpus, device="cpu", **SMALL).train_loss)
+    assert runs[0] == runs[1]
+
+
+def test_non_finite_loss_names_the_step():
+    corpus = load_corpus()
+    model = Transformer(preset("test"))
+    calls = []
+
+    def poison(step, out, batch):
+        calls.append(step)
+        if step == 2:
+            with torch.no_grad():
+                model.head.weight.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train(model, corpus, device="cpu", callback=poison, **SMALL)
+    assert calls == [0, 1, 2]
+
+
+def test_after_optimizer_step_hook_runs_each_step():
+    corpus = load_corpus()
+    model = Transformer(preset("test"))
+    counter = torch.nn.Module()
+    counter.n = 0
+
+    def bump():
+        counter.n += 1
+
+    counter.after_optimizer_step = bump
+    model.layers[0].counter = counter
+    train(model, corpus, device="cpu", **SMALL)
+    assert counter.n == SMALL["steps"]
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="steps=0"):
+        TrainConfig(steps=0)
