@@ -1,0 +1,264 @@
+"""Multi-head latent attention (MLA): low-rank K/V, decoupled RoPE and weight absorption (lesson 03).
+
+DeepSeek-V2 §2.1 (arXiv 2405.04434, Eq. 9–19) and DeepSeek-V3 §2.1.1 (Eq. 1–11); the layout and
+weight names follow the official ``inference/model.py`` class ``MLA`` (deepseek-ai/DeepSeek-V3):
+
+    query  c_q  = RMSNorm(W_DQ x)                     (B, T, Dq)   wq_a, q_norm   (no compression:
+           q    = W_UQ c_q  → per head [q_nope; q_pe]  (B, H, T, Dn + Dr)  wq_b    one wq: D → H·(Dn+Dr))
+    key/value
+           [c_kv; k_pe] = W_DKV x                      (B, T, Dc + Dr)    wkv_a
+           c_kv = RMSNorm(c_kv)                        the latent, cached  kv_norm
+           k_pe = RoPE(k_pe)                           ONE RoPE key shared by all heads, cached
+           [k_nope; v] = W_UKV c_kv  (per head)        (B, H, S, Dn + Dv) wkv_b = [W_UK; W_UV]
+    score  (q_nope·k_nope + RoPE(q_pe)·k_pe) / sqrt(Dn + Dr)
+    out    wo [o_1; ...; o_H]                          (B, T, D)          wo: H·Dv → D
+
+RoPE touches only the Dr-wide parts: a rotation sitting between ``q_nope`` and ``W_UK c_kv`` would
+depend on the distance between the two positions, so ``W_UK`` could no longer be folded into the
+query. With RoPE moved to the small shared ``k_pe``, inference can *absorb* the up-projections:
+
+    q_nope·(W_UK c_j) = (W_UKᵀ q_nope)·c_j      → attend with a Dc-wide query over the latents
+    Σ_j p_j (W_UV c_j) = W_UV (Σ_j p_j c_j)     → apply W_UV once, after the weighted sum
+
+Three paths, selected by ``MLA.mode`` (or ``forward(..., mode=...)``), all computing the same function:
+
+* ``"absorbed"`` (default; DeepSeek's ``attn_impl="absorb"``): caches ``(c_kv, k_pe)`` and attends
+  over the latents directly. Seen from the cache this is multi-*query* attention with one key of width
+  Dc + Dr and one value of width Dc shared by all H heads.
+* ``"naive"`` (what Hugging Face ``DeepseekV3Attention`` does): caches the same ``(c_kv, k_pe)`` but
+  rebuilds the per-head K and V of every cached position from the latent at every step.
+* ``"kv"`` (DeepSeek's ``attn_impl="naive"``): caches the expanded per-head K ``(B, H, S, Dn+Dr)`` and
+  V ``(B, H, S, Dv)``: nothing to recompute, but ``H·(Dn+Dr) + H·Dv`` elements per token per layer
+  (40,960 for DeepSeek-V3) instead of ``Dc + Dr`` (576).
+
+``cfg.attn_impl`` picks the readable path (``"explicit"``: scores written out term by term) or the
+fused one (``"sdpa"``); they are tested equal. The cache bill (DeepSeek-V2 Table 1) is at the bottom.
+
+Glossary: B batch, T new positions, S key positions (cached + new), D model width, H heads, Dq query
+latent (q_lora_rank), Dc KV latent (kv_lora_rank), Dn non-RoPE head part (qk_nope_head_dim), Dr RoPE
+part (qk_rope_head_dim), Dv value head width (v_head_dim), l layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import apply_rope, attend, causal_mask
+from .config import ModelConfig
+from .kv_cache import kv_elements_per_token, mla_elements_per_token
+from .model import RMSNorm
+
+MODES = ("absorbed", "naive", "kv")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} must be one of {MODES}")
+    return mode
+
+
+def absorbed_attention_explicit(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor,
+                                k_pe: torch.Tensor, scale: float) -> torch.Tensor:
+    """The readable absorbed path, the two score terms written out (official ``model.py``).
+
+    q_lat: (B, H, T, Dc) queries already multiplied by W_UK; q_pe: (B, H, T, Dr) rotated;
+    c_kv: (B, S, Dc) cached latents; k_pe: (B, S, Dr) cached rotated RoPE keys.
+    Returns the weighted sum of *latents* per head, (B, H, T, Dc): W_UV is applied by the caller.
+    """
+    T, S = q_lat.shape[2], c_kv.shape[1]
+    scores = (torch.einsum("bhtc,bsc->bhts", q_lat, c_kv)  # content term, over the latent
+              + torch.einsum("bhtr,bsr->bhts", q_pe, k_pe)) * scale  # position term, (B, H, T, S)
+    mask = causal_mask(T, S, q_lat.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)  # (B, H, T, S)
+    return torch.einsum("bhts,bsc->bhtc", weights, c_kv)  # (B, H, T, Dc)
+
+
+def absorbed_attention_sdpa(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor,
+                            k_pe: torch.Tensor, scale: float) -> torch.Tensor:
+    """The same thing as multi-query attention: one shared key [c_kv; k_pe] (width Dc + Dr) and one
+    shared value c_kv (width Dc) for all H query heads [q_lat; q_pe], through the fused kernel."""
+    q = torch.cat([q_lat, q_pe], dim=-1)  # (B, H, T, Dc + Dr)
+    k = torch.cat([c_kv, k_pe], dim=-1).unsqueeze(1)  # (B, 1, S, Dc + Dr)
+    return attend(q, k, c_kv.unsqueeze(1), "sdpa", scale)  # (B, H, T, Dc)
+
+
+class MLA(nn.Module):
+    """Multi-head latent attention; ``forward(x, cos, sin, cache=None)`` like ``helpers.attention.Attention``.
+
+    ``cos``/``sin`` are the RoPE tables for the current positions, ``(T, Dr)``. With a cache, the
+    ``"absorbed"`` and ``"naive"`` modes call ``cache.update(layer_idx, c_kv, k_pe)`` with
+    ``(B, T, Dc)`` and ``(B, T, Dr)``; ``"kv"`` stores ``(k, v)``. Don't switch a cache between
+    ``"kv"`` and the other two modes mid-sequence (they store different tensors).
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int = 0, mode: str = "absorbed"):
+        super().__init__()
+        if cfg.qk_rope_head_dim <= 0:
+            raise ValueError(f"qk_rope_head_dim={cfg.qk_rope_head_dim}: MLA needs a decoupled RoPE part "
+                             "(DeepSeek-V3 uses 64); without one the model has no position signal")
+        self.layer_idx = layer_idx
+        self.mode = _check_mode(mode)
+        self.impl = cfg.attn_impl
+        self.dim, self.n_heads = cfg.dim, cfg.n_heads
+        self.q_lora_rank, self.kv_lora_rank = cfg.q_lora_rank, cfg.kv_lora_rank
+        self.nope_dim, self.rope_dim, self.v_dim = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
+        self.qk_dim = self.nope_dim + self.rope_dim  # Dn + Dr
+        self.softmax_scale = self.qk_dim ** -0.5  # 1/sqrt(Dn + Dr); YaRN would multiply by mscale²
+        H = self.n_heads
+        if self.q_lora_rank == 0:
+            self.wq = nn.Linear(self.dim, H * self.qk_dim, bias=False)  # W_Q: D → H·(Dn+Dr)
+        else:
+            self.wq_a = nn.Linear(self.dim, self.q_lora_rank, bias=False)  # W_DQ: D → Dq
+            self.q_norm = RMSNorm(self.q_lora_rank, cfg.norm_eps)
+            self.wq_b = nn.Linear(self.q_lora_rank, H * self.qk_dim, bias=False)  # W_UQ (+ W_QR)
+        self.wkv_a = nn.Linear(self.dim, self.kv_lora_rank + self.rope_dim, bias=False)  # [W_DKV; W_KR]
+        self.kv_norm = RMSNorm(self.kv_lora_rank, cfg.norm_eps)
+        # [W_UK; W_UV]: Dc → H·(Dn + Dv), rows grouped per head as [k_nope (Dn); v (Dv)]
+        self.wkv_b = nn.Linear(self.kv_lora_rank, H * (self.nope_dim + self.v_dim), bias=False)
+        self.wo = nn.Linear(H * self.v_dim, self.dim, bias=False)  # W_O: H·Dv → D
+
+    # --- the projections --------------------------------------------------------------------------
+    def queries(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """q_nope (B, H, T, Dn) and the rotated q_pe (B, H, T, Dr)."""
+        B, T, _ = x.shape
+        q = self.wq(x) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))  # (B, T, H·(Dn+Dr))
+        q = q.view(B, T, self.n_heads, self.qk_dim).transpose(1, 2)  # (B, H, T, Dn + Dr)
+        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        return q_nope, apply_rope(q_pe, cos, sin)
+
+    def latents(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """What the cache stores: the normalised latent c_kv (B, T, Dc) and the rotated k_pe (B, T, Dr)."""
+        c_kv, k_pe = self.wkv_a(x).split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        return self.kv_norm(c_kv), apply_rope(k_pe, cos, sin)
+
+    def up_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_UK (H, Dn, Dc) and W_UV (H, Dv, Dc): the two halves of wkv_b, per head."""
+        w = self.wkv_b.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        return w[:, :self.nope_dim], w[:, self.nope_dim:]
+
+    def expand(self, c_kv: torch.Tensor, k_pe: torch.Tensor):
+        """Per-head keys (B, H, S, Dn + Dr) and values (B, H, S, Dv) rebuilt from the latents."""
+        B, S, _ = c_kv.shape
+        kv = self.wkv_b(c_kv).view(B, S, self.n_heads, self.nope_dim + self.v_dim).transpose(1, 2)
+        k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)  # (B, H, S, Dn), (B, H, S, Dv)
+        k_pe = k_pe.unsqueeze(1).expand(B, self.n_heads, S, self.rope_dim)  # (B, H, S, Dr): shared
+        return torch.cat([k_nope, k_pe], dim=-1), v  # (B, H, S, Dn + Dr), (B, H, S, Dv)
+
+    # --- the three paths --------------------------------------------------------------------------
+    def attend_naive(self, q_nope, q_pe, k, v) -> torch.Tensor:
+        q = torch.cat([q_nope, q_pe], dim=-1)  # (B, H, T, Dn + Dr)
+        return attend(q, k, v, self.impl, self.softmax_scale)  # (B, H, T, Dv)
+
+    def attend_absorbed(self, q_nope, q_pe, c_kv, k_pe) -> torch.Tensor:
+        w_uk, w_uv = self.up_weights()
+        q_lat = torch.einsum("bhtn,hnc->bhtc", q_nope, w_uk)  # (B, H, T, Dc): W_UK folded into q
+        fn = absorbed_attention_explicit if self.impl == "explicit" else absorbed_attention_sdpa
+        o_lat = fn(q_lat, q_pe, c_kv, k_pe, self.softmax_scale)  # (B, H, T, Dc)
+        return torch.einsum("bhtc,hvc->bhtv", o_lat, w_uv)  # (B, H, T, Dv): W_UV after the sum
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
+                mode: str | None = None) -> torch.Tensor:
+        mode = _check_mode(mode or self.mode)
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}, expected (B, T, D={self.dim})")
+        B, T, _ = x.shape
+        if cos.shape != (T, self.rope_dim) or sin.shape != cos.shape:
+            raise ValueError(f"cos/sin have shapes {tuple(cos.shape)}/{tuple(sin.shape)}, expected "
+                             f"(T={T}, Dr={self.rope_dim})")
+        q_nope, q_pe = self.queries(x, cos, sin)  # (B, H, T, Dn), (B, H, T, Dr)
+        c_kv, k_pe = self.latents(x, cos, sin)  # (B, T, Dc), (B, T, Dr)
+        if mode == "kv":
+            k, v = self.expand(c_kv, k_pe)  # only the new positions
+            if cache is not None:
+                k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, Dn + Dr), (B, H, S, Dv)
+            out = self.attend_naive(q_nope, q_pe, k, v)
+        else:
+            if cache is not None:
+                c_kv, k_pe = cache.update(self.layer_idx, c_kv, k_pe)  # (B, S, Dc), (B, S, Dr)
+            if mode == "naive":
+                out = self.attend_naive(q_nope, q_pe, *self.expand(c_kv, k_pe))  # every step, all S
+            else:
+                out = self.attend_absorbed(q_nope, q_pe, c_kv, k_pe)
+        return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.v_dim))  # (B, T, D)
+
+
+def set_mla_mode(model: nn.Module, mode: str) -> int:
+    """Switch every MLA layer of ``model`` to ``mode``; returns how many layers were switched."""
+    _check_mode(mode)
+    layers = [m for m in model.modules() if isinstance(m, MLA)]
+    for m in layers:
+        m.mode = mode
+    return len(layers)
+
+
+# --- the cache bill (DeepSeek-V2 Table 1) ----------------------------------------------------------
+@dataclass(frozen=True)
+class CacheRow:
+    method: str  # "MHA", "GQA", "MQA", "MLA"
+    formula: str  # elements per token per layer, symbolically
+    elements: int  # elements per token per layer for the given sizes
+    gqa_groups_equivalent: float  # the G of a GQA model with the same cache (elements / (2·Dh))
+
+
+def cache_table(n_heads: int, head_dim: int, n_groups: int, kv_lora_rank: int,
+                qk_rope_head_dim: int) -> list[CacheRow]:
+    """DeepSeek-V2 Table 1 for concrete sizes: KV-cache elements per token per layer."""
+    for name, value in [("n_heads", n_heads), ("head_dim", head_dim), ("n_groups", n_groups),
+                        ("kv_lora_rank", kv_lora_rank), ("qk_rope_head_dim", qk_rope_head_dim)]:
+        if value <= 0:
+            raise ValueError(f"{name}={value} must be positive")
+    rows = [("MHA", "2·H·Dh", kv_elements_per_token(1, n_heads, head_dim)),
+            ("GQA", "2·G·Dh", kv_elements_per_token(1, n_groups, head_dim)),
+            ("MQA", "2·Dh", kv_elements_per_token(1, 1, head_dim)),
+            ("MLA", "Dc + Dr", mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim))]
+    return [CacheRow(m, f, e, e / (2 * head_dim)) for m, f, e in rows]
+
+
+@dataclass(frozen=True)
+class MLACacheBill:
+    latent: int  # Dc + Dr: what the absorbed/naive MLA caches, elements per token per layer
+    expanded_kv: int  # H·(Dn + Dr) + H·Dv: per-head K and V ("kv" mode), elements per token per layer
+    n_layers: int
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the latent cache is than the expanded K/V cache."""
+        return self.expanded_kv / self.latent
+
+    def bytes_per_token(self, bytes_per_element: int = 2, mode: str = "absorbed") -> int:
+        """Whole-model cache bytes per token (all layers); bf16 = 2 bytes per element."""
+        per_layer = self.expanded_kv if _check_mode(mode) == "kv" else self.latent
+        return per_layer * self.n_layers * bytes_per_element
+
+
+def mla_cache_bill(n_layers: int, n_heads: int, kv_lora_rank: int, qk_nope_head_dim: int,
+                   qk_rope_head_dim: int, v_head_dim: int) -> MLACacheBill:
+    """Elements per token per layer of the latent cache and of the expanded per-head K/V cache."""
+    for name, value in [("n_layers", n_layers), ("n_heads", n_heads), ("kv_lora_rank", kv_lora_rank),
+                        ("qk_nope_head_dim", qk_nope_head_dim), ("qk_rope_head_dim", qk_rope_head_dim),
+                        ("v_head_dim", v_head_dim)]:
+        if value <= 0:
+            raise ValueError(f"{name}={value} must be positive")
+    latent = mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim)
+    expanded = n_heads * (qk_nope_head_dim + qk_rope_head_dim) + n_heads * v_head_dim
+    return MLACacheBill(latent, expanded, n_layers)
+
+
+def cache_bill(cfg: ModelConfig) -> MLACacheBill:
+    """The cache bill of one of our MLA configs."""
+    return mla_cache_bill(cfg.n_layers, cfg.n_heads, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
+                          cfg.qk_rope_head_dim, cfg.v_head_dim)
+
+
+def deepseek_v3_cache_bill() -> MLACacheBill:
+    """DeepSeek-V3's real configuration (``helpers.published``): 576 vs 40,960 elements."""
+    from .published import get_published
+
+    m = get_published("DeepSeek-V3")
+    return mla_cache_bill(m.n_layers, m.n_heads, m.kv_lora_rank, m.qk_nope_head_dim,
+                          m.qk_rope_head_dim, m.v_head_dim)

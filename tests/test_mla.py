@@ -1,0 +1,277 @@
+"""MLA: absorbed == naive == expanded-KV, cache contents and bytes, RoPE only on Dr, HF peer check."""
+
+import pytest
+import torch
+
+from helpers.attention import apply_rope, rope_tables
+from helpers.config import preset
+from helpers.generate import generate
+from helpers.interop import from_hf, mla_from_hf, tiny_deepseek_hf_config
+from helpers.kv_cache import KVCache, mla_elements_per_token
+from helpers.mla import (
+    MLA,
+    cache_bill,
+    cache_table,
+    deepseek_v3_cache_bill,
+    mla_cache_bill,
+    set_mla_mode,
+)
+from helpers.model import Transformer
+
+CONFIGS = {
+    "no-q-lora": preset("test", attn_type="mla"),
+    "q-lora": preset("test", attn_type="mla", q_lora_rank=24),
+    "wide-latent-dv": preset("test", attn_type="mla", q_lora_rank=16, kv_lora_rank=48,
+                             qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=12, n_heads=2),
+}
+
+
+def randomise(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
+    """Weights large enough that a wrong path gives visibly different outputs (init std 0.02 would
+    make every attention nearly uniform); RMSNorm weights away from 1 so they are exercised too."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0.0, std)
+    return module.eval()
+
+
+def layer_and_inputs(cfg, B=2, T=11):
+    layer = randomise(MLA(cfg, 0))
+    cos, sin = rope_tables(cfg.qk_rope_head_dim, cfg.max_seq_len, cfg.rope_theta)
+    return layer, torch.randn(B, T, cfg.dim), cos, sin
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "explicit"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_absorbed_equals_naive_equals_kv(name, impl):
+    cfg = CONFIGS[name].replace(attn_impl=impl)
+    layer, x, cos, sin = layer_and_inputs(cfg)
+    T = x.shape[1]
+    naive = layer(x, cos[:T], sin[:T], mode="naive")
+    for mode in ["absorbed", "kv"]:
+        torch.testing.assert_close(layer(x, cos[:T], sin[:T], mode=mode), naive, atol=1e-5, rtol=1e-5)
+    # and the check can fail: a different W_UK in the absorbed path changes the output
+    with torch.no_grad():
+        layer.wkv_b.weight[: cfg.qk_nope_head_dim] += 0.5
+    assert not torch.allclose(layer(x, cos[:T], sin[:T], mode="absorbed"), naive, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_explicit_equals_sdpa(name):
+    cfg = CONFIGS[name]
+    layer, x, cos, sin = layer_and_inputs(cfg)
+    T = x.shape[1]
+    for mode in ["absorbed", "naive"]:
+        fused = layer(x, cos[:T], sin[:T], mode=mode)
+        layer.impl = "explicit"
+        torch.testing.assert_close(layer(x, cos[:T], sin[:T], mode=mode), fused, atol=1e-5, rtol=1e-5)
+        layer.impl = "sdpa"
+
+
+@pytest.mark.parametrize("mode", ["absorbed", "naive", "kv"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cached_decoding_equals_full_sequence(name, mode):
+    """Prefill 4 positions, then decode 7 single steps: every step equals the uncached output."""
+    cfg = CONFIGS[name]
+    layer, x, cos, sin = layer_and_inputs(cfg)
+    full = layer(x, cos[: x.shape[1]], sin[: x.shape[1]], mode="naive")
+    cache, P = KVCache(1), 4
+    steps = [layer(x[:, :P], cos[:P], sin[:P], cache=cache, mode=mode)]
+    for t in range(P, x.shape[1]):
+        steps.append(layer(x[:, t:t + 1], cos[t:t + 1], sin[t:t + 1], cache=cache, mode=mode))
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.length == x.shape[1]
+
+
+@pytest.mark.parametrize("mode", ["absorbed", "naive"])
+@pytest.mark.parametrize("q_lora_rank", [0, 24])
+def test_generate_cached_equals_uncached(mode, q_lora_rank):
+    model = randomise(Transformer(preset("test", attn_type="mla", q_lora_rank=q_lora_rank)), std=0.1)
+    assert set_mla_mode(model, mode) == model.config.n_layers
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5))
+    cached = generate(model, prompt, 12, return_logits=True)
+    uncached = generate(model, prompt, 12, use_cache=False, return_logits=True)
+    assert torch.equal(cached.tokens, uncached.tokens)
+    torch.testing.assert_close(cached.step_logits, uncached.step_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_gradients_agree_between_paths():
+    """Training through the absorbed path gives the naive path's gradients (same function)."""
+    cfg = CONFIGS["q-lora"]
+    layer, x, cos, sin = layer_and_inputs(cfg)
+    T = x.shape[1]
+    grads = {}
+    for mode in ["naive", "absorbed"]:
+        layer.zero_grad()
+        layer(x, cos[:T], sin[:T], mode=mode).square().sum().backward()
+        grads[mode] = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    for n, g in grads["naive"].items():
+        torch.testing.assert_close(grads["absorbed"][n], g, atol=1e-4, rtol=1e-4, msg=n)
+
+
+def test_cache_stores_only_the_latent_and_the_rope_key():
+    cfg = CONFIGS["q-lora"]
+    layer, x, cos, sin = layer_and_inputs(cfg, B=3, T=6)
+    for mode in ["absorbed", "naive"]:
+        cache = KVCache(1)
+        layer(x, cos[:6], sin[:6], cache=cache, mode=mode)
+        c_kv, k_pe = cache.layers[0]
+        assert c_kv.shape == (3, 6, cfg.kv_lora_rank) and k_pe.shape == (3, 6, cfg.qk_rope_head_dim)
+    cache = KVCache(1)
+    layer(x, cos[:6], sin[:6], cache=cache, mode="kv")
+    k, v = cache.layers[0]
+    H, Dn, Dr, Dv = cfg.n_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
+    assert k.shape == (3, H, 6, Dn + Dr) and v.shape == (3, H, 6, Dv)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["absorbed", "naive", "kv"])
+def test_measured_cache_bytes_equal_formula(mode, dtype):
+    cfg = preset("test", attn_type="mla", q_lora_rank=16, n_layers=3)
+    model = Transformer(cfg).to(dtype)
+    set_mla_mode(model, mode)
+    B, T = 2, 9
+    cache = model.new_cache()
+    model(torch.randint(0, cfg.vocab_size, (B, T)), cache=cache)
+    model(torch.randint(0, cfg.vocab_size, (B, 1)), cache=cache)
+    bill = cache_bill(cfg)
+    per_token = bill.bytes_per_token(torch.finfo(dtype).bits // 8, mode=mode)
+    assert cache.nbytes() == B * (T + 1) * per_token
+    if mode != "kv":  # the latent cache agrees with lesson 01's formula
+        assert bill.latent * cfg.n_layers == mla_elements_per_token(cfg.n_layers, cfg.kv_lora_rank,
+                                                                     cfg.qk_rope_head_dim)
+
+
+def test_rope_touches_only_the_rope_part():
+    cfg = CONFIGS["q-lora"]
+    layer, x, cos, sin = layer_and_inputs(cfg, T=8)
+    shift = 13
+    c0, k0 = layer.latents(x, cos[:8], sin[:8])
+    c1, k1 = layer.latents(x, cos[shift:shift + 8], sin[shift:shift + 8])
+    assert torch.equal(c0, c1)  # the latent carries no position
+    assert not torch.allclose(k0, k1)  # the RoPE key does
+    raw = layer.wkv_a(x)[..., cfg.kv_lora_rank:]
+    torch.testing.assert_close(k1, apply_rope(raw, cos[shift:shift + 8], sin[shift:shift + 8]))
+    q0, p0 = layer.queries(x, cos[:8], sin[:8])
+    q1, p1 = layer.queries(x, cos[shift:shift + 8], sin[shift:shift + 8])
+    assert torch.equal(q0, q1) and not torch.allclose(p0, p1)
+    # scores depend on relative positions only: shifting every position leaves the output unchanged
+    for mode in ["absorbed", "naive"]:
+        torch.testing.assert_close(layer(x, cos[shift:shift + 8], sin[shift:shift + 8], mode=mode),
+                                   layer(x, cos[:8], sin[:8], mode=mode), atol=1e-5, rtol=1e-4)
+
+
+def test_deepseek_v3_cache_bill():
+    bill = deepseek_v3_cache_bill()
+    assert bill.latent == 512 + 64 == 576
+    assert bill.expanded_kv == 128 * (128 + 64) + 128 * 128 == 40_960
+    assert bill.n_layers == 61
+    assert bill.bytes_per_token(2) == 576 * 61 * 2
+
+
+def test_table1_and_the_v2_gqa_equivalence():
+    H, Dh, G = 16, 64, 4
+    rows = {r.method: r for r in cache_table(H, Dh, G, kv_lora_rank=4 * Dh, qk_rope_head_dim=Dh // 2)}
+    assert rows["MHA"].elements == 2 * H * Dh and rows["GQA"].elements == 2 * G * Dh
+    assert rows["MQA"].elements == 2 * Dh
+    assert rows["MLA"].elements == 4.5 * Dh  # DeepSeek-V2's choice Dc = 4·Dh, Dr = Dh/2
+    assert rows["MLA"].gqa_groups_equivalent == 2.25  # "like GQA with 2.25 groups"
+    assert rows["MHA"].gqa_groups_equivalent == H
+
+
+def test_invalid_ranks_and_inputs_raise():
+    for bad in [dict(kv_lora_rank=0), dict(q_lora_rank=-1), dict(qk_rope_head_dim=3),
+                dict(v_head_dim=0), dict(qk_nope_head_dim=-2)]:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            preset("test", attn_type="mla", **bad)
+    with pytest.raises(ValueError, match="qk_rope_head_dim=0"):
+        MLA(preset("test", attn_type="mla", qk_rope_head_dim=0))
+    with pytest.raises(ValueError, match="mode='fast'"):
+        MLA(preset("test", attn_type="mla"), mode="fast")
+    layer, x, cos, sin = layer_and_inputs(CONFIGS["no-q-lora"], T=5)
+    with pytest.raises(ValueError, match="expected \\(B, T, D=32\\)"):
+        layer(x[..., :16], cos[:5], sin[:5])
+    with pytest.raises(ValueError, match="expected \\(T=5, Dr=8\\)"):
+        layer(x, cos[:4], sin[:4])
+    with pytest.raises(ValueError, match="kv_lora_rank=0"):
+        mla_cache_bill(1, 4, 0, 16, 8, 16)
+    with pytest.raises(ValueError, match="n_groups=0"):
+        cache_table(4, 16, 0, 32, 8)
+
+
+# --- the peer: Hugging Face DeepseekV3Attention with copied weights ------------------------------
+def hf_layer(q_lora_rank, rope_interleave):
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
+        DeepseekV3Attention,
+        DeepseekV3RotaryEmbedding,
+    )
+
+    hf_cfg = tiny_deepseek_hf_config(q_lora_rank=q_lora_rank, rope_interleave=rope_interleave)
+    hf = randomise(DeepseekV3Attention(hf_cfg, layer_idx=1), std=0.1)
+    return hf, DeepseekV3RotaryEmbedding(hf_cfg)
+
+
+def hf_forward(hf, rotary, x, start=0, cache=None):
+    B, T, _ = x.shape
+    pos = torch.arange(start, start + T).expand(B, T)
+    cos, sin = rotary(x, pos)
+    S = start + T
+    mask = None if T == 1 else torch.full((T, S), float("-inf")).triu(start + 1)[None, None]
+    with torch.no_grad():
+        return hf(x, (cos, sin), mask, cache=cache)[0]
+
+
+@pytest.mark.parametrize("rope_interleave", [True, False])
+@pytest.mark.parametrize("q_lora_rank", [48, None])
+def test_layer_equals_hf_deepseek_v3_attention(q_lora_rank, rope_interleave):
+    from transformers import DynamicCache
+
+    hf, rotary = hf_layer(q_lora_rank, rope_interleave)
+    ours = from_hf(hf)  # dispatches to mla_from_hf
+    assert isinstance(ours, MLA) and ours.layer_idx == 1
+    assert ours.q_lora_rank == (q_lora_rank or 0)
+    cfg = hf.config
+    cos, sin = rope_tables(cfg.qk_rope_head_dim, cfg.max_position_embeddings, 10000.0)
+    x = torch.randn(2, 9, cfg.hidden_size)
+    expected = hf_forward(hf, rotary, x)
+    with torch.no_grad():
+        for mode in ["absorbed", "naive", "kv"]:
+            torch.testing.assert_close(ours(x, cos[:9], sin[:9], mode=mode), expected, atol=1e-5, rtol=1e-5)
+        # cached decoding against HF's own cache: prefill 5, then 4 single steps
+        hf_cache, our_cache = DynamicCache(config=cfg), KVCache(cfg.num_hidden_layers)
+        theirs = [hf_forward(hf, rotary, x[:, :5], cache=hf_cache)]
+        mine = [ours(x[:, :5], cos[:5], sin[:5], cache=our_cache)]
+        for t in range(5, 9):
+            theirs.append(hf_forward(hf, rotary, x[:, t:t + 1], start=t, cache=hf_cache))
+            mine.append(ours(x[:, t:t + 1], cos[t:t + 1], sin[t:t + 1], cache=our_cache))
+    torch.testing.assert_close(torch.cat(mine, 1), torch.cat(theirs, 1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(theirs, 1), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_interleaved_weights_need_the_permutation():
+    """Copying an interleaved checkpoint as if it were rotate-half gives the wrong answer."""
+    hf, rotary = hf_layer(48, rope_interleave=True)
+    cfg = hf.config
+    x = torch.randn(1, 9, cfg.hidden_size)
+    cos, sin = rope_tables(cfg.qk_rope_head_dim, cfg.max_position_embeddings, 10000.0)
+    cfg.rope_interleave = False  # lie about the layout: no permutation
+    unpermuted = mla_from_hf(hf)
+    cfg.rope_interleave = True
+    with torch.no_grad():
+        assert not torch.allclose(unpermuted(x, cos[:9], sin[:9]), hf_forward(hf, rotary, x), atol=1e-3)
+
+
+def test_yarn_and_mismatched_configs_are_refused():
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3Attention
+
+    yarn = tiny_deepseek_hf_config(rope_parameters={
+        "rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 16,
+        "rope_theta": 10000.0, "mscale": 1.0, "mscale_all_dim": 1.0, "beta_fast": 32, "beta_slow": 1})
+    with pytest.raises(ValueError, match="rope_type='yarn'.*mscale"):
+        mla_from_hf(DeepseekV3Attention(yarn, layer_idx=0))
+    hf, _ = hf_layer(48, True)
+    with pytest.raises(ValueError, match="kv_lora_rank"):
+        mla_from_hf(hf, cfg=preset("test", attn_type="mla", dim=64, q_lora_rank=48, kv_lora_rank=16))
