@@ -186,3 +186,65 @@ def tiny_deepseek_hf_config(**changes):
     cfg = DeepseekV3Config(**base)
     cfg._attn_implementation = "eager"
     return cfg
+
+
+def rope_deinterleave_perm(rope_dim: int) -> torch.Tensor:
+    """Row order that turns DeepSeek's interleaved RoPE pairs (x0, x1), (x2, x3), ... into our
+    rotate-half layout (x0, x2, ..., x1, x3, ...): exactly the reordering HF applies to q_pe and k_pe
+    before rotating when ``rope_interleave=True``. Permuting the weight rows once does it for free."""
+    return torch.cat([torch.arange(0, rope_dim, 2), torch.arange(1, rope_dim, 2)])
+
+
+def _check_plain_rope(hf_cfg) -> None:
+    params = getattr(hf_cfg, "rope_parameters", None) or getattr(hf_cfg, "rope_scaling", None) or {}
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in (None, "default"):
+        raise ValueError(f"rope_type={rope_type!r} is not supported by our MLA: YaRN (DeepSeek-V3's "
+                         "long-context setting) changes the RoPE frequencies and multiplies the softmax "
+                         "scale by mscale²; only plain RoPE (rope_type='default') is implemented")
+
+
+@register("DeepseekV3Attention")
+@torch.no_grad()
+def mla_from_hf(hf_attn, cfg: ModelConfig | None = None, mode: str = "absorbed", **overrides):
+    """Our ``helpers.mla.MLA`` with the weights of a Hugging Face ``DeepseekV3Attention``.
+
+    ``cfg`` defaults to ``deepseek_config(hf_attn.config, **overrides)`` (a full-model converter passes
+    its own). With ``rope_interleave=True`` (HF's default, DeepSeek's checkpoint layout) the RoPE rows
+    of the query up-projection (per head) and of ``kv_a_proj_with_mqa`` (its last Dr rows) are permuted
+    so our rotate-half RoPE gives HF's result. The layer index is HF's."""
+    from .mla import MLA
+
+    hf_cfg = hf_attn.config
+    _check_plain_rope(hf_cfg)
+    cfg = deepseek_config(hf_cfg, **overrides) if cfg is None else cfg
+    wanted = {"dim": hf_cfg.hidden_size, "n_heads": hf_cfg.num_attention_heads,
+              "q_lora_rank": hf_cfg.q_lora_rank or 0, "kv_lora_rank": hf_cfg.kv_lora_rank,
+              "qk_nope_head_dim": hf_cfg.qk_nope_head_dim, "qk_rope_head_dim": hf_cfg.qk_rope_head_dim,
+              "v_head_dim": hf_cfg.v_head_dim}
+    wrong = {k: (getattr(cfg, k), v) for k, v in wanted.items() if getattr(cfg, k) != v}
+    if wrong:
+        raise ValueError(f"cfg does not match the Hugging Face layer (ours, theirs): {wrong}")
+    dtype = hf_attn.kv_b_proj.weight.dtype
+    ours = MLA(cfg, hf_attn.layer_idx, mode=mode).to(device=hf_attn.kv_b_proj.weight.device, dtype=dtype)
+    H, Dn, Dr, Dc = cfg.n_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.kv_lora_rank
+    perm = rope_deinterleave_perm(Dr) if hf_cfg.rope_interleave else torch.arange(Dr)
+
+    def q_rows(w: torch.Tensor) -> torch.Tensor:  # (H·(Dn+Dr), in): reorder each head's RoPE rows
+        w = w.view(H, Dn + Dr, -1)  # (H, Dn + Dr, in)
+        return torch.cat([w[:, :Dn], w[:, Dn:][:, perm]], dim=1).reshape(H * (Dn + Dr), -1)
+
+    if cfg.q_lora_rank == 0:
+        ours.wq.weight.copy_(q_rows(hf_attn.q_proj.weight))
+    else:
+        ours.wq_a.weight.copy_(hf_attn.q_a_proj.weight)
+        ours.q_norm.weight.copy_(hf_attn.q_a_layernorm.weight)
+        ours.q_norm.eps = hf_attn.q_a_layernorm.variance_epsilon
+        ours.wq_b.weight.copy_(q_rows(hf_attn.q_b_proj.weight))
+    w = hf_attn.kv_a_proj_with_mqa.weight  # (Dc + Dr, D): [latent rows; RoPE key rows]
+    ours.wkv_a.weight.copy_(torch.cat([w[:Dc], w[Dc:][perm]], dim=0))
+    ours.kv_norm.weight.copy_(hf_attn.kv_a_layernorm.weight)
+    ours.kv_norm.eps = hf_attn.kv_a_layernorm.variance_epsilon
+    ours.wkv_b.weight.copy_(hf_attn.kv_b_proj.weight)
+    ours.wo.weight.copy_(hf_attn.o_proj.weight)
+    return ours.train(hf_attn.training)
