@@ -188,6 +188,37 @@ def tiny_deepseek_hf_config(**changes):
     return cfg
 
 
+@register("DeepseekV3MoE")
+@torch.no_grad()
+def moe_from_hf(hf_moe, cfg: ModelConfig | None = None, **overrides):
+    """Our ``helpers.moe.MoE`` with the weights of a Hugging Face ``DeepseekV3MoE``: router weight,
+    ``e_score_correction_bias`` → our selection bias, experts (fused ``gate_up_proj`` = [w1; w3]) and the
+    shared experts. ``cfg`` defaults to ``deepseek_config(hf_moe.config, **overrides)``."""
+    from .moe import MoE
+
+    cfg = cfg if cfg is not None else deepseek_config(hf_moe.config, **overrides)
+    weight = hf_moe.gate.weight
+    ours = MoE(cfg).to(dtype=weight.dtype)
+    ours.gate.weight.copy_(weight)
+    ours.gate.bias.copy_(hf_moe.gate.e_score_correction_bias)
+    ex, inter = hf_moe.experts, cfg.moe_inter_dim
+    for e, mine in enumerate(ours.experts):
+        if hasattr(ex, "gate_up_proj"):  # transformers >= 5: experts fused into 3-D tensors
+            mine.w1.weight.copy_(ex.gate_up_proj[e, :inter])
+            mine.w3.weight.copy_(ex.gate_up_proj[e, inter:])
+            mine.w2.weight.copy_(ex.down_proj[e])
+        else:  # older releases: a ModuleList of DeepseekV3MLP
+            mine.w1.weight.copy_(ex[e].gate_proj.weight)
+            mine.w3.weight.copy_(ex[e].up_proj.weight)
+            mine.w2.weight.copy_(ex[e].down_proj.weight)
+    if ours.shared_experts is not None:
+        s = hf_moe.shared_experts
+        ours.shared_experts.w1.weight.copy_(s.gate_proj.weight)
+        ours.shared_experts.w3.weight.copy_(s.up_proj.weight)
+        ours.shared_experts.w2.weight.copy_(s.down_proj.weight)
+    return ours.to(weight.device).eval()
+
+
 def rope_deinterleave_perm(rope_dim: int) -> torch.Tensor:
     """Row order that turns DeepSeek's interleaved RoPE pairs (x0, x1), (x2, x3), ... into our
     rotate-half layout (x0, x2, ..., x1, x3, ...): exactly the reordering HF applies to q_pe and k_pe

@@ -1,0 +1,380 @@
+"""Properties of helpers.moe: routing, balance losses, aux-loss-free bias, dispatch, HF parity."""
+
+import math
+
+import pytest
+import torch
+
+from helpers.config import ModelConfig
+from helpers.model import Transformer
+from helpers.moe import (
+    Gate,
+    MoE,
+    dispatch_grouped,
+    dispatch_loop,
+    load_entropy,
+    loss_free_update,
+    max_vio,
+    moe_layers,
+    seq_aux_loss,
+    switch_aux_loss,
+)
+
+
+def moe_cfg(**changes) -> ModelConfig:
+    base = dict(dim=32, n_layers=2, n_heads=4, inter_dim=64, max_seq_len=32, n_routed_experts=8,
+                n_activated_experts=2, moe_inter_dim=16)
+    base.update(changes)
+    return ModelConfig(**base)
+
+
+def randomise_gate(gate: Gate, std: float = 1.0) -> None:
+    """Spread the router's scores so routing decisions are far from ties."""
+    with torch.no_grad():
+        gate.weight.normal_(std=std)
+
+
+ROUTING_CONFIGS = {
+    "softmax": moe_cfg(),
+    "sigmoid": moe_cfg(score_func="sigmoid", route_scale=2.5),
+    "groups": moe_cfg(score_func="sigmoid", n_expert_groups=4, n_limited_groups=2, n_activated_experts=3),
+    "k1-unnormalised": moe_cfg(n_activated_experts=1, norm_topk_prob=False),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUTING_CONFIGS))
+def test_every_token_gets_exactly_k_distinct_experts(name):
+    cfg = ROUTING_CONFIGS[name]
+    gate = Gate(cfg)
+    randomise_gate(gate)
+    r = gate(torch.randn(40, cfg.dim))
+    K = cfg.n_activated_experts
+    assert r.indices.shape == (40, K)
+    assert all(len(set(row)) == K for row in r.indices.tolist())
+    assert int(r.indices.min()) >= 0 and int(r.indices.max()) < cfg.n_routed_experts
+    # the chosen experts are the K best (biased) scores when there is no group limit
+    if cfg.n_expert_groups == 1:
+        kth = r.scores.topk(K, dim=-1).values[:, -1:]
+        assert (r.scores.gather(1, r.indices) >= kth).all()
+
+
+@pytest.mark.parametrize("score_func", ["softmax", "sigmoid"])
+def test_renormalised_gates_sum_to_route_scale(score_func):
+    cfg = moe_cfg(score_func=score_func, route_scale=2.5, n_activated_experts=3)
+    gate = Gate(cfg)
+    randomise_gate(gate)
+    r = gate(torch.randn(30, cfg.dim))
+    torch.testing.assert_close(r.weights.sum(-1), torch.full((30,), 2.5))
+    # without renormalisation the gates are the raw scores times route_scale
+    raw = Gate(cfg.replace(norm_topk_prob=False))
+    raw.load_state_dict(gate.state_dict())
+    r2 = raw(torch.randn(30, cfg.dim))
+    torch.testing.assert_close(r2.weights, 2.5 * r2.scores.gather(1, r2.indices))
+
+
+def uniform_routing(N: int, E: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every expert gets exactly N·K/E assignments and every probability is 1/E."""
+    assert (N * K) % E == 0
+    indices = (torch.arange(N).unsqueeze(1) * K + torch.arange(K)) % E  # (N, K), distinct per row
+    probs = torch.full((N, E), 1.0 / E)
+    return probs, indices
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_balance_losses_equal_alpha_under_uniform_routing(K):
+    E, alpha = 8, 0.03
+    probs, indices = uniform_routing(16, E, K)
+    torch.testing.assert_close(switch_aux_loss(probs, indices, alpha), torch.tensor(alpha))
+    torch.testing.assert_close(seq_aux_loss(probs.view(2, 8, E), indices.view(2, 8, K), alpha),
+                               torch.tensor(alpha))
+
+
+def test_balance_losses_grow_under_imbalance():
+    E, K, alpha = 8, 2, 0.01
+    probs = torch.softmax(torch.randn(16, E), -1)
+    skew = torch.zeros(E)
+    skew[:2] = 5.0  # experts 0 and 1 favoured
+    skewed_probs = torch.softmax(torch.randn(16, E) + skew, -1)
+    collapsed = torch.tensor([[0, 1]] * 16)
+    _, uniform = uniform_routing(16, E, K)
+    assert switch_aux_loss(skewed_probs, collapsed, alpha) > 2 * alpha
+    assert switch_aux_loss(skewed_probs, collapsed, alpha) > switch_aux_loss(probs, uniform, alpha)
+    assert seq_aux_loss(skewed_probs.view(2, 8, E), collapsed.view(2, 8, K), alpha) > 2 * alpha
+    # with a single sequence the V3 sequence-wise loss is the Switch loss
+    torch.testing.assert_close(seq_aux_loss(skewed_probs.view(1, 16, E), collapsed.view(1, 16, K), alpha),
+                               switch_aux_loss(skewed_probs, collapsed, alpha))
+
+
+def test_switch_loss_uses_hard_counts():
+    E, K, alpha = 8, 2, 0.01
+    logits = torch.randn(24, E, requires_grad=True)
+    probs = logits.softmax(-1)
+    indices = probs.topk(K, dim=-1).indices
+    loss = switch_aux_loss(probs, indices, alpha)
+    # the gradient equals the one through P alone, with f held fixed at the hard counts
+    f = torch.bincount(indices.flatten(), minlength=E).float() / indices.numel()
+    expected = torch.autograd.grad(alpha * E * (f * probs.mean(0)).sum(), logits, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(loss, logits)[0], expected)
+    # a tiny change of the logits that keeps the argmax keeps f: the loss moves only through P
+    nudged = (logits + 1e-4 * torch.randn_like(logits)).softmax(-1)
+    assert torch.equal(nudged.topk(K, dim=-1).indices, indices)
+    loss2 = switch_aux_loss(nudged, indices, alpha)
+    manual = alpha * E * (f * nudged.mean(0)).sum()
+    torch.testing.assert_close(loss2, manual)
+
+
+def test_moe_balance_loss_by_mode():
+    x = torch.randn(2, 12, 32)
+    for mode in ["none", "loss_free"]:
+        assert MoE(moe_cfg(balance=mode))(x).balance_loss.item() == 0.0
+    aux = MoE(moe_cfg(balance="aux", aux_loss_alpha=0.5))
+    res = aux(x)
+    r = aux.gate(x.view(-1, 32))
+    torch.testing.assert_close(res.balance_loss, switch_aux_loss(r.probs, r.indices, 0.5))
+    seq = MoE(moe_cfg(balance="seq_aux", aux_loss_alpha=0.5, score_func="sigmoid"))
+    res = seq(x)
+    r = seq.gate(x.view(-1, 32))
+    expected = seq_aux_loss(r.probs.view(2, 12, 8), r.indices.view(2, 12, 2), 0.5)
+    torch.testing.assert_close(res.balance_loss, expected)
+    res.balance_loss.backward()
+    assert seq.gate.weight.grad is not None and seq.gate.weight.grad.abs().sum() > 0
+
+
+def test_bias_changes_selection_but_not_gate_values():
+    cfg = moe_cfg(score_func="sigmoid", route_scale=2.5)
+    gate = Gate(cfg)
+    randomise_gate(gate)
+    x = torch.randn(64, cfg.dim)
+    before = gate(x)
+    with torch.no_grad():
+        gate.bias[3] = 10.0  # expert 3 now wins every selection
+    after = gate(x)
+    assert (after.indices == 3).any(-1).all() and not (before.indices == 3).any(-1).all()
+    torch.testing.assert_close(after.scores, before.scores)  # scores ignore the bias
+    # gate values are the unbiased scores of the chosen experts, renormalised, times route_scale
+    chosen = after.scores.gather(1, after.indices)
+    torch.testing.assert_close(after.weights, 2.5 * chosen / chosen.sum(-1, keepdim=True))
+    # same chosen experts → same gate values, whatever the bias: a bias that does not change any
+    # token's selection leaves the gates bit-for-bit identical
+    with torch.no_grad():
+        gate.bias.zero_()
+        gate.bias += 1e-3 * torch.arange(8.0) / 8  # far smaller than the score gaps here
+    small = gate(x)
+    same = (small.indices.sort(-1).values == before.indices.sort(-1).values).all(-1)
+    assert same.float().mean() > 0.5
+    torch.testing.assert_close(small.weights.sort(-1).values[same], before.weights.sort(-1).values[same])
+
+
+def test_bias_is_a_buffer_and_gets_no_gradient():
+    model = Transformer(moe_cfg(balance="loss_free"))
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(n.endswith("gate.bias") for n in names)
+    assert any(n.endswith("gate.bias") for n in model.state_dict())  # saved with the model
+    layer = moe_layers(model)[0]
+    with torch.no_grad():
+        layer.gate.bias.normal_()
+    idx = torch.randint(0, 256, (2, 16))
+    model.run(idx, targets=idx).loss.backward()
+    assert layer.gate.bias.grad is None and not layer.gate.bias.requires_grad
+    assert layer.gate.weight.grad is not None
+
+
+def test_after_optimizer_step_moves_bias_toward_underloaded_experts():
+    gamma = 0.05
+    model = Transformer(moe_cfg(balance="loss_free", bias_update_speed=gamma)).train()
+    layers = moe_layers(model)
+    idx = torch.randint(0, 256, (2, 16))
+    out1, out2 = model.run(idx), model.run(idx)  # two forwards before one step: loads accumulate
+    loads = [a.counts + b.counts for a, b in zip(out1.moe, out2.moe)]
+    before = [m.gate.bias.clone() for m in layers]
+    model.after_optimizer_step()
+    for m, load, b0 in zip(layers, loads, before):
+        step = m.gate.bias - b0
+        expected = gamma * torch.sign(load.float().mean() - load.float())
+        torch.testing.assert_close(step, expected)
+        assert (step[load == load.max()] < 0).all() and (step[load == load.min()] > 0).all()
+        assert m.load.sum() == 0  # counts reset
+    # evaluation forwards do not count toward the next update, and other modes never move the bias
+    model.eval()
+    model.run(idx)
+    assert all(m.load.sum() == 0 for m in layers)
+    aux = Transformer(moe_cfg(balance="aux")).train()
+    aux.run(idx)
+    aux.after_optimizer_step()
+    assert all(m.gate.bias.abs().sum() == 0 for m in moe_layers(aux))
+
+
+def test_loss_free_update_function():
+    bias = torch.tensor([0.0, 0.1, -0.1, 0.0])
+    load = torch.tensor([10.0, 2.0, 4.0, 4.0])  # mean 5
+    torch.testing.assert_close(loss_free_update(bias, load, 0.01), torch.tensor([-0.01, 0.11, -0.09, 0.01]))
+
+
+def test_bias_balancing_reduces_max_vio():
+    """A router skewed toward a few experts becomes balanced by the bias rule alone."""
+    cfg = moe_cfg(score_func="sigmoid", balance="loss_free", bias_update_speed=0.05)
+    layer = MoE(cfg).train()
+    with torch.no_grad():
+        layer.gate.weight.normal_(std=0.3)
+        layer.gate.weight[:2] += 0.5 * torch.ones(cfg.dim)  # experts 0, 1 favoured by every token
+    x = torch.randn(4, 16, cfg.dim) + 0.5
+    with torch.no_grad():
+        start = layer(x).max_vio
+        for _ in range(60):
+            layer(x)
+            layer.after_optimizer_step()
+        end = layer(x).max_vio
+    assert start > 1.0 and end < 0.5 * start
+
+
+def test_group_limited_routing_stays_inside_top_groups():
+    cfg = moe_cfg(score_func="sigmoid", n_routed_experts=16, n_expert_groups=4, n_limited_groups=2,
+                  n_activated_experts=3)
+    gate = Gate(cfg)
+    randomise_gate(gate)
+    with torch.no_grad():
+        gate.bias.normal_(std=0.2)
+    x = torch.randn(50, cfg.dim)
+    r = gate(x)
+    biased = (r.scores + gate.bias).view(50, 4, 4)
+    group_scores = biased.topk(2, dim=-1).values.sum(-1)  # (N, G)
+    top_groups = group_scores.topk(2, dim=-1).indices.sort(-1).values
+    chosen_groups = r.indices // 4
+    for t in range(50):
+        assert set(chosen_groups[t].tolist()) <= set(top_groups[t].tolist())
+    # and the group limit changes decisions compared with plain top-K
+    free = Gate(cfg.replace(n_expert_groups=1, n_limited_groups=1))
+    free.load_state_dict(gate.state_dict())
+    assert not torch.equal(free(x).indices.sort(-1).values, r.indices.sort(-1).values)
+
+
+@pytest.mark.parametrize("shared", [0, 2])
+def test_dispatch_equals_reference_loop(shared):
+    cfg = moe_cfg(n_shared_experts=shared, n_activated_experts=3)
+    layer = MoE(cfg)
+    randomise_gate(layer.gate)
+    x = torch.randn(2, 10, cfg.dim, requires_grad=True)
+    fast = layer(x)
+    layer.dispatch = "loop"
+    slow = layer(x)
+    torch.testing.assert_close(fast.out, slow.out, atol=1e-6, rtol=1e-5)
+    # gradients agree too (experts and router weights)
+    g_fast = torch.autograd.grad(fast.out.square().sum(), [x, layer.gate.weight, layer.experts[0].w1.weight])
+    g_slow = torch.autograd.grad(slow.out.square().sum(), [x, layer.gate.weight, layer.experts[0].w1.weight])
+    for a, b in zip(g_fast, g_slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # and the functions directly, on an expert that gets no token
+    flat = x.detach().view(-1, cfg.dim)
+    idx = torch.randint(0, 7, (20, 1))  # expert 7 unused
+    w = torch.rand(20, 1)
+    torch.testing.assert_close(dispatch_grouped(flat, idx, w, layer.experts),
+                               dispatch_loop(flat, idx, w, layer.experts), atol=1e-6, rtol=1e-5)
+
+
+def test_moe_in_transformer_and_counts():
+    cfg = moe_cfg(n_dense_layers=1, n_layers=3, balance="aux")
+    model = Transformer(cfg)
+    assert len(moe_layers(model)) == 2
+    idx = torch.randint(0, 256, (2, 12))
+    out = model.run(idx, targets=idx)
+    assert len(out.moe) == 2
+    for res in out.moe:
+        assert res.out.shape == (2, 12, cfg.dim) and res.counts.shape == (8,)
+        assert int(res.counts.sum()) == 2 * 12 * 2  # N·K assignments
+        assert res.indices.shape == (2, 12, 2) and res.scores.shape == (2, 12, 8)
+    torch.testing.assert_close(out.aux_loss, sum(r.balance_loss for r in out.moe))
+
+
+def test_metrics():
+    assert max_vio(torch.tensor([4, 4, 4, 4])).item() == 0.0
+    assert max_vio(torch.tensor([8, 0, 0, 0])).item() == 3.0  # (8 − 2) / 2
+    assert load_entropy(torch.tensor([5, 5, 5, 5])).item() == pytest.approx(2.0)
+    assert load_entropy(torch.tensor([7, 0, 0, 0])).item() == pytest.approx(0.0)
+    batched = max_vio(torch.tensor([[1, 1], [3, 1]]))
+    torch.testing.assert_close(batched, torch.tensor([0.0, 0.5], dtype=torch.float64))
+    assert math.isclose(load_entropy(torch.ones(8)).item(), 3.0)
+
+
+def test_bad_configs_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="n_activated_experts=9 exceeds n_routed_experts=8"):
+        moe_cfg(n_activated_experts=9)
+    with pytest.raises(ValueError, match="n_routed_experts=8 is not divisible by n_expert_groups=3"):
+        moe_cfg(n_expert_groups=3)
+    with pytest.raises(ValueError, match="n_limited_groups=5 exceeds n_expert_groups=4"):
+        moe_cfg(n_expert_groups=4, n_limited_groups=5)
+    with pytest.raises(ValueError, match="cannot hold n_activated_experts=3"):
+        moe_cfg(n_expert_groups=4, n_limited_groups=1, n_activated_experts=3)
+    with pytest.raises(ValueError, match="n_activated_experts=0 must be positive"):
+        moe_cfg(n_activated_experts=0)
+    with pytest.raises(ValueError, match="balance='auxx'"):
+        moe_cfg(balance="auxx")
+    with pytest.raises(ValueError, match="n_routed_experts > 0"):
+        MoE(moe_cfg(n_routed_experts=0))
+    with pytest.raises(ValueError, match=r"shape \(B, T, D=32\)"):
+        MoE(moe_cfg())(torch.randn(4, 16))
+
+
+# --- peer check: Hugging Face DeepseekV3MoE with copied weights ------------------------------------
+HF_CASES = {
+    "groups-norm": dict(n_group=2, topk_group=1),
+    "groups-unnormalised": dict(n_group=4, topk_group=2, norm_topk_prob=False, routed_scaling_factor=1.7),
+    "16-experts-k3": dict(n_routed_experts=16, num_experts_per_tok=3, n_group=4, topk_group=2,
+                          routed_scaling_factor=0.6, n_shared_experts=2),
+    "no-groups": dict(n_group=1, topk_group=1),
+}
+
+
+def hf_moe(**changes):
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+
+    from helpers.interop import tiny_deepseek_hf_config
+
+    hcfg = tiny_deepseek_hf_config(**changes)
+    hcfg._experts_implementation = "eager"
+    hf = DeepseekV3MoE(hcfg).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(std=0.2)
+        hf.gate.e_score_correction_bias.normal_(std=0.1)  # nonzero, so the bias must be copied
+    return hf
+
+
+@pytest.mark.parametrize("case", list(HF_CASES))
+def test_moe_equals_hugging_face(case):
+    from helpers.interop import deepseek_config, from_hf, moe_from_hf
+
+    hf = hf_moe(**HF_CASES[case])
+    ours = from_hf(hf)
+    assert ours.cfg == deepseek_config(hf.config)
+    assert ours.cfg.n_expert_groups == hf.config.n_group and ours.cfg.score_func == "sigmoid"
+    torch.testing.assert_close(ours.gate.bias, hf.gate.e_score_correction_bias)
+    x = torch.randn(2, 16, hf.config.hidden_size)
+    with torch.no_grad():
+        ours_out, hf_out = ours(x), hf(x)
+        torch.testing.assert_close(ours_out.out, hf_out, atol=1e-5, rtol=1e-5)
+        # the router alone: same experts and same gate values (HF's top-k is unsorted)
+        _, hf_w, hf_i = hf.gate(x)
+        r = ours.gate(x.view(-1, hf.config.hidden_size))
+        hf_sorted, hf_order = hf_i.sort(-1)
+        ours_sorted, ours_order = r.indices.sort(-1)
+        assert torch.equal(ours_sorted, hf_sorted)
+        torch.testing.assert_close(r.weights.gather(1, ours_order), hf_w.gather(1, hf_order))
+    # reusable with an explicit config (the full-model converter passes its own)
+    again = moe_from_hf(hf, ours.cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x).out, hf_out, atol=1e-5, rtol=1e-5)
+
+
+def test_hf_bias_matters():
+    """Without copying e_score_correction_bias the selection differs: the parity test has teeth."""
+    from helpers.interop import from_hf
+
+    hf = hf_moe(n_group=2, topk_group=1)
+    with torch.no_grad():
+        hf.gate.e_score_correction_bias.normal_(std=0.5)
+    ours = from_hf(hf)
+    with torch.no_grad():
+        ours.gate.bias.zero_()
+    x = torch.randn(2, 16, hf.config.hidden_size)
+    with torch.no_grad():
+        assert not torch.allclose(ours(x).out, hf(x), atol=1e-4)
