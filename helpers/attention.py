@@ -58,13 +58,16 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     B, H, T, Dh = q.shape
     G, S = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(Dh) if scale is None else scale
-    qg = q.view(B, G, H // G, T, Dh)  # (B, G, H/G, T, Dh): query heads grouped by their K/V head
-    scores = qg @ k.unsqueeze(2).transpose(-1, -2) * scale  # (B, G, H/G, T, S)
+    # The H/G query heads of a group all read the same K/V head, so stack them as extra query rows:
+    # one (H/G·T, Dh) @ (Dh, S) product per group, and K/V are never copied H/G times (a broadcast
+    # matmul against k.unsqueeze(2) would materialise that copy and make GQA slower than MHA).
+    qg = q.reshape(B, G, H // G * T, Dh)  # (B, G, H/G·T, Dh): query heads grouped by their K/V head
+    scores = (qg @ k.transpose(-1, -2) * scale).view(B, G, H // G, T, S)  # (B, G, H/G, T, S)
     mask = causal_mask(T, S, q.device)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)  # (B, G, H/G, T, S)
-    out = (weights @ v.unsqueeze(2)).reshape(B, H, T, v.shape[-1])  # (B, H, T, Dv)
+    out = (weights.view(B, G, H // G * T, S) @ v).view(B, H, T, v.shape[-1])  # (B, H, T, Dv)
     if return_weights:
         return out, weights.reshape(B, H, T, S)
     return out
