@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import apply_rope, attend, causal_mask
@@ -67,24 +68,34 @@ def absorbed_attention_explicit(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: t
     q_lat: (B, H, T, Dc) queries already multiplied by W_UK; q_pe: (B, H, T, Dr) rotated;
     c_kv: (B, S, Dc) cached latents; k_pe: (B, S, Dr) cached rotated RoPE keys.
     Returns the weighted sum of *latents* per head, (B, H, T, Dc): W_UV is applied by the caller.
+    All H heads read the same latents, so the heads are stacked as H·T query rows of one matrix
+    product per sequence (the latents are never copied per head).
     """
-    T, S = q_lat.shape[2], c_kv.shape[1]
-    scores = (torch.einsum("bhtc,bsc->bhts", q_lat, c_kv)  # content term, over the latent
-              + torch.einsum("bhtr,bsr->bhts", q_pe, k_pe)) * scale  # position term, (B, H, T, S)
+    B, H, T, Dc = q_lat.shape
+    S = c_kv.shape[1]
+    scores = (q_lat.reshape(B, H * T, Dc) @ c_kv.transpose(1, 2)  # content term: q_lat · c_kv
+              + q_pe.reshape(B, H * T, -1) @ k_pe.transpose(1, 2))  # position term: q_pe · k_pe
+    scores = (scores * scale).view(B, H, T, S)  # (B, H, T, S)
     mask = causal_mask(T, S, q_lat.device)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)  # (B, H, T, S)
-    return torch.einsum("bhts,bsc->bhtc", weights, c_kv)  # (B, H, T, Dc)
+    return (weights.view(B, H * T, S) @ c_kv).view(B, H, T, Dc)  # (B, H, T, Dc)
 
 
 def absorbed_attention_sdpa(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor,
                             k_pe: torch.Tensor, scale: float) -> torch.Tensor:
-    """The same thing as multi-query attention: one shared key [c_kv; k_pe] (width Dc + Dr) and one
-    shared value c_kv (width Dc) for all H query heads [q_lat; q_pe], through the fused kernel."""
-    q = torch.cat([q_lat, q_pe], dim=-1)  # (B, H, T, Dc + Dr)
+    """The same thing through the fused kernel, as multi-query attention: one shared key
+    [c_kv; k_pe] (width Dc + Dr) and one shared value c_kv (width Dc) for the H·T query rows
+    [q_lat; q_pe]; the causal mask is repeated for each head's block of T rows."""
+    B, H, T, Dc = q_lat.shape
+    S = c_kv.shape[1]
+    q = torch.cat([q_lat, q_pe], dim=-1).reshape(B, 1, H * T, -1)  # (B, 1, H·T, Dc + Dr)
     k = torch.cat([c_kv, k_pe], dim=-1).unsqueeze(1)  # (B, 1, S, Dc + Dr)
-    return attend(q, k, c_kv.unsqueeze(1), "sdpa", scale)  # (B, H, T, Dc)
+    mask = causal_mask(T, S, q_lat.device)
+    mask = None if mask is None else mask.repeat(H, 1)  # (H·T, S): row h·T + t is query t of head h
+    out = F.scaled_dot_product_attention(q, k, c_kv.unsqueeze(1), attn_mask=mask, scale=scale)
+    return out.view(B, H, T, Dc)  # (B, H, T, Dc)
 
 
 class MLA(nn.Module):
