@@ -1,0 +1,112 @@
+"""Self-speculative greedy decoding with the MTP module as the drafter (DeepSeek-V3 §2.2, §5.4.3).
+
+Plain cached greedy decoding (``helpers.generate``) spends one main-model forward pass per token.
+Here MTP module 1, which predicts the token *after next*, drafts it for free from the hidden state
+the main model just produced; the next main forward pass then checks the draft while it computes
+the following token anyway:
+
+    committed t_0 .. t_m (t_m chosen but not yet fed), draft d for t_{m+1}
+    main forward on [t_m, d] (2 positions, with the KV cache) -> greedy a_0 = t_{m+1}, a_1
+    a_0 == d : accept, t_{m+1} = d and t_{m+2} = a_1       (2 tokens for one forward pass)
+    a_0 != d : reject, t_{m+1} = a_0, crop d off the cache  (1 token, as plain decoding)
+
+Either way every emitted token is the main model's own argmax given the tokens before it, so the
+output is identical to plain greedy decoding (``tests/test_speculative.py`` checks it); speculation
+only changes how many forward passes it takes. The MTP block keeps its own cache, and only ever
+receives positions whose inputs are final, so it never needs rolling back.
+
+Stats: acceptance rate = accepted / drafted; tokens per forward = new tokens / main forward passes
+(prefill included; plain cached greedy decoding has exactly 1). Greedy only, batch of one.
+
+Glossary: B batch (1 here), T prompt length, n new positions, D model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .generate import check_request
+
+
+@dataclass
+class SpeculativeResult:
+    tokens: torch.Tensor  # (1, T + n) prompt followed by the new tokens
+    new_tokens: int  # n
+    forward_passes: int  # main-model forward passes, the prefill included
+    drafted: int  # drafts the main model checked
+    accepted: int  # drafts it confirmed
+    accepted_mask: list[bool] = field(default_factory=list)  # per new token: was it an accepted draft?
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else float("nan")
+
+    @property
+    def tokens_per_forward(self) -> float:
+        return self.new_tokens / self.forward_passes if self.forward_passes else float("nan")
+
+
+def check_speculative(model, idx: torch.Tensor, max_new_tokens: int) -> None:
+    if getattr(model, "mtp", None) is None or model.config.mtp_depth < 1:
+        raise ValueError(f"self-speculative decoding needs MTP modules to draft with, but the model has "
+                         f"mtp_depth={model.config.mtp_depth}; build it with mtp_depth >= 1")
+    if getattr(model.mtp, "target_shift", 0) != 0:
+        raise ValueError(f"the MTP modules are wired with target_shift={model.mtp.target_shift}; only "
+                         "the correct wiring (0) drafts the token after next")
+    check_request(model, idx, max_new_tokens)
+    if idx.shape[0] != 1:
+        raise ValueError(f"speculative decoding here handles one sequence at a time, got batch "
+                         f"B={idx.shape[0]} (rows would accept different numbers of drafts)")
+
+
+@torch.no_grad()
+def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int) -> SpeculativeResult:
+    """Greedy decoding of ``max_new_tokens`` tokens after ``idx`` (1, T), drafting with MTP module 1."""
+    check_speculative(model, idx, max_new_tokens)
+    was_training = model.training
+    model.eval()
+    n_target = max_new_tokens
+    tokens = idx
+    if n_target == 0:
+        model.train(was_training)
+        return SpeculativeResult(tokens, 0, 0, 0, 0)
+    cache, mtp_cache = model.new_cache(), model.mtp.new_cache(model.config)
+    # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
+    out = model.run(idx, cache=cache)
+    tokens = torch.cat([tokens, out.logits[:, -1:].argmax(-1)], dim=1)  # (1, T + 1): t_T
+    forwards, drafted, accepted, mask = 1, 0, 0, [False]
+    draft = None
+    if n_target >= 3:  # a draft pays only when at least two more tokens are wanted
+        ahead = tokens[:, 1:]  # (1, T): t_{i+1} for every prompt position i
+        draft = model.mtp.draft_logits(model, out.hidden, ahead, mtp_cache)[:, -1:].argmax(-1)  # (1, 1)
+    while tokens.shape[1] - idx.shape[1] < n_target:
+        m = cache.length  # position of the committed-but-unfed token t_m
+        if draft is None:  # the last token: a plain cached step
+            out = model.run(tokens[:, -1:], cache=cache)
+            tokens = torch.cat([tokens, out.logits[:, -1:].argmax(-1)], dim=1)
+            forwards += 1
+            mask.append(False)
+            continue
+        out = model.run(torch.cat([tokens[:, -1:], draft], dim=1), cache=cache)  # logits (1, 2, V)
+        forwards += 1
+        drafted += 1
+        greedy = out.logits.argmax(-1)  # (1, 2): the main model's choice after t_m and after d
+        if torch.equal(greedy[:, :1], draft):
+            accepted += 1
+            new = greedy  # (1, 2): d (confirmed) and the token after it
+            hidden = out.hidden  # (1, 2, D): positions m and m+1 are both final
+            mask += [True, False]
+        else:
+            new = greedy[:, :1]  # (1, 1): the main model's own token replaces the draft
+            cache.crop(m + 1)  # forget the draft's position
+            hidden = out.hidden[:, :1]  # (1, 1, D): position m never saw the draft (causal)
+            mask.append(False)
+        tokens = torch.cat([tokens, new], dim=1)  # (1, T + produced)
+        draft = None
+        if n_target - (tokens.shape[1] - idx.shape[1]) >= 2:
+            logits = model.mtp.draft_logits(model, hidden, new, mtp_cache)  # (1, n, V)
+            draft = logits[:, -1:].argmax(-1)  # (1, 1): guess for the token after the newest one
+    model.train(was_training)
+    return SpeculativeResult(tokens, n_target, forwards, drafted, accepted, mask)

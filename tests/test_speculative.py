@@ -1,0 +1,109 @@
+"""Self-speculative decoding: output identical to plain greedy, whatever the drafts; honest stats."""
+
+import pytest
+import torch
+
+from helpers import generate
+from helpers.config import preset
+from helpers.model import Transformer
+from helpers.speculative import speculative_generate
+
+
+def mtp_model(seed: int = 0, **changes) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(preset("test", mtp_depth=1, **changes)).eval()
+
+
+@pytest.mark.parametrize("prompt_len,n", [(1, 1), (1, 12), (5, 20), (9, 23)])
+def test_identical_to_plain_greedy_untrained(prompt_len, n):
+    model = mtp_model()
+    for seed in range(3):
+        prompt = torch.randint(0, 256, (1, prompt_len), generator=torch.Generator().manual_seed(seed))
+        res = speculative_generate(model, prompt, n)
+        assert torch.equal(res.tokens, generate(model, prompt, n))
+        assert res.new_tokens == n == len(res.accepted_mask)
+        assert res.forward_passes == n - res.accepted_mask.count(True)  # an accepted draft saves one
+
+
+def drafter(model, plain: torch.Tensor, right: torch.Tensor):
+    """Replace module 1's draft by the plain greedy token (an oracle) where ``right`` says so and by
+    a wrong token elsewhere, while the real module still runs (so its cache stays in step)."""
+    real = model.mtp.draft_logits
+    calls = []
+
+    def draft_logits(m, hidden, tokens_ahead, cache):
+        logits = real(m, hidden, tokens_ahead, cache).clone()
+        pos = cache.length - 1 + 2  # the last position's draft is for t_{pos}
+        if pos < plain.shape[1]:
+            good = plain[0, pos].item()
+            choice = good if right[len(calls) % len(right)] else (good + 1) % logits.shape[-1]
+            logits[:, -1] = -1e4
+            logits[:, -1, choice] = 1e4
+        calls.append(pos)
+        return logits
+
+    model.mtp.draft_logits = draft_logits
+    return calls
+
+
+@pytest.mark.parametrize("pattern", [[True], [False], [True, False, True, True, False]])
+def test_identical_whatever_the_drafts_and_the_stats_add_up(pattern):
+    model = mtp_model(1)
+    prompt = torch.randint(0, 256, (1, 4))
+    n = 24
+    plain = generate(model, prompt, n)
+    drafter(model, plain, pattern)
+    res = speculative_generate(model, prompt, n)
+    assert torch.equal(res.tokens, plain)
+    if pattern == [True]:
+        assert res.acceptance_rate == 1.0
+        # every step after the prefill yields two tokens, except a lone last one
+        assert res.forward_passes == 1 + (n - 1) // 2 + (n - 1) % 2
+    if pattern == [False]:
+        assert res.accepted == 0 and res.tokens_per_forward == 1.0
+    assert res.forward_passes == n - res.accepted  # each accepted draft saves one pass
+    assert res.drafted <= res.forward_passes - 1  # the prefill and a lone last step draft nothing
+    assert res.new_tokens == sum(1 for _ in res.accepted_mask) == n
+    assert res.accepted == sum(res.accepted_mask)
+    assert res.tokens_per_forward == pytest.approx(n / res.forward_passes)
+
+
+def test_real_drafts_match_the_mtp_module_on_the_final_sequence():
+    # the drafts the decoder makes are module 1's greedy guesses given the committed prefix
+    model = mtp_model(2)
+    prompt = torch.randint(0, 256, (1, 3))
+    res = speculative_generate(model, prompt, 15)
+    seq = res.tokens
+    targets = torch.roll(seq, -1, 1)
+    targets[:, -1] = -100
+    full = model.run(seq, targets=targets).mtp.logits[0].argmax(-1)  # (1, T-1): guess for t_{i+2}
+    for j, accepted in enumerate(res.accepted_mask):
+        if accepted:  # token at position p was a draft made at position p - 2
+            p = prompt.shape[1] + j
+            assert full[0, p - 2] == seq[0, p]
+
+
+def test_near_the_context_limit_and_zero_tokens():
+    model = mtp_model(3)
+    limit = model.config.max_seq_len
+    prompt = torch.randint(0, 256, (1, limit - 5))
+    res = speculative_generate(model, prompt, 5)
+    assert torch.equal(res.tokens, generate(model, prompt, 5))
+    assert torch.equal(speculative_generate(model, prompt, 0).tokens, prompt)
+
+
+def test_bad_inputs_raise_clear_errors():
+    plain = Transformer(preset("test"))
+    prompt = torch.randint(0, 256, (1, 4))
+    with pytest.raises(ValueError, match="mtp_depth=0"):
+        speculative_generate(plain, prompt, 4)
+    model = mtp_model()
+    with pytest.raises(ValueError, match="B=2"):
+        speculative_generate(model, torch.randint(0, 256, (2, 4)), 4)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        speculative_generate(model, prompt, model.config.max_seq_len)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        speculative_generate(model, prompt, -1)
+    model.mtp.target_shift = -1
+    with pytest.raises(ValueError, match="target_shift=-1"):
+        speculative_generate(model, prompt, 4)
