@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 ATTN_TYPES = ("mha", "mla")
 ATTN_IMPLS = ("sdpa", "explicit")
 SCORE_FUNCS = ("softmax", "sigmoid")
-BALANCE_MODES = ("none", "aux", "seq_aux", "loss_free")
+BALANCE_MODES = ("none", "aux", "seq_aux", "loss_free", "loss_free+seq_aux")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class ModelConfig:
     score_func: str = "softmax"  # router scores: "softmax" (V2, Switch) or "sigmoid" (V3)
     route_scale: float = 1.0  # gate multiplier (V3: 2.5)
     norm_topk_prob: bool = True  # renormalise gates over the chosen K experts
-    balance: str = "none"  # "none", "aux" (Switch), "seq_aux" (V3 sequence-wise), "loss_free"
+    balance: str = "none"  # "none", "aux" (Switch), "seq_aux" (V3 sequence-wise), "loss_free",
+    # or "loss_free+seq_aux": DeepSeek-V3's recipe, bias balancing plus the tiny sequence-wise loss
     aux_loss_alpha: float = 0.01  # α: weight of the balance loss
     bias_update_speed: float = 0.001  # γ (u): step of the aux-loss-free bias update
     # --- multi-token prediction (DeepSeek-V3 §2.2) ----------------------------------------------

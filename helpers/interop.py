@@ -2,7 +2,9 @@
 
 The peer is the independent reference: if our module, loaded with the peer's weights, gives the
 peer's logits, both implement the same function. ``from_hf`` dispatches on the model's class; each
-architecture has a converter registered in ``CONVERTERS`` (Llama here; later lessons add DeepSeek-V3).
+architecture has a converter registered in ``CONVERTERS`` (Llama; DeepSeek-V3's attention, its MoE
+layer and the whole ``DeepseekV3ForCausalLM``). ``to_hf`` goes the other way: MLA models export to
+``DeepseekV3ForCausalLM``, plain MHA/GQA models to ``LlamaForCausalLM``.
 """
 
 from __future__ import annotations
@@ -279,3 +281,190 @@ def mla_from_hf(hf_attn, cfg: ModelConfig | None = None, mode: str = "absorbed",
     ours.wkv_b.weight.copy_(hf_attn.kv_b_proj.weight)
     ours.wo.weight.copy_(hf_attn.o_proj.weight)
     return ours.train(hf_attn.training)
+
+
+# --- DeepSeek-V3, the whole model (lesson 06) ----------------------------------------------------------
+def check_deepseek_supported(hf_cfg) -> None:
+    """Raise ``ValueError`` naming the field if a ``DeepseekV3Config`` asks for something our model does
+    not implement: RoPE scaling (YaRN, DeepSeek-V3's long-context setting), K/V head repetition, biases,
+    another activation, another router (the older remote-code configs' ``scoring_func``/``topk_method``),
+    or groups too small for V3's top-2 group score."""
+    _check_plain_rope(hf_cfg)
+    _check_unsupported(hf_cfg, attention_bias=False, hidden_act="silu", pretraining_tp=1,
+                       scoring_func="sigmoid", topk_method="noaux_tc")
+    kv_heads = getattr(hf_cfg, "num_key_value_heads", None)
+    if kv_heads not in (None, hf_cfg.num_attention_heads):
+        raise ValueError(f"Hugging Face config field num_key_value_heads={kv_heads} is not supported: MLA "
+                         f"needs it equal to num_attention_heads={hf_cfg.num_attention_heads} (every head "
+                         "reads the shared latent)")
+    n_moe = hf_cfg.num_hidden_layers - (hf_cfg.first_k_dense_replace or 0)
+    if n_moe > 0:
+        E, groups = hf_cfg.n_routed_experts or 0, hf_cfg.n_group or 1
+        if E <= 0:
+            raise ValueError(f"Hugging Face config field n_routed_experts={E} must be positive when "
+                             f"first_k_dense_replace={hf_cfg.first_k_dense_replace} leaves MoE layers")
+        if E % groups or E // groups < 2:
+            raise ValueError(f"Hugging Face config fields n_routed_experts={E}, n_group={groups}: each group "
+                             "needs at least 2 experts (a group is scored by its top-2 experts)")
+
+
+def _is_moe_layer(hf_cfg, layer_idx: int) -> bool:
+    return layer_idx >= (hf_cfg.first_k_dense_replace or 0)
+
+
+@register("DeepseekV3ForCausalLM")
+@torch.no_grad()
+def deepseek_from_hf(hf_model, **overrides) -> Transformer:
+    """Our DeepSeek-V3-shaped ``Transformer`` with the weights of a ``DeepseekV3ForCausalLM``.
+
+    Embedding, per layer the two norms, MLA (``mla_from_hf``, RoPE rows de-interleaved when
+    ``rope_interleave``), the dense MLP of the first ``first_k_dense_replace`` layers and DeepSeekMoE
+    after (``moe_from_hf``, router bias included), the final norm and the head. The Hugging Face model
+    has no MTP module (the released checkpoints keep it as layer 61, which transformers skips), so ours
+    gets none unless ``overrides`` ask for ``mtp_depth`` (then freshly initialised)."""
+    hf_cfg = hf_model.config
+    check_deepseek_supported(hf_cfg)
+    if all(not _is_moe_layer(hf_cfg, i) for i in range(hf_cfg.num_hidden_layers)):
+        overrides = {"n_routed_experts": 0, "n_shared_experts": 0, "n_dense_layers": 0,
+                     "n_expert_groups": 1, "n_limited_groups": 1, **overrides}  # a dense MLA model
+    cfg = deepseek_config(hf_cfg, **overrides)
+    ours = Transformer(cfg).to(dtype=hf_model.dtype)
+    src = hf_model.model
+    ours.tok_emb.weight.copy_(src.embed_tokens.weight)
+    for i, (mine, theirs) in enumerate(zip(ours.layers, src.layers)):
+        mine.attn_norm.weight.copy_(theirs.input_layernorm.weight)
+        mine.ffn_norm.weight.copy_(theirs.post_attention_layernorm.weight)
+        mine.attn = mla_from_hf(theirs.self_attn, cfg)
+        if cfg.layer_is_moe(i):
+            mine.ffn = moe_from_hf(theirs.mlp, cfg)
+        else:
+            m = theirs.mlp
+            mine.ffn.w1.weight.copy_(m.gate_proj.weight)
+            mine.ffn.w3.weight.copy_(m.up_proj.weight)
+            mine.ffn.w2.weight.copy_(m.down_proj.weight)
+    ours.norm.weight.copy_(src.norm.weight)
+    if not cfg.tie_embeddings:
+        ours.head.weight.copy_(hf_model.lm_head.weight)
+    return ours.to(device=hf_model.device, dtype=hf_model.dtype).eval()
+
+
+def deepseek_hf_config(cfg: ModelConfig, rope_interleave: bool = False):
+    """A ``transformers.DeepseekV3Config`` with the sizes of our MLA (+ DeepSeekMoE) config.
+
+    ``rope_interleave=False`` keeps our rotate-half RoPE layout; ``True`` gives DeepSeek's checkpoint
+    layout (``to_hf`` then interleaves the RoPE rows). MTP modules have no place in it (see ``to_hf``)."""
+    from transformers import DeepseekV3Config
+
+    if cfg.attn_type != "mla":
+        raise ValueError(f"deepseek_hf_config needs attn_type='mla', got attn_type={cfg.attn_type!r} "
+                         "(plain MHA/GQA models export as Llama: llama_hf_config)")
+    if cfg.is_moe and cfg.score_func != "sigmoid":
+        raise ValueError(f"score_func={cfg.score_func!r} cannot be exported: DeepseekV3TopkRouter scores "
+                         "with a sigmoid")
+    E = cfg.n_routed_experts
+    if cfg.is_moe and cfg.n_expert_groups > 1 and E // cfg.n_expert_groups < 2:
+        raise ValueError(f"n_routed_experts={E}, n_expert_groups={cfg.n_expert_groups}: Hugging Face scores "
+                         "a group by its top-2 experts, so each group needs at least 2")
+    if cfg.is_moe and cfg.n_expert_groups == 1 and E < 2:
+        raise ValueError(f"n_routed_experts={E}: Hugging Face's router needs at least 2 experts per group")
+    moe = dict(n_routed_experts=E, n_shared_experts=cfg.n_shared_experts, n_group=cfg.n_expert_groups,
+               topk_group=cfg.n_limited_groups, num_experts_per_tok=cfg.n_activated_experts,
+               first_k_dense_replace=cfg.n_dense_layers)
+    if not cfg.is_moe:  # every layer dense: the MoE fields are never read
+        moe = dict(n_routed_experts=2, n_shared_experts=1, n_group=1, topk_group=1, num_experts_per_tok=1,
+                   first_k_dense_replace=cfg.n_layers)
+    hf_cfg = DeepseekV3Config(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.inter_dim,
+        moe_intermediate_size=cfg.moe_inter_dim, num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
+        routed_scaling_factor=cfg.route_scale, kv_lora_rank=cfg.kv_lora_rank,
+        q_lora_rank=cfg.q_lora_rank or None, qk_rope_head_dim=cfg.qk_rope_head_dim,
+        v_head_dim=cfg.v_head_dim, qk_nope_head_dim=cfg.qk_nope_head_dim, norm_topk_prob=cfg.norm_topk_prob,
+        max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        rope_interleave=rope_interleave, tie_word_embeddings=cfg.tie_embeddings, num_mtp_layers=0,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, **moe)
+    hf_cfg._attn_implementation = "eager"
+    return hf_cfg
+
+
+@torch.no_grad()
+def deepseek_to_hf(model: Transformer, rope_interleave: bool = False):
+    """Our MLA (+ DeepSeekMoE) model → a ``DeepseekV3ForCausalLM`` with the same weights (float32 or our
+    dtype, our device). The MTP modules are left out: transformers' DeepSeek-V3 has none. Every Hugging
+    Face parameter is first filled with NaN, so one we forgot to copy cannot hide: it raises."""
+    from transformers import DeepseekV3ForCausalLM
+
+    from .mla import MLA
+    from .moe import MoE
+
+    cfg = model.config
+    hf_cfg = deepseek_hf_config(cfg, rope_interleave)
+    hf = DeepseekV3ForCausalLM(hf_cfg).to(device=model.device, dtype=model.tok_emb.weight.dtype).eval()
+    for p in hf.parameters():
+        p.fill_(float("nan"))
+    H, Dn, Dr, Dc = cfg.n_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.kv_lora_rank
+    perm = rope_deinterleave_perm(Dr) if rope_interleave else torch.arange(Dr)
+    inv = perm.argsort()  # ours[perm] = theirs  ⇔  theirs = ours[perm.argsort()]
+
+    def q_rows(w: torch.Tensor) -> torch.Tensor:  # (H·(Dn+Dr), in): back to the checkpoint's RoPE order
+        w = w.view(H, Dn + Dr, -1)  # (H, Dn + Dr, in)
+        return torch.cat([w[:, :Dn], w[:, Dn:][:, inv]], dim=1).reshape(H * (Dn + Dr), -1)
+
+    src = hf.model
+    src.embed_tokens.weight.copy_(model.tok_emb.weight)
+    for i, (mine, theirs) in enumerate(zip(model.layers, src.layers)):
+        theirs.input_layernorm.weight.copy_(mine.attn_norm.weight)
+        theirs.post_attention_layernorm.weight.copy_(mine.ffn_norm.weight)
+        a, t = mine.attn, theirs.self_attn
+        if not isinstance(a, MLA):
+            raise ValueError(f"layer {i} attention is {type(a).__name__}, expected MLA")
+        if cfg.q_lora_rank == 0:
+            t.q_proj.weight.copy_(q_rows(a.wq.weight))
+        else:
+            t.q_a_proj.weight.copy_(a.wq_a.weight)
+            t.q_a_layernorm.weight.copy_(a.q_norm.weight)
+            t.q_a_layernorm.variance_epsilon = a.q_norm.eps
+            t.q_b_proj.weight.copy_(q_rows(a.wq_b.weight))
+        w = a.wkv_a.weight  # (Dc + Dr, D)
+        t.kv_a_proj_with_mqa.weight.copy_(torch.cat([w[:Dc], w[Dc:][inv]], dim=0))
+        t.kv_a_layernorm.weight.copy_(a.kv_norm.weight)
+        t.kv_a_layernorm.variance_epsilon = a.kv_norm.eps
+        t.kv_b_proj.weight.copy_(a.wkv_b.weight)
+        t.o_proj.weight.copy_(a.wo.weight)
+        f, m = mine.ffn, theirs.mlp
+        if isinstance(f, MoE):
+            m.gate.weight.copy_(f.gate.weight)
+            m.gate.e_score_correction_bias.copy_(f.gate.bias)
+            for e, expert in enumerate(f.experts):
+                m.experts.gate_up_proj[e].copy_(torch.cat([expert.w1.weight, expert.w3.weight], dim=0))
+                m.experts.down_proj[e].copy_(expert.w2.weight)
+            shared = f.shared_experts
+            if shared is not None:
+                m.shared_experts.gate_proj.weight.copy_(shared.w1.weight)
+                m.shared_experts.up_proj.weight.copy_(shared.w3.weight)
+                m.shared_experts.down_proj.weight.copy_(shared.w2.weight)
+        else:
+            m.gate_proj.weight.copy_(f.w1.weight)
+            m.up_proj.weight.copy_(f.w3.weight)
+            m.down_proj.weight.copy_(f.w2.weight)
+    src.norm.weight.copy_(model.norm.weight)
+    if not cfg.tie_embeddings:
+        hf.lm_head.weight.copy_(model.head.weight)
+    missed = [n for n, p in hf.named_parameters() if p.numel() and not torch.isfinite(p).all()]
+    if missed:
+        raise RuntimeError(f"to_hf left Hugging Face parameters uncopied: {missed[:5]}")
+    return hf
+
+
+def to_hf(model: Transformer, **kwargs):
+    """Export our model to transformers: MLA models → ``DeepseekV3ForCausalLM`` (``deepseek_to_hf``),
+    plain MHA/GQA models → ``LlamaForCausalLM`` (``llama_to_hf``)."""
+    cfg = model.config
+    if cfg.attn_type == "mla":
+        return deepseek_to_hf(model, **kwargs)
+    if cfg.is_moe or cfg.mtp_depth:
+        raise ValueError(f"to_hf: an attn_type='mha' model with n_routed_experts={cfg.n_routed_experts} / "
+                         f"mtp_depth={cfg.mtp_depth} has no transformers counterpart here; export MLA "
+                         "models (DeepseekV3ForCausalLM) or plain MHA/GQA ones (LlamaForCausalLM)")
+    return llama_to_hf(model, **kwargs)

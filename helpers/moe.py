@@ -20,6 +20,8 @@ of the official ``inference/model.py`` classes ``Gate`` and ``MoE``:
   * ``"loss_free"``: auxiliary-loss-free balancing (Wang et al. 2024, arXiv 2408.15664, Algorithm 1):
     after each optimiser step ``b_i += γ · sign(mean load − load_i)`` with the loads counted since the
     previous step (``MoE.after_optimizer_step``, called by ``Transformer.after_optimizer_step``).
+  * ``"loss_free+seq_aux"``: both, DeepSeek-V3's own recipe (the bias does the balancing; the
+    sequence-wise loss with a tiny α, 0.0001 in V3, only guards against extreme imbalance in one sequence).
 - Metrics: ``max_vio`` (Wang et al.: (max load − mean load) / mean load) and ``load_entropy``.
 
 Two dispatch paths compute the same routed output and are tested equal: ``dispatch_grouped`` sorts the
@@ -234,7 +236,7 @@ class MoE(nn.Module):
             self.load += counts.to(self.load.dtype)
         if cfg.balance == "aux":
             balance = switch_aux_loss(r.probs, r.indices, cfg.aux_loss_alpha)
-        elif cfg.balance == "seq_aux":
+        elif cfg.balance in ("seq_aux", "loss_free+seq_aux"):
             balance = seq_aux_loss(r.probs.view(B, T, -1), r.indices.view(B, T, -1), cfg.aux_loss_alpha)
         else:
             balance = r.probs.new_zeros(())
@@ -245,7 +247,7 @@ class MoE(nn.Module):
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
         """Aux-loss-free balancing: nudge the bias toward the under-loaded experts, reset the counts."""
-        if self.cfg.balance == "loss_free" and self.load.sum() > 0:
+        if self.cfg.balance in ("loss_free", "loss_free+seq_aux") and self.load.sum() > 0:
             self.gate.bias.copy_(loss_free_update(self.gate.bias, self.load, self.cfg.bias_update_speed))
         self.load.zero_()
 

@@ -68,8 +68,10 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 @torch.no_grad()
 def evaluate(model, data: Corpus, *, batch_size: int = 16, seq_len: int = 64, iters: int = 8,
-             seed: int = 1234, split: str = "val", domain: str | None = None) -> float:
-    """Mean next-token loss over ``iters`` fixed batches (same seed → same batches every call)."""
+             seed: int = 1234, split: str = "val", domain: str | None = None,
+             autocast: torch.dtype | None = None) -> float:
+    """Mean next-token loss over ``iters`` fixed batches (same seed → same batches every call).
+    ``autocast`` (e.g. ``torch.bfloat16``) runs the forward passes under ``torch.autocast``."""
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -77,17 +79,25 @@ def evaluate(model, data: Corpus, *, batch_size: int = 16, seq_len: int = 64, it
     for _ in range(iters):
         b = data.get_batch(split, batch_size, seq_len, generator=gen, device=model.device,
                            domain=domain)
-        losses.append(model.run(b.x, targets=b.y).main_loss.item())
+        with _autocast(model.device, autocast):
+            losses.append(model.run(b.x, targets=b.y).main_loss.item())
     model.train(was_training)
     return sum(losses) / len(losses)
 
 
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision for the forward pass (weights and optimiser stay float32); off when dtype is None."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
-          callback: Callable | None = None, progress: bool = True, **overrides) -> History:
+          callback: Callable | None = None, progress: bool = True,
+          autocast: torch.dtype | None = None, **overrides) -> History:
     """Train ``model`` on ``data``; returns a ``History``.
 
     ``overrides`` change fields of ``tc`` (``train(model, data, steps=200)``). ``callback(step, out,
     batch)`` runs after every optimiser step with the step's ``ModelOutput``: the live widgets use it.
+    ``autocast=torch.bfloat16`` runs forward passes under ``torch.autocast`` (GPU kernels).
     """
     tc = TrainConfig(**{**(tc.__dict__ if tc else {}), **overrides})
     device = torch.device(device) if device is not None else pick_device()
@@ -106,7 +116,8 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         batch = data.get_batch("train", tc.batch_size, tc.seq_len, generator=gen, device=device)
-        out = model.run(batch.x, targets=batch.y)
+        with _autocast(device, autocast):
+            out = model.run(batch.x, targets=batch.y)
         loss = out.loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step} "
@@ -127,7 +138,7 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
             t_eval = time.perf_counter()
             hist.val_step.append(step)
             hist.val_loss.append(evaluate(model, data, batch_size=tc.batch_size,
-                                          seq_len=tc.seq_len, iters=tc.eval_iters))
+                                          seq_len=tc.seq_len, iters=tc.eval_iters, autocast=autocast))
             bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
             t0 += time.perf_counter() - t_eval  # leave validation out of the throughput
     hist.seconds = time.perf_counter() - t0

@@ -1,0 +1,261 @@
+"""Lesson 06: the whole DeepSeek-V3 model against transformers' DeepseekV3ForCausalLM, the export back,
+the parameter bill, and the capstone's run plan."""
+
+import pytest
+import torch
+
+import helpers
+from helpers import Transformer, preset
+from helpers.capstone import (
+    CPU_CONFIG,
+    TrainLog,
+    cache_bytes_per_token,
+    deepseek_v3_config,
+    hf_generate,
+    matched_baseline,
+    measured_cache_bytes_per_token,
+    measured_param_count,
+    param_count,
+    plan_for,
+)
+from helpers.interop import deepseek_hf_config, from_hf, tiny_deepseek_hf_config, to_hf
+
+# Tiny DeepseekV3 configs covering what from_hf must accept (the base: q_lora_rank 48, 2 groups of 4
+# experts with 1 kept, norm_topk_prob, routed_scaling_factor 2.5, one dense layer, interleaved RoPE).
+HF_CASES = {
+    "base": {},
+    "no-q-lora-unnormed-rotate-half": dict(q_lora_rank=None, norm_topk_prob=False, rope_interleave=False,
+                                           num_hidden_layers=3, first_k_dense_replace=0,
+                                           routed_scaling_factor=1.5),
+    "4-groups-tied-eps-theta": dict(n_routed_experts=16, n_group=4, topk_group=2, num_experts_per_tok=4,
+                                    n_shared_experts=2, num_hidden_layers=3, first_k_dense_replace=2,
+                                    tie_word_embeddings=True, rms_norm_eps=1e-5,
+                                    rope_parameters={"rope_type": "default", "rope_theta": 50000.0}),
+    "all-dense": dict(first_k_dense_replace=2),
+}
+
+
+def tiny_hf(seed: int = 0, **changes):
+    """A random tiny DeepseekV3ForCausalLM whose routers carry a non-zero selection bias. Weights drawn
+    with std 0.2 (not 0.02) give greedy sequences that wander instead of repeating one token, with top-2
+    logit gaps ~1e-3, far above float32 noise."""
+    from transformers import DeepseekV3ForCausalLM
+
+    changes.setdefault("initializer_range", 0.2)
+    torch.manual_seed(seed)
+    hf = DeepseekV3ForCausalLM(tiny_deepseek_hf_config(**changes)).eval()
+    with torch.no_grad():
+        for m in hf.modules():
+            if hasattr(m, "e_score_correction_bias"):
+                m.e_score_correction_bias.normal_(0, 0.05)
+    return hf
+
+
+@pytest.mark.parametrize("case", HF_CASES)
+def test_from_hf_logits_agree(case):
+    hf = tiny_hf(**HF_CASES[case])
+    ours = from_hf(hf)
+    assert ours.config.attn_type == "mla" and ours.config.n_layers == hf.config.num_hidden_layers
+    idx = torch.randint(0, 256, (2, 24))
+    with torch.no_grad():
+        theirs = hf(idx).logits
+        helpers.assert_close(ours(idx), theirs, atol=1e-4, rtol=1e-4, name=case)
+        assert theirs.std() > 0.05  # the logits carry signal, not a near-constant
+
+
+def test_from_hf_builds_the_structure():
+    hf = tiny_hf(**HF_CASES["4-groups-tied-eps-theta"])
+    ours = from_hf(hf)
+    cfg = ours.config
+    moe_fields = (cfg.n_dense_layers, cfg.n_routed_experts, cfg.n_expert_groups, cfg.n_limited_groups)
+    assert moe_fields == (2, 16, 4, 2)
+    assert cfg.tie_embeddings and ours.head.weight is ours.tok_emb.weight
+    assert (cfg.rope_theta, cfg.norm_eps, cfg.score_func) == (50000.0, 1e-5, "sigmoid")
+    assert [type(layer.ffn).__name__ for layer in ours.layers] == ["MLP", "MLP", "MoE"]
+    hf_bias = hf.model.layers[2].mlp.gate.e_score_correction_bias
+    torch.testing.assert_close(ours.layers[2].ffn.gate.bias, hf_bias)
+    dense = from_hf(tiny_hf(**HF_CASES["all-dense"])).config
+    assert not dense.is_moe and dense.n_shared_experts == 0
+
+
+@pytest.mark.parametrize("case", ["base",
+                                  pytest.param("no-q-lora-unnormed-rotate-half", marks=pytest.mark.slow),
+                                  pytest.param("4-groups-tied-eps-theta", marks=pytest.mark.slow)])
+def test_greedy_tokens_equal_hf_generate(case):
+    hf = tiny_hf(seed=1, **HF_CASES[case])
+    ours = from_hf(hf)
+    prompt = torch.randint(0, 256, (1, 8))
+    theirs = hf_generate(hf, prompt, 32)
+    assert theirs.shape == (1, 40)
+    assert torch.equal(helpers.generate(ours, prompt, 32), theirs)  # cached (latent cache, absorbed)
+    assert torch.equal(helpers.generate(ours, prompt, 32, use_cache=False), theirs)
+    assert torch.equal(hf_generate(hf, prompt, 32, use_cache=False), theirs)
+    assert len(set(theirs[0, 8:].tolist())) > 1  # not one token repeated: a real sequence to match
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_round_trip_to_hf(interleave):
+    hf = tiny_hf(**HF_CASES["base"])
+    ours = from_hf(hf)
+    back = to_hf(ours, rope_interleave=interleave)
+    assert type(back).__name__ == "DeepseekV3ForCausalLM" and back.config.rope_interleave == interleave
+    idx = torch.randint(0, 256, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(back(idx).logits, ours(idx), atol=1e-5, rtol=1e-5)
+    if interleave:  # the checkpoint layout: the very same tensors as the original
+        for (name, p), q in zip(hf.state_dict().items(), back.state_dict().values()):
+            torch.testing.assert_close(p, q, msg=name)
+    again = from_hf(back)
+    for (name, p), q in zip(ours.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_to_hf_exports_our_own_model():
+    cfg = CPU_CONFIG.replace(dim=48, n_heads=4, q_lora_rank=0, max_seq_len=64)
+    ours = Transformer(cfg).eval()
+    with torch.no_grad():
+        for layer in ours.layers[cfg.n_dense_layers:]:
+            layer.ffn.gate.bias.normal_(0, 0.05)
+    hf = to_hf(ours)
+    assert hf.config.first_k_dense_replace == 1 and hf.config.num_mtp_layers == 0  # MTP is not exported
+    idx = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, ours(idx), atol=1e-5, rtol=1e-5)
+
+
+def test_to_hf_dispatches_plain_models_to_llama():
+    ours = Transformer(preset("test", n_kv_heads=2)).eval()
+    hf = to_hf(ours)
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    idx = torch.randint(0, 256, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, ours(idx), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="n_routed_experts"):
+        to_hf(Transformer(preset("test", n_routed_experts=4)))
+
+
+@pytest.mark.parametrize("changes, field", [
+    (dict(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                           "original_max_position_embeddings": 16}), "rope_type"),
+    (dict(num_key_value_heads=2), "num_key_value_heads"),
+    (dict(attention_bias=True), "attention_bias"),
+    (dict(hidden_act="gelu"), "hidden_act"),
+    (dict(n_routed_experts=8, n_group=8, topk_group=2), "n_group"),
+])
+def test_unsupported_configs_are_refused(changes, field):
+    from transformers import DeepseekV3ForCausalLM
+
+    cfg = tiny_deepseek_hf_config()
+    for k, v in changes.items():  # set after construction: some would not even build in transformers
+        setattr(cfg, k, v)
+    hf = DeepseekV3ForCausalLM(tiny_deepseek_hf_config()).eval()
+    hf.config = cfg
+    with pytest.raises(ValueError, match=field):
+        from_hf(hf)
+
+
+def test_unexportable_configs_are_refused():
+    with pytest.raises(ValueError, match="score_func"):
+        deepseek_hf_config(CPU_CONFIG.replace(score_func="softmax"))
+    with pytest.raises(ValueError, match="n_expert_groups"):
+        deepseek_hf_config(CPU_CONFIG.replace(n_expert_groups=8, n_limited_groups=2))
+
+
+# --- the parameter bill -------------------------------------------------------------------------------
+def test_param_count_hand_formula():
+    cfg = CPU_CONFIG.replace(max_seq_len=64)
+    D, V, L, H = 96, 256, 3, 6
+    mla = (D * 48 + 48 + 48 * H * (16 + 8)) + (D * (32 + 8) + 32 + 32 * H * (16 + 16)) + H * 16 * D
+    expert = 3 * D * 96
+    moe = 8 * expert + 1 * expert + 8 * D  # routed, shared, router
+    dense = 3 * D * 256
+    total = 2 * V * D + L * (mla + 2 * D) + D + dense + 2 * moe
+    active = total - 2 * (8 - 2) * expert
+    mtp = 2 * D + 2 * D * D + (2 * D + mla + moe) + D  # its block is an MoE block, like V3's layer 61
+    pc = param_count(cfg)
+    assert (pc.total, pc.active, pc.mtp) == (total, active, mtp)
+    assert Transformer(cfg).num_params() == total + mtp
+
+
+@pytest.mark.parametrize("cfg", [CPU_CONFIG.replace(max_seq_len=32),
+                                 CPU_CONFIG.replace(q_lora_rank=0, tie_embeddings=True, n_shared_experts=0,
+                                                    mtp_depth=2, max_seq_len=32),
+                                 preset("test"), preset("test", n_kv_heads=1, head_dim=4)],
+                         ids=["capstone", "no-q-lora-tied-mtp2", "mha", "mqa"])
+def test_param_count_equals_the_built_model(cfg):
+    assert param_count(cfg) == measured_param_count(Transformer(cfg))
+    if not cfg.is_moe:
+        assert param_count(cfg).active == param_count(cfg).total
+
+
+def test_deepseek_v3_bill_matches_the_report():
+    pc = param_count(deepseek_v3_config())
+    assert abs(pc.total / 671e9 - 1) < 0.01  # "671B total parameters"
+    assert abs(pc.active / 37e9 - 1) < 0.03  # "37B activated for each token"
+
+
+def test_matched_baseline_is_lesson_00_model():
+    base = matched_baseline(CPU_CONFIG)
+    assert base == preset("tiny", max_seq_len=CPU_CONFIG.max_seq_len)
+    assert abs(param_count(base).total / param_count(CPU_CONFIG).active - 1) < 0.01
+
+
+def test_cache_bytes_formula_equals_measured():
+    for cfg in [CPU_CONFIG.replace(max_seq_len=64), preset("tiny", max_seq_len=64)]:
+        assert measured_cache_bytes_per_token(Transformer(cfg)) == cache_bytes_per_token(cfg)
+    assert cache_bytes_per_token(CPU_CONFIG) * 4 < cache_bytes_per_token(preset("tiny"))
+
+
+# --- training -----------------------------------------------------------------------------------------
+def test_v3_balance_recipe_moves_bias_and_adds_sequence_loss():
+    corpus = helpers.load_corpus()
+    cfg = CPU_CONFIG.replace(dim=32, n_heads=2, q_lora_rank=16, kv_lora_rank=16, inter_dim=64,
+                             moe_inter_dim=32, max_seq_len=32, bias_update_speed=0.01)
+    model = Transformer(cfg)
+    log = TrainLog(model=model, every=2)
+    hist = helpers.train(model, corpus, steps=4, batch_size=2, seq_len=16, eval_every=4, eval_iters=1,
+                         progress=False, device="cpu", callback=log)
+    assert len(log.step) == 4 and len(log.bias) == 2 and log.counts[0].shape == (2, 8)
+    assert all(c.sum() == 2 * 16 * 2 for c in log.counts[0])  # every token to K=2 experts, per layer
+    assert all(b > 0 for b in log.balance_loss)  # the sequence-wise loss is on ...
+    assert log.bias[-1].abs().sum() > 0  # ... and so is the bias balancing
+    assert all(m == m for m in log.mtp_loss) and hist.final_val_loss == hist.final_val_loss
+
+
+def test_train_under_bf16_autocast_runs_on_cpu():
+    corpus = helpers.load_corpus()
+    cfg = CPU_CONFIG.replace(dim=32, n_heads=2, q_lora_rank=16, kv_lora_rank=16, inter_dim=64,
+                             moe_inter_dim=32, max_seq_len=32)
+    model = Transformer(cfg)
+    hist = helpers.train(model, corpus, steps=2, batch_size=2, seq_len=16, eval_every=2, eval_iters=1,
+                         progress=False, device="cpu", autocast=torch.bfloat16)
+    assert all(torch.isfinite(torch.tensor(hist.train_loss))) and hist.final_val_loss < 6.0
+    assert model.tok_emb.weight.dtype == torch.float32  # autocast keeps the weights in float32
+
+
+def test_plan_for_cpu_and_gpu():
+    cpu = plan_for("cpu")
+    assert cpu.config == CPU_CONFIG and cpu.autocast is None and not cpu.compile
+    gpu = plan_for("cuda", compile=True)  # only reads the device type: works without a GPU
+    assert gpu.autocast == torch.bfloat16 and gpu.compile and gpu.tokens > cpu.tokens
+    assert param_count(gpu.config).active > param_count(cpu.config).active
+
+
+@pytest.mark.gpu
+def test_gpu_smoke_bf16_compile_and_hf_parity():
+    from helpers.capstone import compile_dense_parts
+
+    device = torch.device("cuda")
+    corpus = helpers.load_corpus()
+    plan = plan_for(device, compile=True)
+    model = Transformer(plan.config.replace(n_layers=2, max_seq_len=128)).to(device)
+    assert compile_dense_parts(model) >= 2
+    hist = helpers.train(model, corpus, steps=5, batch_size=4, seq_len=64, eval_every=5, eval_iters=1,
+                         progress=False, device=device, autocast=plan.autocast)
+    assert hist.final_val_loss < 6.0
+    model.eval()
+    hf = to_hf(model)
+    prompt = torch.randint(0, 256, (1, 8), device=device)
+    with torch.no_grad():
+        helpers.assert_close(model(prompt), hf(prompt).logits, atol=1e-3, rtol=1e-3)
+    assert torch.equal(helpers.generate(model, prompt, 16), hf_generate(hf, prompt, 16))
