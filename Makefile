@@ -8,7 +8,7 @@ PORT ?= 8888
 # Jupyter refuses to run as root unless told; containers and CI machines often run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test unit notebooks bench lint clean
+.PHONY: lab test unit notebooks site bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ unit: $(STAMP)
 # Re-execute every notebook headless and save it with its outputs (what GitHub shows).
 notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
+
+# The course as a static website in build/site/ (README + the committed notebooks with their outputs;
+# nothing executes; any Sphinx warning, a broken cross-reference above all, fails the build).
+site: $(STAMP)
+	$(BIN)/python scripts/build_site.py
 
 bench: $(STAMP)
 	$(BIN)/python -m helpers.bench

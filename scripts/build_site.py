@@ -1,0 +1,121 @@
+"""Build the course as a static website (``make site``): ``build/site/index.html``.
+
+The pages are the README (as the home page) and the committed notebooks with their saved outputs,
+rendered by Sphinx + MyST-NB with the book theme (configuration: ``docs/conf.py``). Nothing is executed:
+what a reader sees is what the notebook was saved with, and it needs no kernel.
+
+Steps: stage the sources under ``build/site-src`` (README → ``index.md`` with a table of contents and the
+lesson names linked to their pages; ``notebooks/NN_*.ipynb``; ``docs/img``), run ``sphinx-build -W -n``
+(any warning, a broken cross-reference above all, fails the build), then check the built pages: every
+figure a notebook holds must be an image file on its page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
+
+
+def notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def home_page(readme: str, stems: list[str]) -> str:
+    """The README with each lesson name (`` `NN_name` `` in its table) linked to its page, and a table of
+    contents for the site's navigation."""
+    def link(m: re.Match) -> str:
+        stem = m.group(1)
+        return f"[`{stem}`](notebooks/{stem}.ipynb)" if stem in stems else m.group(0)
+
+    text = re.sub(r"(?<!\[)`(\d\d_[a-z0-9_]+)`", link, readme)
+    toc = "\n".join(f"notebooks/{s}" for s in stems)
+    return f"{text.rstrip()}\n\n```{{toctree}}\n:hidden:\n:caption: Lessons\n\n{toc}\n```\n"
+
+
+def stage(src: Path) -> list[Path]:
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    nbs = notebooks()
+    for nb in nbs:
+        shutil.copy2(nb, src / "notebooks" / nb.name)
+    if (ROOT / "docs" / "img").exists():
+        shutil.copytree(ROOT / "docs" / "img", src / "docs" / "img")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (src / "index.md").write_text(home_page(readme, [nb.stem for nb in nbs]), encoding="utf-8")
+    return nbs
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs).get("src", ""))
+
+
+def saved_figures(nb_path: Path) -> int:
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    return sum(1 for cell in nb["cells"] for out in cell.get("outputs", [])
+               if any(m in out.get("data", {}) for m in FIGURE_MIMES))
+
+
+def check_figures(out: Path, nbs: list[Path]) -> list[str]:
+    """Problems found: a page with fewer images than its notebook's figures, or an image that is missing."""
+    problems = []
+    for nb in nbs:
+        page = out / "notebooks" / f"{nb.stem}.html"
+        if not page.exists():
+            problems.append(f"{page.relative_to(out)} was not built")
+            continue
+        parser = Images()
+        parser.feed(page.read_text(encoding="utf-8"))
+        figures = [s for s in parser.srcs if "_images/" in s or s.startswith("data:image")]
+        for s in figures:
+            if not s.startswith("data:") and not (page.parent / s).resolve().exists():
+                problems.append(f"{page.relative_to(out)}: image {s} is missing")
+        want = saved_figures(nb)
+        if len(figures) < want:
+            problems.append(f"{page.relative_to(out)} shows {len(figures)} figures, the notebook has {want}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "site")
+    args = ap.parse_args(argv)
+    src = ROOT / "build" / "site-src"
+    nbs = stage(src)
+    if not nbs:
+        print("no notebooks to build", file=sys.stderr)
+        return 1
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
+           "-c", str(ROOT / "docs"), "-d", str(ROOT / "build" / "site-doctrees"), str(src), str(args.out)]
+    if subprocess.run(cmd).returncode != 0:
+        print("site build failed (warnings are errors: see above)", file=sys.stderr)
+        return 1
+    problems = check_figures(args.out, nbs)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 1
+    n_fig = sum(saved_figures(nb) for nb in nbs)
+    print(f"site: {args.out / 'index.html'} ({len(nbs)} notebooks, {n_fig} figures, executed nothing)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

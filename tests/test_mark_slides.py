@@ -1,0 +1,51 @@
+"""scripts/mark_slides.py: lecture-mode slide metadata, set from a notebook's structure, idempotently."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("mark_slides", ROOT / "scripts" / "mark_slides.py")
+mark_slides = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mark_slides)
+
+
+def figure_cell(src: str):
+    cell = nbformat.v4.new_code_cell(src)
+    data = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    return cell
+
+
+def lesson():
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    return nbformat.v4.new_notebook(cells=[
+        md("# 09 · A lesson\n\nGoals."),
+        code("# Setup: find the course's `helpers` package.\nimport sys"),
+        code("import torch"),
+        md("## 1 · A section"),
+        figure_cell("plt.plot(x)"),  # right under its heading: stays on the heading's slide
+        md("Some prose about the next figure, long enough to be its own thing."),
+        figure_cell("plt.plot(y)"),  # a key figure: its own sub-slide
+        md("### 1.1 · A sub-section"),
+        code("x = 1"),
+    ])
+
+
+def test_slide_types_follow_the_structure():
+    assert mark_slides.slide_types(lesson()) == ["slide", "skip", "-", "slide", "-", "-", "subslide",
+                                                 "subslide", "-"]
+
+
+def test_marking_is_idempotent_and_sets_rise_options():
+    nb = lesson()
+    assert mark_slides.mark(nb) is True
+    assert [c.metadata["slideshow"]["slide_type"] for c in nb.cells] == mark_slides.slide_types(nb)
+    assert nb.metadata["rise"]["scroll"] is True
+    assert mark_slides.mark(nb) is False  # a second run changes nothing
+
+
+def test_the_deck_starts_with_a_slide():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    assert mark_slides.slide_types(nb) == ["slide"]
