@@ -1,0 +1,78 @@
+"""Facts for the README's instructor guide, read from the committed notebooks (nothing is executed).
+
+For each lesson: the wall time of its last saved run (from the per-cell execution timestamps that
+``scripts/run_notebooks.py`` stores), the run time its introduction states, how many figures it draws,
+the slides marked for lecture mode, and its exercises (the first sentence of each ``**N.**`` item in the
+exercises section). The saved run time is what the machine that saved it measured, busy or not.
+
+    python scripts/instructor_facts.py [notebooks/NN_name.ipynb ...]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def text(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def saved_run_seconds(nb: dict) -> float | None:
+    """From the first cell's execute_input to the last cell's execute_reply, if the run was timed."""
+    stamps = [c.get("metadata", {}).get("execution", {}) for c in nb["cells"] if c["cell_type"] == "code"]
+    starts = [s["iopub.execute_input"] for s in stamps if "iopub.execute_input" in s]
+    ends = [s["shell.execute_reply"] for s in stamps if "shell.execute_reply" in s]
+    if not starts or not ends:
+        return None
+    t = [datetime.fromisoformat(x.replace("Z", "+00:00")) for x in (min(starts), max(ends))]
+    return (t[1] - t[0]).total_seconds()
+
+
+def stated_run_time(nb: dict) -> str | None:
+    for cell in nb["cells"]:
+        m = re.search(r"\*\*Run time:?\*\*:?\s*(.+?)(?:\n\n|$)", text(cell), re.S)
+        if m:
+            return " ".join(m.group(1).split())
+    return None
+
+
+def exercises(nb: dict) -> list[str]:
+    items, inside = [], False
+    for cell in nb["cells"]:
+        src = text(cell)
+        if cell["cell_type"] == "markdown" and re.match(r"^##\s", src):
+            inside = "exercise" in src.splitlines()[0].lower()
+        if inside and cell["cell_type"] == "markdown":
+            for m in re.findall(r"^\*\*\d+\.\*\*\s*(.+?)(?=\n\s*\n|\n\*\*\d|\Z)", src, re.M | re.S):
+                items.append(re.split(r"(?<=[.?])\s", " ".join(m.split()), maxsplit=1)[0])
+    return items
+
+
+def facts(path: Path) -> dict:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    figures = sum(1 for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    slides = sum(c.get("metadata", {}).get("slideshow", {}).get("slide_type") == "slide" for c in nb["cells"])
+    return {"notebook": path.name, "saved_run_s": saved_run_seconds(nb), "stated": stated_run_time(nb),
+            "figures": figures, "slides": slides, "exercises": exercises(nb)}
+
+
+def main(argv: list[str]) -> None:
+    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    for p in paths:
+        f = facts(p)
+        run = f"{f['saved_run_s']:.0f} s" if f["saved_run_s"] is not None else "not timed"
+        print(f"{f['notebook']}: last saved run {run}; states: {f['stated']}; "
+              f"{f['figures']} figures, {f['slides']} slides")
+        for i, e in enumerate(f["exercises"], 1):
+            print(f"    exercise {i}: {e[:150]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
