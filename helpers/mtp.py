@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .kv_cache import KVCache
+from .kv_cache import KVCache, StaticKVCache
 from .model import Block, RMSNorm
 
 IGNORE_INDEX = -100
@@ -106,11 +106,12 @@ class MTPModule(nn.Module):
         return self.block(x, cos, sin, cache)
 
 
-class MTPCache(KVCache):
-    """The MTP blocks' own KV cache (slots ``n_layers .. n_layers+D-1``); its length is module 1's."""
+class MTPCache(StaticKVCache):
+    """The MTP blocks' own pre-allocated KV cache (slots ``n_layers .. n_layers+D-1``, so each block
+    keeps its own layer index); its length is module 1's."""
 
-    def __init__(self, cfg: ModelConfig):
-        super().__init__(cfg.n_layers + cfg.mtp_depth)
+    def __init__(self, cfg: ModelConfig, max_len: int | None = None):
+        super().__init__(cfg.n_layers + cfg.mtp_depth, max_len or cfg.max_seq_len)
         self.first = cfg.n_layers
 
     @property
@@ -172,8 +173,8 @@ class MTP(nn.Module):
         loss = self.lam / self.depth * torch.stack(losses).sum() + balance
         return MTPOutput(loss, losses, all_logits, all_targets, all_inputs, all_hidden, balance, moes)
 
-    def new_cache(self, cfg: ModelConfig) -> MTPCache:
-        return MTPCache(cfg)
+    def new_cache(self, cfg: ModelConfig, max_len: int | None = None) -> MTPCache:
+        return MTPCache(cfg, max_len)
 
     @torch.no_grad()
     def draft_logits(self, model, hidden: torch.Tensor, tokens_ahead: torch.Tensor,

@@ -13,7 +13,9 @@ the following token anyway:
 Either way every emitted token is the main model's own argmax given the tokens before it, so the
 output is identical to plain greedy decoding (``tests/test_speculative.py`` checks it); speculation
 only changes how many forward passes it takes. The MTP block keeps its own cache, and only ever
-receives positions whose inputs are final, so it never needs rolling back.
+receives positions whose inputs are final, so it never needs rolling back. Like the plain cached
+loop in ``helpers.generate`` it runs under ``torch.inference_mode()`` with pre-allocated caches, so
+the two are compared on equal terms.
 
 Stats: acceptance rate = accepted / drafted; tokens per forward = new tokens / main forward passes
 (prefill included; plain cached greedy decoding has exactly 1). Greedy only, batch of one.
@@ -48,6 +50,19 @@ class SpeculativeResult:
         return self.new_tokens / self.forward_passes if self.forward_passes else float("nan")
 
 
+@torch.no_grad()
+def teacher_forced_acceptance(model, idx: torch.Tensor, targets: torch.Tensor) -> float:
+    """How often module 1's draft would be accepted on real text: the fraction of positions i where
+    its greedy guess for t_{i+2} equals the main model's greedy guess at position i+1 (given the true
+    t_{i+1}). Unlike the decoding acceptance rate it is not flattered by repetitive greedy output."""
+    if getattr(model, "mtp", None) is None:
+        raise ValueError(f"the model has mtp_depth={model.config.mtp_depth}; nothing drafts")
+    out = model.run(idx, targets=targets)
+    main = out.logits.argmax(-1)[:, 1:]  # (B, T-1): main model's guess for t_{i+2} at position i+1
+    draft = out.mtp.logits[0].argmax(-1)  # (B, T-1): module 1's guess for t_{i+2} at position i
+    return (main == draft).float().mean().item()
+
+
 def check_speculative(model, idx: torch.Tensor, max_new_tokens: int) -> None:
     if getattr(model, "mtp", None) is None or model.config.mtp_depth < 1:
         raise ValueError(f"self-speculative decoding needs MTP modules to draft with, but the model has "
@@ -61,18 +76,27 @@ def check_speculative(model, idx: torch.Tensor, max_new_tokens: int) -> None:
                          f"B={idx.shape[0]} (rows would accept different numbers of drafts)")
 
 
-@torch.no_grad()
 def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int) -> SpeculativeResult:
     """Greedy decoding of ``max_new_tokens`` tokens after ``idx`` (1, T), drafting with MTP module 1."""
     check_speculative(model, idx, max_new_tokens)
     was_training = model.training
     model.eval()
-    n_target = max_new_tokens
+    try:
+        with torch.inference_mode():
+            result = _speculate(model, idx, max_new_tokens)
+    finally:
+        model.train(was_training)
+    result.tokens = result.tokens.clone()  # an ordinary tensor again, outside inference mode
+    return result
+
+
+def _speculate(model, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     tokens = idx
     if n_target == 0:
-        model.train(was_training)
         return SpeculativeResult(tokens, 0, 0, 0, 0)
-    cache, mtp_cache = model.new_cache(), model.mtp.new_cache(model.config)
+    max_len = idx.shape[1] + n_target  # no forward pass ever holds more positions than this
+    cache = model.new_cache(static=True, max_len=max_len)
+    mtp_cache = model.mtp.new_cache(model.config, max_len)
     # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
     out = model.run(idx, cache=cache)
     tokens = torch.cat([tokens, out.logits[:, -1:].argmax(-1)], dim=1)  # (1, T + 1): t_T
@@ -108,5 +132,4 @@ def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int) -> Specu
         if n_target - (tokens.shape[1] - idx.shape[1]) >= 2:
             logits = model.mtp.draft_logits(model, hidden, new, mtp_cache)  # (1, n, V)
             draft = logits[:, -1:].argmax(-1)  # (1, 1): guess for the token after the newest one
-    model.train(was_training)
     return SpeculativeResult(tokens, n_target, forwards, drafted, accepted, mask)

@@ -6,7 +6,7 @@ import torch
 from helpers import generate
 from helpers.config import preset
 from helpers.model import Transformer
-from helpers.speculative import speculative_generate
+from helpers.speculative import speculative_generate, teacher_forced_acceptance
 
 
 def mtp_model(seed: int = 0, **changes) -> Transformer:
@@ -107,3 +107,27 @@ def test_bad_inputs_raise_clear_errors():
     model.mtp.target_shift = -1
     with pytest.raises(ValueError, match="target_shift=-1"):
         speculative_generate(model, prompt, 4)
+
+
+def test_teacher_forced_acceptance_counts_agreements():
+    model = mtp_model(4)
+    seq = torch.randint(0, 256, (2, 13))
+    x, y = seq[:, :-1], seq[:, 1:]
+    out = model.run(x, targets=y)
+    main, draft = out.logits.argmax(-1), out.mtp.logits[0].argmax(-1)
+    by_hand = sum(int(draft[b, i] == main[b, i + 1]) for b in range(2) for i in range(11)) / 22
+    assert teacher_forced_acceptance(model, x, y) == pytest.approx(by_hand)
+
+
+def test_bench_suite_runs_and_its_figures_are_consistent():
+    from helpers import bench
+    from helpers.bench import mtp as mtp_bench
+
+    assert "mtp" in bench.suites()
+    out = mtp_bench.run(quick=True, cfg=preset("test", mtp_depth=1), steps=3, n_new=6, prompt_len=8)
+    names = {"val_loss", "module_accuracy", "teacher_forced_acceptance", "acceptance_rate",
+             "tokens_per_forward", "plain_ms_per_token", "speculative_ms_per_token", "speculative_speedup"}
+    assert set(out) == {f"mtp.{n}" for n in names}
+    assert 0 <= out["mtp.acceptance_rate"] <= 1 and 1 <= out["mtp.tokens_per_forward"] <= 2
+    assert out["mtp.speculative_speedup"] == pytest.approx(
+        out["mtp.plain_ms_per_token"] / out["mtp.speculative_ms_per_token"])

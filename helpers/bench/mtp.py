@@ -1,0 +1,117 @@
+"""Lesson 05 figures: self-speculative decoding with DeepSeek-V3's MTP module 1 as the drafter.
+
+The model: the ``tiny`` preset (D=96, 3 layers, 6 heads) with one MTP module (``mtp_depth=1``,
+λ = 0.3), trained here by a fixed recipe (seed 0, AdamW lr 3e-3, batch 16; ``--quick``: 150 steps of
+64 tokens, full: 600 steps of 128 tokens) on ``pick_device()``, then decoded on the CPU in float32.
+Prompts: 4 windows of 32 tokens from the validation split (2 prose, 2 code, fixed seed), 64 new
+tokens each (full: 96), batch of one, greedy.
+
+- ``mtp.val_loss``: the main model's next-token validation loss after training.
+- ``mtp.module_accuracy``: module 1's top-1 accuracy on the token after next (validation).
+- ``mtp.teacher_forced_acceptance``: on validation text, how often module 1's draft equals the main
+  model's greedy choice one position later (``helpers.speculative.teacher_forced_acceptance``).
+- ``mtp.acceptance_rate``: accepted / drafted during speculative decoding of the prompts.
+- ``mtp.tokens_per_forward``: new tokens / main-model forward passes (plain cached decoding: 1).
+- ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: best-of-3 (full: 5) wall time per new token of
+  ``helpers.generate`` (cached greedy) and ``speculative_generate``, taken in turn per prompt.
+- ``mtp.speculative_speedup``: plain / speculative time, same model, same prompts, same run.
+Decoding is timed on one CPU thread (``torch.set_num_threads(1)``, restored afterwards): a batch of
+one through a D=96 model gains nothing from a second thread, and on a shared machine thread
+synchronisation adds noise that has nothing to do with speculation.
+The run raises ``AssertionError`` if the speculative tokens differ from the plain greedy tokens.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..config import ModelConfig, preset
+from ..data import load_corpus
+from ..device import pick_device
+from ..generate import generate
+from ..model import Transformer
+from ..speculative import speculative_generate, teacher_forced_acceptance
+from ..train import evaluate, train
+
+CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)
+
+
+def trained_model(cfg: ModelConfig = CONFIG, steps: int = 600, seq_len: int = 128, batch_size: int = 16,
+                  seed: int = 0, device=None) -> Transformer:
+    """The fixed recipe: seeded init and batches, ``helpers.train`` defaults otherwise."""
+    torch.manual_seed(seed)
+    model = Transformer(cfg)
+    train(model, load_corpus(), steps=steps, batch_size=batch_size, seq_len=seq_len, lr=3e-3,
+          eval_every=steps, eval_iters=2, seed=seed, progress=False,
+          device=device if device is not None else pick_device())
+    return model.to("cpu").eval()
+
+
+def prompts(n: int = 4, length: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    """``n`` validation windows of ``length`` tokens, alternating prose and code, each (1, length)."""
+    corpus, gen = load_corpus(), torch.Generator().manual_seed(seed)
+    domains = ["docs", "code"]
+    return [corpus.get_batch("val", 1, length, generator=gen, domain=domains[i % 2]).x for i in range(n)]
+
+
+def best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(model: Transformer, prompt_list: list[torch.Tensor], n_new: int, repeats: int = 3) -> dict:
+    """Acceptance, tokens per forward and side-by-side timings; asserts identical tokens."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(model, prompt_list, n_new, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(model, prompt_list, n_new, repeats) -> dict:
+    drafted = accepted = forwards = produced = 0
+    t_plain = t_spec = 0.0
+    for p in prompt_list:
+        res = speculative_generate(model, p, n_new)
+        plain = generate(model, p, n_new)
+        assert torch.equal(res.tokens, plain), "speculative tokens differ from plain greedy tokens"
+        drafted, accepted = drafted + res.drafted, accepted + res.accepted
+        forwards, produced = forwards + res.forward_passes, produced + res.new_tokens
+        best_p = best_s = float("inf")
+        for _ in range(repeats):  # in turn, so load changes hit both alike
+            best_p = min(best_p, best_time(lambda p=p: generate(model, p, n_new), 1))
+            best_s = min(best_s, best_time(lambda p=p: speculative_generate(model, p, n_new), 1))
+        t_plain, t_spec = t_plain + best_p, t_spec + best_s
+    return {
+        "acceptance_rate": accepted / max(drafted, 1),
+        "tokens_per_forward": produced / forwards,
+        "plain_ms_per_token": 1e3 * t_plain / produced,
+        "speculative_ms_per_token": 1e3 * t_spec / produced,
+        "speculative_speedup": t_plain / t_spec,
+    }
+
+
+def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new: int | None = None,
+        prompt_len: int = 32) -> dict[str, float]:
+    steps = steps or (150 if quick else 600)
+    seq_len = min(64 if quick else 128, cfg.max_seq_len)
+    n_new = n_new or (64 if quick else 96)
+    model = trained_model(cfg, steps=steps, seq_len=seq_len)
+    corpus = load_corpus()
+    batch = corpus.get_batch("val", 16, seq_len, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model.run(batch.x, targets=batch.y)
+    figures = {
+        "val_loss": evaluate(model, corpus, batch_size=16, seq_len=seq_len, iters=4),
+        "module_accuracy": out.mtp.accuracy[0],
+        "teacher_forced_acceptance": teacher_forced_acceptance(model, batch.x, batch.y),
+    }
+    figures.update(measure(model, prompts(length=prompt_len), n_new, repeats=3 if quick else 5))
+    return {f"mtp.{k}": float(v) for k, v in figures.items()}
