@@ -50,6 +50,10 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-d
 INSTALL_HINT = ("install Debian's Chromium with `apt-get install -y chromium` (or set COURSE_CHROMIUM to a "
                 "Chromium binary) and the `playwright` package with `pip install -e '.[dev]'`")
 
+# The notebook on show, and its cells.
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden) "
+CELLS = ACTIVE + ".jp-Notebook .jp-Cell"
+
 # Timeouts in seconds, for an idle 2-core machine, each with a wide margin.
 LAB_START_S = 120
 NOTEBOOK_OPEN_S = 90
@@ -261,8 +265,6 @@ def wait_kernel_idle(page, lab: Lab) -> None:
                            timeout=KERNEL_READY_S * 1000)
 
 
-ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden) "
-CELLS = ACTIVE + ".jp-Notebook .jp-Cell"
 # A cell has run once its prompt showed [*] (queued or running) and then a number. The committed
 # notebook's own numbers are on the page before, so the [*] is watched for with a MutationObserver.
 WATCH_JS = """([sel, i]) => { const c = document.querySelectorAll(sel)[i];
@@ -315,12 +317,18 @@ def shown_errors(page) -> list[str]:
 
 
 def run_and_check(page, indices: list[int], timeout_s: float) -> None:
+    """Run the cells in order and wait for the last; fail at once, with the traceback, if one errs (the
+    cells queued after it are then never run)."""
     for i in indices:
         run_cell(page, i)
-    if indices:
-        wait_cell_done(page, indices[-1], timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while indices and not cell_done(page, indices[-1]):
+        errors = shown_errors(page)
+        assert not errors, f"a cell showed an error: {errors}"
+        assert time.monotonic() < deadline, f"cell {indices[-1]} did not finish within {timeout_s} s"
+        page.wait_for_timeout(500)
     errors = shown_errors(page)
-    assert not errors, f"cells showed errors: {errors}"
+    assert not errors, f"a cell showed an error: {errors}"
 
 
 # --- the tests -------------------------------------------------------------------------------------------
