@@ -6,10 +6,17 @@ step runs one token against the cached keys and values.
 
 Context policy: no sliding window. A request whose prompt plus new tokens exceeds the model's
 ``max_seq_len`` raises ``ValueError`` before any work is done, naming the numbers.
+
+The cached loop is kept lean, because per-token time on a small model is mostly framework overhead:
+it runs under ``torch.inference_mode()`` (no autograd bookkeeping at all, cheaper than ``no_grad``) and,
+unless the caller passes a cache, writes into a ``StaticKVCache`` pre-allocated for prompt + new tokens
+(no re-concatenation of the growing history at every step). The returned tensors are cloned out of
+inference mode, so callers can use them in autograd code afterwards.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,26 +46,26 @@ def check_request(model, idx: torch.Tensor, max_new_tokens: int, temperature: fl
     if idx.ndim != 2 or idx.shape[1] == 0:
         raise ValueError(f"prompt must be a non-empty (B, T) tensor of token ids, got shape "
                          f"{tuple(idx.shape)}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"top_k={top_k} must be positive")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
+    if top_k is not None and (not isinstance(top_k, int) or top_k <= 0):
+        raise ValueError(f"top_k={top_k!r} must be a positive int (or None)")
     limit = model.config.max_seq_len
     if idx.shape[1] + max_new_tokens > limit:
         raise ValueError(f"prompt of {idx.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
                          f"the model's context max_seq_len={limit}; shorten one of them")
 
 
-@torch.no_grad()
 def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
              temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
              cache=None, return_logits: bool = False):
     """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; greedy unless ``temperature > 0``.
 
     Returns the (B, T + n) tokens, or a ``Generation`` with the step logits if ``return_logits``.
-    ``cache`` lets a caller pass its own (e.g. a ``StaticKVCache`` or a quantised one).
+    ``cache`` lets a caller pass its own (a ``KVCache``, ``StaticKVCache`` or a quantised one); it is
+    reset first. Without one, a ``StaticKVCache`` of exactly T + n positions is used.
     """
     check_request(model, idx, max_new_tokens, temperature, top_k)
     generator = None
@@ -66,9 +73,27 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
         generator = torch.Generator(device=idx.device).manual_seed(seed)
     was_training = model.training
     model.eval()
+    try:
+        with torch.inference_mode():
+            tokens, all_logits = _decode(model, idx, max_new_tokens, use_cache, temperature, top_k,
+                                         generator, cache)
+    finally:
+        model.train(was_training)
+    tokens = tokens.clone()  # an ordinary tensor again (inference tensors refuse autograd)
+    if not return_logits:
+        return tokens
+    V = model.config.vocab_size
+    step_logits = torch.stack(all_logits, dim=1) if all_logits else idx.new_zeros(idx.shape[0], 0, V)
+    return Generation(tokens, step_logits.clone())
+
+
+def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator, cache):
+    """The loop itself: one forward per new token, over the new token only (cache) or the whole
+    prefix (no cache, the readable reference)."""
     tokens, all_logits = idx, []
     if use_cache:
-        cache = model.new_cache() if cache is None else cache
+        if cache is None:
+            cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
         cache.reset()
         step_input = idx
     for _ in range(max_new_tokens):
@@ -80,9 +105,4 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
         tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
         all_logits.append(logits)
         step_input = nxt
-    model.train(was_training)
-    if not return_logits:
-        return tokens
-    V = model.config.vocab_size
-    step_logits = torch.stack(all_logits, dim=1) if all_logits else idx.new_zeros(idx.shape[0], 0, V)
-    return Generation(tokens, step_logits)
+    return tokens, all_logits

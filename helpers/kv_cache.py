@@ -89,10 +89,14 @@ class StaticKVCache(KVCache):
         start, t = self.lengths[layer_idx], new[0].shape[SEQ_DIM]
         if start + t > self.max_len:
             raise ValueError(f"cache overflow: {start} cached + {t} new > max_len={self.max_len}")
-        if self.buffers[layer_idx] is None:
-            self.buffers[layer_idx] = tuple(
-                n.new_zeros(*n.shape[:-2], self.max_len, n.shape[-1]) for n in new)
         bufs = self.buffers[layer_idx]
+        if start == 0 and bufs is not None and not _fits(bufs, new):
+            bufs = None  # a new request of another batch size, width or dtype: allocate afresh
+        if bufs is None:
+            bufs = tuple(n.new_zeros(*n.shape[:-2], self.max_len, n.shape[-1]) for n in new)
+        elif not torch.is_inference_mode_enabled() and bufs[0].is_inference():
+            bufs = tuple(b.clone() for b in bufs)  # filled under inference_mode, now written outside it
+        self.buffers[layer_idx] = bufs
         for buf, n in zip(bufs, new):
             buf.narrow(SEQ_DIM, start, t).copy_(n)
         self.lengths[layer_idx] = start + t
@@ -117,6 +121,13 @@ class StaticKVCache(KVCache):
     def allocated_nbytes(self) -> int:
         """Bytes reserved, used or not."""
         return sum(t.numel() * t.element_size() for b in self.buffers if b is not None for t in b)
+
+
+def _fits(bufs: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...]) -> bool:
+    """Can ``new`` be written into the pre-allocated ``bufs`` (same count, leading dims, width, dtype)?"""
+    return len(bufs) == len(new) and all(
+        b.shape[:-2] == n.shape[:-2] and b.shape[-1] == n.shape[-1] and b.dtype == n.dtype
+        and b.device == n.device for b, n in zip(bufs, new))
 
 
 def kv_elements_per_token(n_layers: int, n_kv_heads: int, head_dim: int) -> int:

@@ -1,0 +1,149 @@
+"""Lesson 01 figures: what the KV cache saves in greedy decoding, and how our lean decode loop compares
+with Hugging Face's ``generate`` on the same model.
+
+Figures, for 512 new tokens after a 16-token prompt, batch of one, float32 on the CPU; ``[tiny]`` and
+``[small]`` name the model (the baseline Llama-style transformer of the ``tiny`` preset, D=96, 3
+layers, 6 heads, and of the ``small`` preset, D=256, 4 layers, 8 heads; both with ``max_seq_len``
+raised to 1024 so 16 + 512 positions fit; random weights, seed 0, since speed does not depend on them):
+
+- ``kv.recompute_ms_per_token@512[tiny]``: ``generate(..., use_cache=False)``, which runs the whole
+  prefix through the model for every new token, in milliseconds per new token.
+- ``kv.cached_ms_per_token@512[tiny]``: ``generate(..., use_cache=True)`` (a prefill, then one token
+  per step against a pre-allocated ``StaticKVCache``).
+- ``kv.speedup@512[tiny]``: recompute / cached, measured in the same run.
+- ``kv.hf_cached_ms_per_token@512[tiny]``: ``transformers.LlamaForCausalLM.generate`` on the same
+  config with our weights copied in (``helpers.interop.llama_to_hf``), greedy, cache on (its default
+  dynamic cache), its default ``sdpa`` attention, ``min_new_tokens`` = ``max_new_tokens`` so that it
+  really makes 512 tokens. The run asserts that it produces exactly our tokens.
+- ``kv.ours_over_hf[tiny]``: ours / HF cached ms per token (below 1: our loop is faster).
+
+Timing: each cached figure is the best of several runs, ours and HF's taken in turn (round-robin) so
+load changes on a shared machine hit both alike. The full run times the recompute loop over all 512
+steps; ``--quick`` times it at 16 evenly spaced steps (one forward pass over the prefix that step
+would see, plus its sampling, at every 32nd position, midpoints of 32-step blocks) and averages
+them, an estimate of the same per-token mean that keeps the whole suite under a minute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..config import ModelConfig, preset
+from ..generate import generate
+from ..model import Transformer
+
+N_NEW = 512
+PROMPT_LEN = 16
+CONFIGS: dict[str, ModelConfig] = {
+    "tiny": preset("tiny", max_seq_len=1024),
+    "small": preset("small", max_seq_len=1024),
+}
+
+
+@dataclass
+class KVSetup:
+    tag: str
+    model: Transformer
+    hf: object  # transformers.LlamaForCausalLM with the same weights
+    prompt: torch.Tensor  # (1, PROMPT_LEN)
+    n_new: int
+
+    def ours(self) -> torch.Tensor:
+        return generate(self.model, self.prompt, self.n_new)
+
+    def theirs(self) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.hf.generate(self.prompt, attention_mask=torch.ones_like(self.prompt),
+                                    max_new_tokens=self.n_new, min_new_tokens=self.n_new,
+                                    do_sample=False, use_cache=True, pad_token_id=0)
+
+
+def prepare(tag: str, cfg: ModelConfig, n_new: int = N_NEW, prompt_len: int = PROMPT_LEN,
+            seed: int = 0) -> KVSetup:
+    """Our seeded model, its Hugging Face twin (default ``sdpa`` attention) and a random prompt."""
+    from ..interop import llama_to_hf
+
+    if prompt_len + n_new > cfg.max_seq_len:
+        raise ValueError(f"prompt_len={prompt_len} + n_new={n_new} exceeds max_seq_len={cfg.max_seq_len}")
+    torch.manual_seed(seed)
+    model = Transformer(cfg).eval()
+    hf = llama_to_hf(model)
+    hf.config._attn_implementation = "sdpa"  # HF's default; tiny_llama builds eager for peer checks
+    gen = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len), generator=gen)
+    return KVSetup(tag, model, hf, prompt, n_new)
+
+
+def best_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each function over ``repeats`` rounds, each round calling every function once
+    (after one warm-up call each)."""
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def recompute_seconds_per_token(setup: KVSetup, tokens: torch.Tensor, stride: int) -> float:
+    """Mean seconds per new token of uncached generation. ``stride == 1``: time the real loop over all
+    ``n_new`` steps (and check its tokens equal ``tokens``). Otherwise time single uncached steps
+    (a forward over the prefix that step sees, plus sampling) at the midpoints of ``stride``-step
+    blocks, on the same prefixes the loop would see (``tokens``, the greedy output), and average."""
+    model, prompt, n = setup.model, setup.prompt, setup.n_new
+    if stride == 1:
+        generate(model, prompt, min(n, 8), use_cache=False)  # warm-up
+        t0 = time.perf_counter()
+        out = generate(model, prompt, n, use_cache=False)
+        elapsed = time.perf_counter() - t0
+        if not torch.equal(out, tokens):
+            raise AssertionError(f"[{setup.tag}] uncached greedy tokens differ from cached ones")
+        return elapsed / n
+    steps = list(range(stride // 2, n, stride))
+    T0 = prompt.shape[1]
+    times = []
+    for i in steps:
+        prefix = tokens[:, :T0 + i]  # what step i runs the model on
+        generate(model, prefix, 1, use_cache=False)  # warm-up at this length
+        t0 = time.perf_counter()
+        generate(model, prefix, 1, use_cache=False)
+        times.append(time.perf_counter() - t0)
+    return sum(times) / len(times)
+
+
+def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
+    ours = setup.ours()
+    theirs = setup.theirs()
+    if not torch.equal(ours, theirs):
+        first = (ours != theirs).nonzero()[0, 1].item() if ours.shape == theirs.shape else None
+        raise AssertionError(f"[{setup.tag}] Hugging Face generate and ours differ (first at position "
+                             f"{first}); the timing would compare different work")
+    best = best_round_robin({"ours": setup.ours, "hf": setup.theirs}, repeats)
+    n = setup.n_new
+    cached = best["ours"] / n
+    hf = best["hf"] / n
+    recompute = recompute_seconds_per_token(setup, ours, stride)
+    at, tag = f"@{n}", f"[{setup.tag}]"
+    return {
+        f"kv.recompute_ms_per_token{at}{tag}": recompute * 1e3,
+        f"kv.cached_ms_per_token{at}{tag}": cached * 1e3,
+        f"kv.speedup{at}{tag}": recompute / cached,
+        f"kv.hf_cached_ms_per_token{at}{tag}": hf * 1e3,
+        f"kv.ours_over_hf{tag}": cached / hf,
+    }
+
+
+def run(quick: bool, configs: dict[str, ModelConfig] | None = None, n_new: int = N_NEW) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for tag, cfg in (configs or CONFIGS).items():
+        setup = prepare(tag, cfg, n_new=n_new)
+        stride = max(1, n_new // 16) if quick else 1
+        results.update(measure(setup, repeats=2 if quick else 5, stride=stride))
+    return results

@@ -1,0 +1,112 @@
+"""The KV cache: update/length/crop/reset, static == dynamic, measured bytes == the formula."""
+
+import pytest
+import torch
+
+from helpers import KVCache, StaticKVCache, Transformer, preset
+from helpers.kv_cache import kv_elements_per_token, mla_elements_per_token
+
+
+def kv(b=2, g=2, t=3, d=8):
+    return torch.randn(b, g, t, d), torch.randn(b, g, t, d)
+
+
+@pytest.mark.parametrize("make", [lambda: KVCache(2), lambda: StaticKVCache(2, max_len=16)])
+def test_update_appends_and_returns_history(make):
+    cache = make()
+    k1, v1 = kv(t=3)
+    k2, v2 = kv(t=1)
+    assert cache.length == 0
+    out = cache.update(0, k1, v1)
+    assert torch.equal(out[0], k1) and torch.equal(out[1], v1)
+    k, v = cache.update(0, k2, v2)
+    assert k.shape == (2, 2, 4, 8)
+    assert torch.equal(k, torch.cat([k1, k2], dim=2)) and torch.equal(v, torch.cat([v1, v2], dim=2))
+    assert cache.length == 4
+    assert cache.layer_length(1) == 0
+
+
+@pytest.mark.parametrize("make", [lambda: KVCache(1), lambda: StaticKVCache(1, max_len=16)])
+def test_crop_and_reset(make):
+    cache = make()
+    k1, v1 = kv(t=5)
+    cache.update(0, k1, v1)
+    cache.crop(2)
+    assert cache.length == 2
+    k2, v2 = kv(t=1)
+    k, v = cache.update(0, k2, v2)  # the cropped positions are really gone
+    assert torch.equal(k, torch.cat([k1[:, :, :2], k2], dim=2))
+    assert torch.equal(v, torch.cat([v1[:, :, :2], v2], dim=2))
+    with pytest.raises(ValueError, match="crop length"):
+        cache.crop(4)
+    with pytest.raises(ValueError, match="crop length"):
+        cache.crop(-1)
+    cache.reset()
+    assert cache.length == 0 and cache.nbytes() == 0
+
+
+def test_static_cache_errors_and_reuse():
+    with pytest.raises(ValueError, match="max_len"):
+        StaticKVCache(2, max_len=0)
+    with pytest.raises(ValueError, match="n_layers"):
+        KVCache(0)
+    cache = StaticKVCache(1, max_len=4)
+    cache.update(0, *kv(t=3))
+    with pytest.raises(ValueError, match="overflow"):
+        cache.update(0, *kv(t=2))
+    with pytest.raises(IndexError):
+        cache.update(1, *kv(t=1))
+    # after a reset, a request with another batch size gets fresh buffers (no silent broadcasting)
+    cache.reset()
+    k, v = kv(b=1, t=2)
+    out = cache.update(0, k, v)
+    assert torch.equal(out[0], k) and out[0].shape[0] == 1
+
+
+def test_static_cache_filled_under_inference_mode_is_usable_outside():
+    cache = StaticKVCache(1, max_len=8)
+    with torch.inference_mode():
+        cache.update(0, *kv(t=2))
+    k, v = kv(t=1)
+    out = cache.update(0, k, v)
+    assert out[0].shape[2] == 3 and torch.equal(out[0][:, :, 2:], k)
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_kv_heads": 2}, {"n_kv_heads": 1},
+                                     {"n_layers": 3, "head_dim": 6}])
+@pytest.mark.parametrize("static", [False, True])
+def test_static_equals_dynamic_and_bytes_equal_formula(changes, static):
+    cfg = preset("test", **changes)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, cfg.vocab_size, (2, 10))
+    cache = model.new_cache(static=static, max_len=16)
+    ref = model.new_cache()
+    with torch.no_grad():
+        a = model(idx[:, :7], cache=cache)
+        b = model(idx[:, :7], cache=ref)
+        for t in range(7, 10):
+            a = torch.cat([a, model(idx[:, t:t + 1], cache=cache)], dim=1)
+            b = torch.cat([b, model(idx[:, t:t + 1], cache=ref)], dim=1)
+    assert torch.equal(a, b)
+    assert cache.length == 10
+    per_token = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd)
+    assert per_token == 2 * cfg.n_layers * cfg.kv_heads * cfg.hd
+    assert cache.nbytes() == per_token * 10 * 2 * 4  # tokens × batch × float32 bytes
+    if static:
+        assert cache.allocated_nbytes() == per_token * 16 * 2 * 4
+
+
+def test_bytes_follow_dtype():
+    cache = KVCache(3)
+    for layer in range(3):
+        cache.update(layer, *(t.to(torch.bfloat16) for t in kv(b=1, g=4, t=5, d=16)))
+    assert cache.nbytes() == kv_elements_per_token(3, 4, 16) * 5 * 2
+
+
+def test_mla_elements_per_token():
+    assert mla_elements_per_token(61, 512, 64) == 61 * 576
+    cache = KVCache(2)  # the cache also holds MLA's (c_kv, k_pe) pairs
+    for layer in range(2):
+        cache.update(layer, torch.randn(1, 7, 32), torch.randn(1, 7, 8))
+    assert cache.length == 7
+    assert cache.nbytes() == mla_elements_per_token(2, 32, 8) * 7 * 4
