@@ -378,3 +378,67 @@ def test_hf_bias_matters():
     x = torch.randn(2, 16, hf.config.hidden_size)
     with torch.no_grad():
         assert not torch.allclose(ours(x).out, hf(x), atol=1e-4)
+
+
+def test_toy_simulation_collapses_and_both_fixes_rescue_it():
+    from helpers.moe import simulate_routing
+
+    collapsed = simulate_routing(steps=200)
+    assert (collapsed.loads.sum(-1) == 512).all()  # N·K assignments every step (K = 1)
+    assert collapsed.final_max_vio > 2.0  # most of the 8 experts end up with no tokens
+    aux = simulate_routing(steps=200, alpha=1.0)
+    free = simulate_routing(steps=200, gamma=0.01)
+    assert aux.final_max_vio < 0.5 and free.final_max_vio < 0.5
+    assert aux.bias.abs().sum() == 0 and free.bias.abs().sum() > 0
+    # in this toy, the balanced routers also fit the clusters better than the collapsed one
+    assert aux.loss[-1] < collapsed.loss[-1] and free.loss[-1] < collapsed.loss[-1]
+    with pytest.raises(ValueError, match="top_k=9"):
+        simulate_routing(top_k=9)
+
+
+# --- lesson 04 exercises: reference solutions, and the checks accept them and reject wrong answers ----
+def solution_f_and_P(probs, indices):
+    E = probs.shape[1]
+    f = torch.bincount(indices.flatten(), minlength=E).float() / indices.numel()
+    return f, probs.mean(0)
+
+
+def solution_bias_update(bias, load, gamma):
+    return bias + gamma * torch.sign(load.float().mean() - load.float())
+
+
+def solution_max_vio(counts):
+    c = counts.float()
+    return ((c.max() - c.mean()) / c.mean()).item()
+
+
+def test_l04_exercise_checks():
+    from helpers.exercises import l04
+
+    assert l04.check_f_and_P(solution_f_and_P)
+    assert not l04.check_f_and_P(lambda p, i: (p.mean(0), p.mean(0)))  # soft f
+    assert not l04.check_f_and_P(
+        lambda p, i: (torch.bincount(i.flatten(), minlength=p.shape[1]).float() / i.shape[0], p.mean(0)))
+    assert not l04.check_f_and_P(lambda p, i: None)
+    assert l04.check_bias_update(solution_bias_update)
+    assert not l04.check_bias_update(lambda b, l, g: b - g * torch.sign(l.mean() - l))  # sign flipped
+    assert not l04.check_bias_update(lambda b, l, g: b + g * (l.mean() - l))  # no sign()
+    assert l04.check_max_vio(solution_max_vio)
+    assert not l04.check_max_vio(lambda c: (c.float().max() / c.float().mean()).item())
+    assert not l04.check_max_vio(lambda c: None)
+
+
+def test_bench_suite_names_and_values():
+    """Structure only (timings are never asserted): names, finite positive values, consistent ratio."""
+    from helpers import bench
+    from helpers.bench import moe as moe_bench
+
+    assert "moe" in bench.suites()
+    sizes = dict(moe_bench.HF_SIZES, hidden_size=32, moe_intermediate_size=16)
+    out = moe_bench.run(quick=True, n_tokens=64, loop_tokens=16, sizes=sizes)
+    assert set(out) == {"moe.ours_ms@64", "moe.hf_ms@64", "moe.hf_eager_ms@64", "moe.ours_over_hf",
+                        "moe.dispatch_speedup"}
+    assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in out.values())
+    assert out["moe.ours_over_hf"] == pytest.approx(out["moe.ours_ms@64"] / out["moe.hf_ms@64"])
+    with pytest.raises(ValueError, match="loop_tokens=99"):
+        moe_bench.run(quick=True, n_tokens=64, loop_tokens=99, sizes=sizes)

@@ -1,0 +1,278 @@
+"""Live training widgets and their static twins (lesson 04's routing histogram, reused by the capstone).
+
+``RoutingMonitor`` is a ``helpers.train`` callback. It records, every step, the tokens each expert of
+every MoE layer received (``MoEResult.counts``), the load entropy, MaxVio_batch (Wang et al. 2024,
+arXiv 2408.15664) and the selection biases, and, in a live Jupyter kernel, redraws a plotly
+``go.FigureWidget``: one bar per expert per MoE layer (one bar trace per layer) above the entropy and
+MaxVio curves. Redraws happen every ``every`` steps and at most ``max_rate`` times a second, each as
+one batched message, so a fast training loop cannot flood the kernel's message channel.
+
+Outside a live kernel (a script, CI, a static export) nothing is drawn and nothing fails: the monitor
+only records. ``plot_routing`` draws the same final state as a static matplotlib figure, which a
+notebook always shows after the live widget so the result is visible on GitHub too.
+
+DOM contract for browser tests: the widget's layout title is always ``RoutingMonitor.TITLE``; the
+first L traces are the bar traces named ``"layer <i>"`` (one per MoE layer, E bars each, height =
+share of the routed assignments in percent over the last ``every`` steps), so plotly renders one
+``.barlayer .trace`` group per layer with one ``path.point`` per expert inside ``.js-plotly-plot``.
+
+Glossary: L MoE layers, E routed experts, K experts per token, S recorded steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from .moe import load_entropy, max_vio, moe_layers
+
+# One colour per expert, shared by the live widget and the static figures (matplotlib's tab10).
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+FALLBACK_TEXT = ("Live routing histogram (it renders in a running Jupyter kernel; the static figure "
+                 "below shows the final state)")
+
+
+def expert_colors(n_experts: int) -> list[str]:
+    return [PALETTE[i % len(PALETTE)] for i in range(n_experts)]
+
+
+def in_live_kernel() -> bool:
+    """True inside a Jupyter kernel (where a widget frontend may be listening)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show_widget(widget, text: str = FALLBACK_TEXT) -> None:
+    """Display an ipywidget with a short plain-text fallback (what a saved notebook shows instead of
+    the widget's whole state)."""
+    from IPython.display import display
+
+    display({"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                           "model_id": widget.model_id},
+             "text/plain": text}, raw=True)
+
+
+@dataclass
+class RoutingHistory:
+    """Per-step routing record of a training run."""
+
+    n_experts: int
+    n_activated: int  # K
+    step: list[int] = field(default_factory=list)
+    counts: list[torch.Tensor] = field(default_factory=list)  # per step: (L, E) tokens per expert
+    bias: list[torch.Tensor] = field(default_factory=list)  # per step: (L, E) selection bias after it
+
+    def counts_array(self) -> torch.Tensor:
+        return torch.stack(self.counts)  # (S, L, E)
+
+    def bias_array(self) -> torch.Tensor:
+        return torch.stack(self.bias)  # (S, L, E)
+
+    @property
+    def max_vio(self) -> torch.Tensor:
+        """MaxVio_batch per step and layer, (S, L)."""
+        return max_vio(self.counts_array())
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """Load entropy (bits) per step and layer, (S, L)."""
+        return load_entropy(self.counts_array())
+
+    def recent_share(self, last: int) -> torch.Tensor:
+        """Share (%) of the routed assignments each expert got over the last ``last`` steps, (L, E)."""
+        c = torch.stack(self.counts[-last:]).sum(0).double()  # (L, E)
+        return 100 * c / c.sum(-1, keepdim=True).clamp_min(1)
+
+
+class RoutingMonitor:
+    """``helpers.train`` callback: records routing every step and draws a live histogram.
+
+    ``monitor = RoutingMonitor(model); monitor.show(); train(model, data, callback=monitor)``;
+    afterwards ``plot_routing(monitor.history)`` draws the static figure.
+    """
+
+    TITLE = "Routing: share of tokens per expert"
+
+    def __init__(self, model, *, every: int = 10, max_rate: float = 10.0, live: bool | None = None,
+                 label: str = "", height: int = 480):
+        self.layers = moe_layers(model)
+        if not self.layers:
+            raise ValueError("RoutingMonitor needs a model with MoE layers (n_routed_experts > 0)")
+        if every <= 0 or max_rate <= 0:
+            raise ValueError(f"every={every} and max_rate={max_rate} must be positive")
+        cfg = self.layers[0].cfg
+        self.history = RoutingHistory(cfg.n_routed_experts, cfg.n_activated_experts)
+        self.every, self.max_rate, self.label, self.height = every, max_rate, label, height
+        self.redraws = 0
+        self._last_draw = -math.inf
+        self._recent: deque = deque(maxlen=every)
+        self.figure = None
+        if live if live is not None else in_live_kernel():
+            self.figure = self._build()
+
+    # --- recording ------------------------------------------------------------------------------
+    def __call__(self, step: int, out, batch=None) -> None:
+        counts = torch.stack([r.counts for r in out.moe]).detach().cpu()  # (L, E)
+        self.history.step.append(step)
+        self.history.counts.append(counts)
+        self.history.bias.append(torch.stack([m.gate.bias for m in self.layers]).detach().cpu())
+        self._recent.append(counts)
+        now = time.monotonic()
+        if (self.figure is not None and step % self.every == 0
+                and now - self._last_draw >= 1.0 / self.max_rate):
+            self.redraw()
+
+    def finish(self) -> None:
+        """Draw the final state (ignores the throttle)."""
+        if self.figure is not None and self.history.step:
+            self.redraw()
+
+    # --- the live figure ------------------------------------------------------------------------
+    def _build(self):
+        try:
+            import plotly.graph_objects as go
+            from plotly.subplots import make_subplots
+        except ImportError:  # no plotly: record only
+            return None
+        L, E, K = len(self.layers), self.history.n_experts, self.history.n_activated
+        cols = max(L, 2)
+        top = [{"colspan": 2}, None] if L == 1 else [{} for _ in range(cols)]
+        half = cols // 2
+        bottom = [{"colspan": half}] + [None] * (half - 1) + [{"colspan": cols - half}] + \
+            [None] * (cols - half - 1)
+        titles = [f"MoE layer {i}" for i in range(L)] + ["load entropy (bits)", "MaxVio (batch)"]
+        fig = make_subplots(rows=2, cols=cols, specs=[top, bottom], subplot_titles=titles,
+                            vertical_spacing=0.18, row_heights=[0.6, 0.4])
+        experts = [str(e) for e in range(E)]
+        # Built as a plain figure, then wrapped: reference lines on subplots need go.Figure.
+        for i in range(L):  # traces 0..L-1: one bar trace per layer
+            fig.add_bar(x=experts, y=[100 / E] * E, name=f"layer {i}", showlegend=False,
+                        marker_color=expert_colors(E), row=1, col=1 if L == 1 else i + 1)
+            fig.update_yaxes(range=[0, 100 / K * 1.05], title_text="% of routed tokens",
+                             row=1, col=1 if L == 1 else i + 1)
+            fig.update_xaxes(title_text="expert", row=1, col=1 if L == 1 else i + 1)
+            fig.add_hline(y=100 / E, line_dash="dash", line_color="gray",
+                          row=1, col=1 if L == 1 else i + 1)
+        for i in range(L):
+            fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i} entropy",
+                            line_color=PALETTE[i % 10], row=2, col=1)
+        for i in range(L):
+            fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i} MaxVio",
+                            line_color=PALETTE[i % 10], showlegend=False, row=2, col=half + 1)
+        fig.add_hline(y=math.log2(E), line_dash="dash", line_color="gray", row=2, col=1)
+        fig.update_yaxes(range=[0, math.log2(E) * 1.05], row=2, col=1)
+        fig.update_yaxes(range=[0, E / K - 1 + 0.1], row=2, col=half + 1)
+        fig.update_xaxes(title_text="step", row=2, col=1)
+        fig.update_xaxes(title_text="step", row=2, col=half + 1)
+        fig.update_layout(title_text=self.TITLE, height=self.height, margin=dict(t=80, b=40),
+                          template="plotly_white", legend=dict(orientation="h", y=-0.15))
+        fig.add_annotation(text=self.label, xref="paper", yref="paper", x=1.0, y=1.12,
+                           showarrow=False, xanchor="right", font=dict(size=12, color="gray"))
+        try:
+            widget = go.FigureWidget(fig)
+        except Exception:  # anywidget / ipywidgets unavailable: record only
+            return None
+        self._status = len(widget.layout.annotations) - 1  # the step read-out, updated on redraw
+        return widget
+
+    def redraw(self) -> None:
+        if self.figure is None or not self._recent:
+            return
+        L = len(self.layers)
+        c = torch.stack(list(self._recent)).sum(0).double()  # (L, E)
+        share = (100 * c / c.sum(-1, keepdim=True).clamp_min(1)).tolist()
+        steps = self.history.step
+        ent, vio = self.history.entropy.T.tolist(), self.history.max_vio.T.tolist()  # (L, S)
+        with self.figure.batch_update():  # one message per redraw
+            for i in range(L):
+                self.figure.data[i].y = share[i]
+                self.figure.data[L + i].x, self.figure.data[L + i].y = steps, ent[i]
+                self.figure.data[2 * L + i].x, self.figure.data[2 * L + i].y = steps, vio[i]
+            note = f"{self.label} · " if self.label else ""
+            self.figure.layout.annotations[self._status].text = (
+                f"{note}step {steps[-1]} · bars: last {len(self._recent)} steps")
+        self.redraws += 1
+        self._last_draw = time.monotonic()
+
+    def show(self) -> None:
+        """Display the live widget (no-op outside a live kernel)."""
+        if self.figure is not None:
+            show_widget(self.figure)
+
+
+# --- static figures ---------------------------------------------------------------------------------
+def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", fig=None):
+    """The live widget's final state as a matplotlib figure: bars per expert per layer (share of the
+    routed assignments over the ``last`` steps), then load entropy and MaxVio_batch over steps."""
+    import matplotlib.pyplot as plt
+
+    if not history.step:
+        raise ValueError("plot_routing needs a history with at least one recorded step")
+    share = history.recent_share(last)  # (L, E)
+    L, E = share.shape
+    K = history.n_activated
+    fig = fig or plt.figure(figsize=(3.2 * max(L, 2), 5.2))
+    grid = fig.add_gridspec(2, max(L, 2), height_ratios=[1.2, 1], hspace=0.55, wspace=0.3)
+    for i in range(L):
+        ax = fig.add_subplot(grid[0, i] if L > 1 else grid[0, :])
+        ax.bar(range(E), share[i].tolist(), color=expert_colors(E))
+        ax.axhline(100 / E, ls="--", color="gray", lw=1, label="uniform")
+        ax.set(ylim=(0, 100 / K * 1.05), xlabel="expert", title=f"MoE layer {i}",
+               xticks=range(E))
+        if i == 0:
+            ax.set_ylabel("% of routed tokens")
+            ax.legend(loc="upper right", fontsize=8)
+    half = max(L, 2) // 2
+    ax_e, ax_v = fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:])
+    ent, vio = history.entropy, history.max_vio  # (S, L)
+    for i in range(L):
+        ax_e.plot(history.step, ent[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
+        ax_v.plot(history.step, vio[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
+    ax_e.axhline(math.log2(E), ls="--", color="gray", lw=1)
+    ax_e.set(xlabel="step", ylabel="bits", title="load entropy (dashed: balanced)",
+             ylim=(0, math.log2(E) * 1.05))
+    ax_v.set(xlabel="step", ylabel="(max − mean) / mean", title="MaxVio (batch)", ylim=(0, E / K - 1 + 0.1))
+    ax_e.legend(fontsize=8)
+    fig.suptitle(title or RoutingMonitor.TITLE + f" — last {min(last, len(history.step))} steps")
+    return fig
+
+
+def plot_load_over_time(loads: torch.Tensor, ax=None, *, title: str = "", step_label: str = "step"):
+    """Stacked area of each expert's share of the load over steps; loads (S, E) counts."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    loads = loads.double()
+    share = 100 * loads / loads.sum(-1, keepdim=True).clamp_min(1)  # (S, E)
+    E = share.shape[1]
+    ax.stackplot(range(share.shape[0]), share.T.tolist(), colors=expert_colors(E),
+                 labels=[f"expert {e}" for e in range(E)])
+    ax.set(xlim=(0, share.shape[0] - 1), ylim=(0, 100), xlabel=step_label, ylabel="% of routed tokens",
+           title=title)
+    return ax
+
+
+def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over training", fig=None):
+    """The aux-loss-free biases over steps, one panel per MoE layer, one line per expert."""
+    import matplotlib.pyplot as plt
+
+    bias = history.bias_array()  # (S, L, E)
+    S, L, E = bias.shape
+    fig = fig or plt.figure(figsize=(3.2 * max(L, 2), 2.8))
+    axes = fig.subplots(1, L, squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        for e in range(E):
+            ax.plot(history.step, bias[:, i, e].tolist(), color=expert_colors(E)[e], lw=1.2)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set(xlabel="step", ylabel="b_i", title=f"MoE layer {i}")
+    fig.suptitle(title)
+    return fig
