@@ -45,17 +45,20 @@ class DecodeSetup:
         """Decode one token at position ``context``, then forget it again."""
         self.model(self.token, cache=self.cache)
         self.cache.crop(self.context)
+        if self.token.device.type == "cuda":
+            torch.cuda.synchronize()  # time the kernels, not their launch
 
 
 @torch.inference_mode()
-def prepare(n_kv_heads: int, context: int = CONTEXT, seed: int = 0, **changes) -> DecodeSetup:
-    """A seeded small-preset model with ``n_kv_heads`` K/V heads and its cache prefilled with
-    ``context`` random tokens."""
+def prepare(n_kv_heads: int, context: int = CONTEXT, seed: int = 0, device=None,
+            **changes) -> DecodeSetup:
+    """A seeded small-preset model (``changes`` alter its config) with ``n_kv_heads`` K/V heads on
+    ``device`` (default CPU) and its cache prefilled with ``context`` random tokens."""
     torch.manual_seed(seed)
     cfg = preset("small", n_kv_heads=n_kv_heads, max_seq_len=context + 1, **changes)
-    model = Transformer(cfg).eval()
+    model = Transformer(cfg).to(device or "cpu").eval()
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, cfg.vocab_size, (1, context + 1), generator=gen)
+    idx = torch.randint(0, cfg.vocab_size, (1, context + 1), generator=gen).to(model.device)
     cache = model.new_cache(static=True, max_len=context + 1)
     model(idx[:, :context], cache=cache)  # the prefill
     return DecodeSetup(n_kv_heads, model, cache, idx[:, context:], context)
