@@ -210,9 +210,21 @@ class RoutingMonitor:
 
 
 # --- static figures ---------------------------------------------------------------------------------
-def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", fig=None):
+def moving_average(values: torch.Tensor, window: int) -> torch.Tensor:
+    """Trailing mean over ``window`` steps along dim 0 (the first steps average what exists so far)."""
+    if window <= 1:
+        return values
+    v = values.double()
+    c = torch.cat([torch.zeros_like(v[:1]), v.cumsum(0)])  # (S+1, ...)
+    idx = torch.arange(1, len(v) + 1)
+    lo = (idx - window).clamp_min(0)
+    return (c[idx] - c[lo]) / (idx - lo).view(-1, *([1] * (v.ndim - 1)))
+
+
+def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", smooth: int = 1, fig=None):
     """The live widget's final state as a matplotlib figure: bars per expert per layer (share of the
-    routed assignments over the ``last`` steps), then load entropy and MaxVio_batch over steps."""
+    routed assignments over the ``last`` steps), then load entropy and MaxVio_batch over steps
+    (``smooth`` > 1 draws a trailing moving average of that many steps)."""
     import matplotlib.pyplot as plt
 
     if not history.step:
@@ -233,25 +245,29 @@ def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", fi
             ax.legend(loc="upper right", fontsize=8)
     half = max(L, 2) // 2
     ax_e, ax_v = fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:])
-    ent, vio = history.entropy, history.max_vio  # (S, L)
+    ent, vio = moving_average(history.entropy, smooth), moving_average(history.max_vio, smooth)  # (S, L)
     for i in range(L):
         ax_e.plot(history.step, ent[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
         ax_v.plot(history.step, vio[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
     ax_e.axhline(math.log2(E), ls="--", color="gray", lw=1)
     ax_e.set(xlabel="step", ylabel="bits", title="load entropy (dashed: balanced)",
              ylim=(0, math.log2(E) * 1.05))
-    ax_v.set(xlabel="step", ylabel="(max − mean) / mean", title="MaxVio (batch)", ylim=(0, E / K - 1 + 0.1))
+    suffix = f", {smooth}-step mean" if smooth > 1 else ""
+    ax_v.set(xlabel="step", ylabel="(max − mean) / mean", title="MaxVio (batch)" + suffix,
+             ylim=(0, E / K - 1 + 0.1))
     ax_e.legend(fontsize=8)
     fig.suptitle(title or RoutingMonitor.TITLE + f" — last {min(last, len(history.step))} steps")
     return fig
 
 
-def plot_load_over_time(loads: torch.Tensor, ax=None, *, title: str = "", step_label: str = "step"):
-    """Stacked area of each expert's share of the load over steps; loads (S, E) counts."""
+def plot_load_over_time(loads: torch.Tensor, ax=None, *, title: str = "", step_label: str = "step",
+                        smooth: int = 1):
+    """Stacked area of each expert's share of the load over steps; loads (S, E) counts (``smooth`` > 1:
+    a trailing moving average of that many steps)."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.gca()
-    loads = loads.double()
+    loads = moving_average(loads.double(), smooth)
     share = 100 * loads / loads.sum(-1, keepdim=True).clamp_min(1)  # (S, E)
     E = share.shape[1]
     ax.stackplot(range(share.shape[0]), share.T.tolist(), colors=expert_colors(E),

@@ -10,7 +10,14 @@ import torch  # noqa: E402
 
 from helpers.config import ModelConfig  # noqa: E402
 from helpers.model import Transformer  # noqa: E402
-from helpers.widgets import RoutingMonitor, in_live_kernel, plot_bias, plot_load_over_time, plot_routing  # noqa: E402
+from helpers.widgets import (  # noqa: E402
+    RoutingMonitor,
+    in_live_kernel,
+    moving_average,
+    plot_bias,
+    plot_load_over_time,
+    plot_routing,
+)
 
 
 def tiny_moe(**changes):
@@ -94,3 +101,10 @@ def test_static_figures():
 def test_needs_moe_layers():
     with pytest.raises(ValueError, match="MoE layers"):
         RoutingMonitor(Transformer(ModelConfig()))
+
+
+def test_moving_average():
+    v = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 6.0]])
+    expected = torch.tensor([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [5.0, 4.0]], dtype=torch.float64)
+    torch.testing.assert_close(moving_average(v, 3), expected)
+    assert moving_average(v, 1) is v
