@@ -100,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if not nbs:
         print("no notebooks to build", file=sys.stderr)
         return 1
-    if args.out.exists():
-        shutil.rmtree(args.out)
+    doctrees = ROOT / "build" / "site-doctrees"
+    for stale in (args.out, doctrees):  # a fresh build: cached pages would keep links resolved earlier
+        if stale.exists():
+            shutil.rmtree(stale)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
-           "-c", str(ROOT / "docs"), "-d", str(ROOT / "build" / "site-doctrees"), str(src), str(args.out)]
+           "-c", str(ROOT / "docs"), "-d", str(doctrees), str(src), str(args.out)]
     if subprocess.run(cmd).returncode != 0:
         print("site build failed (warnings are errors: see above)", file=sys.stderr)
         return 1
