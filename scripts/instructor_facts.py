@@ -44,15 +44,29 @@ def stated_run_time(nb: dict) -> str | None:
 
 
 def exercises(nb: dict) -> list[str]:
-    items, inside = [], False
-    for cell in nb["cells"]:
-        src = text(cell)
-        if cell["cell_type"] == "markdown" and re.match(r"^##\s", src):
-            inside = "exercise" in src.splitlines()[0].lower()
-        if inside and cell["cell_type"] == "markdown":
-            for m in re.findall(r"^\*\*\d+\.\*\*\s*(.+?)(?=\n\s*\n|\n\*\*\d|\Z)", src, re.M | re.S):
-                items.append(re.split(r"(?<=[.?])\s", " ".join(m.split()), maxsplit=1)[0])
-    return items
+    """The first sentence of each ``**N.**`` (or ``**N (open).**``) item under an ``## ... Exercises``
+    heading, wherever in a markdown cell the heading stands."""
+    markdown = [text(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    lines = [line for t in markdown for line in t.splitlines() + [""]]
+    items, inside, current = [], False, None
+    for line in lines:
+        if line.startswith("## "):
+            inside = "exercise" in line.lower()
+            current = None
+            continue
+        m = re.match(r"^\*\*(\d+)[^*]*\*\*(.*)$", line) if inside else None
+        if m:
+            current = [line.replace("**", " ")]
+            items.append(current)
+        elif current is not None and line.strip():
+            current.append(line)
+        else:
+            current = None
+    out = []
+    for item in items:
+        joined = " ".join(" ".join(item).split())
+        out.append(re.split(r"(?<=[.?])\s(?=[A-Z(`])", joined, maxsplit=2)[:2])
+    return [" ".join(x) for x in out]
 
 
 def facts(path: Path) -> dict:
