@@ -31,9 +31,11 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
-# Re-execute every notebook headless and save it with its outputs (what GitHub shows).
+# Re-execute every notebook headless and save it with its outputs (what GitHub shows), then re-mark
+# its lecture slides (RISE).
 notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
+	$(BIN)/python scripts/mark_slides.py
 
 # The course as a static website in build/site/ (README + the committed notebooks with their outputs;
 # nothing executes; any Sphinx warning, a broken cross-reference above all, fails the build).
