@@ -17,6 +17,9 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 # Notebooks are rendered as saved: never executed here.
 nb_execution_mode = "off"
 nb_merge_streams = True
+# Saved notebooks carry no widget state (scripts/run_notebooks.py strips it), so a live widget can never
+# render here: show its plain-text fallback instead of an empty box (the static figure follows it).
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 
