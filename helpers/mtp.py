@@ -185,7 +185,7 @@ class MTP(nn.Module):
         tokens_ahead (B, n): t_{i+1} for those positions (already decided). Returns (B, n, V) logits
         for t_{i+2}, the token after next. Equal to ``forward``'s depth-1 logits at the same positions.
         """
-        module = self.layers[0]
+        module = self.layers._modules["0"]  # module 1 (plain dict access: this runs every decode step)
         start, n = cache.length, hidden.shape[1]
         if start + n > model.config.max_seq_len:
             raise ValueError(f"MTP positions {start}+{n} exceed max_seq_len={model.config.max_seq_len}")

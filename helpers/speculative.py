@@ -91,45 +91,46 @@ def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int) -> Specu
 
 
 def _speculate(model, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
-    tokens = idx
     if n_target == 0:
-        return SpeculativeResult(tokens, 0, 0, 0, 0)
+        return SpeculativeResult(idx, 0, 0, 0, 0)
     max_len = idx.shape[1] + n_target  # no forward pass ever holds more positions than this
     cache = model.new_cache(static=True, max_len=max_len)
     mtp_cache = model.mtp.new_cache(model.config, max_len)
+    as_ids = lambda ids: torch.tensor([ids], dtype=idx.dtype, device=idx.device)  # noqa: E731  (1, n)
     # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
     out = model.run(idx, cache=cache)
-    tokens = torch.cat([tokens, out.logits[:, -1:].argmax(-1)], dim=1)  # (1, T + 1): t_T
+    new = [int(out.logits[0, -1].argmax())]  # t_T, the main model's greedy token
     forwards, drafted, accepted, mask = 1, 0, 0, [False]
     draft = None
     if n_target >= 3:  # a draft pays only when at least two more tokens are wanted
-        ahead = tokens[:, 1:]  # (1, T): t_{i+1} for every prompt position i
-        draft = model.mtp.draft_logits(model, out.hidden, ahead, mtp_cache)[:, -1:].argmax(-1)  # (1, 1)
-    while tokens.shape[1] - idx.shape[1] < n_target:
-        m = cache.length  # position of the committed-but-unfed token t_m
+        ahead = torch.cat([idx[:, 1:], as_ids(new)], dim=1)  # (1, T): t_{i+1} for every prompt position i
+        draft = int(model.mtp.draft_logits(model, out.hidden, ahead, mtp_cache)[0, -1].argmax())
+    while len(new) < n_target:
         if draft is None:  # the last token: a plain cached step
-            out = model.run(tokens[:, -1:], cache=cache)
-            tokens = torch.cat([tokens, out.logits[:, -1:].argmax(-1)], dim=1)
+            out = model.run(as_ids(new[-1:]), cache=cache)
+            new.append(int(out.logits[0, -1].argmax()))
             forwards += 1
             mask.append(False)
             continue
-        out = model.run(torch.cat([tokens[:, -1:], draft], dim=1), cache=cache)  # logits (1, 2, V)
+        m = cache.length  # position of the committed-but-unfed token t_m
+        out = model.run(as_ids([new[-1], draft]), cache=cache)  # logits (1, 2, V)
         forwards += 1
         drafted += 1
-        greedy = out.logits.argmax(-1)  # (1, 2): the main model's choice after t_m and after d
-        if torch.equal(greedy[:, :1], draft):
+        greedy = out.logits[0].argmax(-1).tolist()  # the main model's choices after t_m and after d
+        if greedy[0] == draft:
             accepted += 1
-            new = greedy  # (1, 2): d (confirmed) and the token after it
+            fresh = greedy  # d (confirmed) and the token after it
             hidden = out.hidden  # (1, 2, D): positions m and m+1 are both final
             mask += [True, False]
         else:
-            new = greedy[:, :1]  # (1, 1): the main model's own token replaces the draft
+            fresh = greedy[:1]  # the main model's own token replaces the draft
             cache.crop(m + 1)  # forget the draft's position
             hidden = out.hidden[:, :1]  # (1, 1, D): position m never saw the draft (causal)
             mask.append(False)
-        tokens = torch.cat([tokens, new], dim=1)  # (1, T + produced)
+        new += fresh
         draft = None
-        if n_target - (tokens.shape[1] - idx.shape[1]) >= 2:
-            logits = model.mtp.draft_logits(model, hidden, new, mtp_cache)  # (1, n, V)
-            draft = logits[:, -1:].argmax(-1)  # (1, 1): guess for the token after the newest one
+        if n_target - len(new) >= 2:
+            logits = model.mtp.draft_logits(model, hidden, as_ids(fresh), mtp_cache)  # (1, n, V)
+            draft = int(logits[0, -1].argmax())  # guess for the token after the newest one
+    tokens = torch.cat([idx, as_ids(new)], dim=1)  # (1, T + n)
     return SpeculativeResult(tokens, n_target, forwards, drafted, accepted, mask)

@@ -215,3 +215,12 @@ def test_l05_exercise_checks():
     assert not l05.check_tokens_per_forward(lambda a: 2 * a)
     assert l05.check_predicted_speedup(solution_predicted_speedup)
     assert not l05.check_predicted_speedup(lambda a, s, v, d: (1 + a) * s / v)  # forgot the draft
+
+
+def test_an_moe_mtp_block_adds_its_balance_loss():
+    cfg = preset("test", n_routed_experts=4, n_activated_experts=2, balance="aux", mtp_depth=1)
+    model = Transformer(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, 12))
+    res = model.run(idx, targets=shifted(idx)).mtp
+    assert len(res.moe) == 1 and res.balance_loss > 0
+    torch.testing.assert_close(res.loss, cfg.mtp_lambda * res.depth_losses[0] + res.balance_loss)

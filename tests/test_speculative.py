@@ -126,8 +126,19 @@ def test_bench_suite_runs_and_its_figures_are_consistent():
     assert "mtp" in bench.suites()
     out = mtp_bench.run(quick=True, cfg=preset("test", mtp_depth=1), steps=3, n_new=6, prompt_len=8)
     names = {"val_loss", "module_accuracy", "teacher_forced_acceptance", "acceptance_rate",
-             "tokens_per_forward", "plain_ms_per_token", "speculative_ms_per_token", "speculative_speedup"}
+             "tokens_per_forward", "plain_ms_per_token", "speculative_ms_per_token", "speculative_speedup",
+             "verify_over_step", "draft_over_step"}
     assert set(out) == {f"mtp.{n}" for n in names}
     assert 0 <= out["mtp.acceptance_rate"] <= 1 and 1 <= out["mtp.tokens_per_forward"] <= 2
     assert out["mtp.speculative_speedup"] == pytest.approx(
         out["mtp.plain_ms_per_token"] / out["mtp.speculative_ms_per_token"])
+
+
+def test_identical_for_a_deepseek_shaped_model():
+    # MLA caches (c_kv, k_pe) and MoE blocks (the MTP block too, like V3's layer 61) crop and verify alike
+    model = mtp_model(5, attn_type="mla", n_routed_experts=4, n_activated_experts=2, n_shared_experts=1,
+                      n_dense_layers=1, balance="loss_free+seq_aux")
+    assert type(model.mtp.layers[0].block.ffn).__name__ == "MoE"
+    for seed in range(3):
+        prompt = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(speculative_generate(model, prompt, 18).tokens, generate(model, prompt, 18))

@@ -15,6 +15,11 @@ tokens each (full: 96), batch of one, greedy.
 - ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: best-of-3 (full: 5) wall time per new token of
   ``helpers.generate`` (cached greedy) and ``speculative_generate``, taken in turn per prompt.
 - ``mtp.speculative_speedup``: plain / speculative time, same model, same prompts, same run.
+- ``mtp.verify_over_step``, ``mtp.draft_over_step``: what limits the speed-up. The cost of a 2-token
+  main forward pass (verification) and of one MTP draft, each over one plain 1-token cached step,
+  after a 64-token context (``forward_costs``, CPU time on one thread, which a busy machine disturbs
+  less than wall time). The speed-up is about
+  (1 + acceptance) / (verify_over_step + draft_over_step).
 Decoding is timed on one CPU thread (``torch.set_num_threads(1)``, restored afterwards): a batch of
 one through a D=96 model gains nothing from a second thread, and on a shared machine thread
 synchronisation adds noise that has nothing to do with speculation.
@@ -98,6 +103,54 @@ def _measure(model, prompt_list, n_new, repeats) -> dict:
     }
 
 
+def cpu_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Best-of-``repeats`` CPU time of ``fn()`` on the calling thread, in milliseconds. Unlike wall
+    time it does not count the time other processes hold the core, so the *ratios* of two costs stay
+    put on a busy machine (single-threaded torch runs its ops on the calling thread)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - t0)
+    return 1e3 * best
+
+
+def forward_costs(model: Transformer, context: int = 64, repeats: int = 20) -> dict[str, float]:
+    """CPU milliseconds (``cpu_ms``) for one cached 1-token main step, one 2-token main pass (the
+    verification) and one 1-position MTP draft, each after ``context`` cached positions; one thread,
+    inference mode, the three taken in turn for three rounds, best of all."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = model.config
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, cfg.vocab_size, (1, context + 2), generator=gen)
+    try:
+        with torch.inference_mode():
+            cache = model.new_cache(static=True, max_len=context + 2)
+            mtp_cache = model.mtp.new_cache(cfg, context + 2)
+            hidden = model.run(idx[:, :context], cache=cache).hidden
+            model.mtp.draft_logits(model, hidden, idx[:, 1:context + 1], mtp_cache)
+
+            def step(n):
+                model.run(idx[:, context:context + n], cache=cache)
+                cache.crop(context)
+
+            def draft():
+                model.mtp.draft_logits(model, hidden[:, -1:], idx[:, context:context + 1], mtp_cache)
+                mtp_cache.crop(context)
+
+            costs = {}
+            for _ in range(3):  # in turn, best of all rounds
+                for name, fn in [("step_ms", lambda: step(1)), ("verify_ms", lambda: step(2)),
+                                 ("draft_ms", draft)]:
+                    costs[name] = min(costs.get(name, float("inf")), cpu_ms(fn, repeats))
+    finally:
+        torch.set_num_threads(threads)
+    return costs
+
+
 def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new: int | None = None,
         prompt_len: int = 32) -> dict[str, float]:
     steps = steps or (150 if quick else 600)
@@ -114,4 +167,7 @@ def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new:
         "teacher_forced_acceptance": teacher_forced_acceptance(model, batch.x, batch.y),
     }
     figures.update(measure(model, prompts(length=prompt_len), n_new, repeats=3 if quick else 5))
+    costs = forward_costs(model, context=min(64, cfg.max_seq_len - 2), repeats=10 if quick else 30)
+    figures["verify_over_step"] = costs["verify_ms"] / costs["step_ms"]
+    figures["draft_over_step"] = costs["draft_ms"] / costs["step_ms"]
     return {f"mtp.{k}": float(v) for k, v in figures.items()}
