@@ -34,9 +34,10 @@ def test_kv_full_mode_checks_recompute_tokens():
     setup = kv.prepare("t", preset("test", max_seq_len=32), n_new=6)
     tokens = setup.ours()
     assert torch.equal(tokens, setup.theirs())  # HF's generate makes exactly our tokens
-    assert kv.recompute_seconds_per_token(setup, tokens, stride=1) > 0
+    assert kv.recompute_loop_seconds_per_token(setup, tokens) > 0
+    assert len(kv.recompute_steps(setup, tokens, stride=2)) == 3
     with pytest.raises(AssertionError, match="differ"):
-        kv.recompute_seconds_per_token(setup, tokens.flip(1), stride=1)
+        kv.recompute_loop_seconds_per_token(setup, tokens.flip(1))
 
 
 def test_kv_prepare_rejects_too_long():

@@ -110,3 +110,61 @@ def test_mla_elements_per_token():
         cache.update(layer, torch.randn(1, 7, 32), torch.randn(1, 7, 8))
     assert cache.length == 7
     assert cache.nbytes() == mla_elements_per_token(2, 32, 8) * 7 * 4
+
+
+# --- lesson 01 exercises: reference solutions, and checks that accept them and reject wrong answers ---
+class SolutionCache(KVCache):
+    def update(self, layer_idx, *new):
+        old = self.layers[layer_idx]
+        full = tuple(new) if old is None else tuple(torch.cat([o, n], dim=-2) for o, n in zip(old, new))
+        self.layers[layer_idx] = full
+        return full
+
+
+class ForgetfulCache(KVCache):  # returns only the new positions: attention would not see the past
+    def update(self, layer_idx, *new):
+        self.layers[layer_idx] = tuple(new)
+        return tuple(new)
+
+
+class TodoCache(KVCache):
+    def update(self, layer_idx, *new):
+        raise NotImplementedError
+
+
+def test_l01_cache_size():
+    from helpers.exercises import l01
+
+    solution = 2 * 80 * 8 * 128 * 2 * 32_768 * 4  # K and V · layers · G · Dh · fp16 bytes · tokens · batch
+    assert l01.check_cache_size(solution)
+    assert not l01.check_cache_size(solution // 2)
+    assert not l01.check_cache_size(solution * 8)
+    assert not l01.check_cache_size(None)
+
+
+def test_l01_cache_update():
+    from helpers.exercises import l01
+
+    assert l01.check_cache_update(SolutionCache)
+    assert not l01.check_cache_update(ForgetfulCache)
+    assert not l01.check_cache_update(TodoCache)
+
+
+def test_l01_quantize_per_token():
+    from helpers.exercises import l01
+
+    def solution(x):
+        scale = x.abs().amax(dim=-1, keepdim=True) / 127
+        return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
+
+    def per_tensor(x):  # one scale for everything: wrong shape
+        scale = x.abs().max() / 127
+        return torch.round(x / scale).to(torch.int8), scale
+
+    def todo(x):
+        raise NotImplementedError
+
+    assert l01.check_quantize_per_token(solution)
+    assert not l01.check_quantize_per_token(per_tensor)
+    assert not l01.check_quantize_per_token(lambda x: (x.to(torch.int8), x.abs().amax(-1, keepdim=True)))
+    assert not l01.check_quantize_per_token(todo)

@@ -19,15 +19,33 @@ raised to 1024 so 16 + 512 positions fit; random weights, seed 0, since speed do
 
 Timing: each cached figure is the best of several runs, ours and HF's taken in turn (round-robin) so
 load changes on a shared machine hit both alike. The full run times the recompute loop over all 512
-steps; ``--quick`` times it at 16 evenly spaced steps (one forward pass over the prefix that step
-would see, plus its sampling, at every 32nd position, midpoints of 32-step blocks) and averages
-them, an estimate of the same per-token mean that keeps the whole suite under a minute.
+steps once (after the cached runs); ``--quick`` samples it instead: 16 single uncached steps, one per
+32-step block at its midpoint (a forward over the prefix that step would see, plus sampling), each
+timed in the same round-robin as the cached runs and averaged, an estimate of the same per-token mean
+that keeps the suite under a minute.
+
+Threads: the suite times on ``THREADS = 1`` CPU thread (restored afterwards). On a shared 2-core
+machine a 2-thread PyTorch op stalls whenever one of its threads is descheduled, and timings swung
+10-50x between identical calls; on one thread wall time tracks CPU time, and a batch-of-one decode
+step has too little work per op to gain from a second thread anyway. Both loops, ours and Hugging
+Face's, run under the same setting.
+
+What limits the figures (profiled with ``torch.profiler`` and CPU time on one thread): a cached decode
+step of the tiny model is framework overhead, not arithmetic: ~140 operator calls (22 matmuls, RMSNorm,
+RoPE, cache writes, SDPA) of a few microseconds each, plus the Python of the module calls. Our loop
+runs under ``torch.inference_mode()`` with a pre-allocated ``StaticKVCache`` (together about 15% less
+per token than ``no_grad`` with a concatenating cache); Hugging Face's ``generate`` does the same model
+work plus its generation machinery (logits processors, stopping criteria, cache object, attention-mask
+and position bookkeeping), which is the ~2x on the tiny model. On the small model each step also
+streams ~13 MB of float32 weights through the matmuls, a cost both loops share, so the ratio moves
+towards 1 as the model grows.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +55,7 @@ from ..generate import generate
 from ..model import Transformer
 
 N_NEW = 512
+THREADS = 1
 PROMPT_LEN = 16
 CONFIGS: dict[str, ModelConfig] = {
     "tiny": preset("tiny", max_seq_len=1024),
@@ -92,44 +111,47 @@ def best_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict
     return best
 
 
-def recompute_seconds_per_token(setup: KVSetup, tokens: torch.Tensor, stride: int) -> float:
-    """Mean seconds per new token of uncached generation. ``stride == 1``: time the real loop over all
-    ``n_new`` steps (and check its tokens equal ``tokens``). Otherwise time single uncached steps
-    (a forward over the prefix that step sees, plus sampling) at the midpoints of ``stride``-step
-    blocks, on the same prefixes the loop would see (``tokens``, the greedy output), and average."""
+def recompute_loop_seconds_per_token(setup: KVSetup, tokens: torch.Tensor) -> float:
+    """Seconds per new token of the real uncached loop over all ``n_new`` steps; its tokens must equal
+    ``tokens`` (the cached greedy output)."""
     model, prompt, n = setup.model, setup.prompt, setup.n_new
-    if stride == 1:
-        generate(model, prompt, min(n, 8), use_cache=False)  # warm-up
-        t0 = time.perf_counter()
-        out = generate(model, prompt, n, use_cache=False)
-        elapsed = time.perf_counter() - t0
-        if not torch.equal(out, tokens):
-            raise AssertionError(f"[{setup.tag}] uncached greedy tokens differ from cached ones")
-        return elapsed / n
-    steps = list(range(stride // 2, n, stride))
-    T0 = prompt.shape[1]
-    times = []
-    for i in steps:
-        prefix = tokens[:, :T0 + i]  # what step i runs the model on
-        generate(model, prefix, 1, use_cache=False)  # warm-up at this length
-        t0 = time.perf_counter()
-        generate(model, prefix, 1, use_cache=False)
-        times.append(time.perf_counter() - t0)
-    return sum(times) / len(times)
+    generate(model, prompt, min(n, 8), use_cache=False)  # warm-up
+    t0 = time.perf_counter()
+    out = generate(model, prompt, n, use_cache=False)
+    elapsed = time.perf_counter() - t0
+    if not torch.equal(out, tokens):
+        raise AssertionError(f"[{setup.tag}] uncached greedy tokens differ from cached ones")
+    return elapsed / n
+
+
+def recompute_steps(setup: KVSetup, tokens: torch.Tensor, stride: int) -> dict[int, Callable[[], object]]:
+    """One uncached step (a forward over the prefix that step sees, plus sampling) at the midpoint of
+    every ``stride``-step block, on the prefixes the loop would see (``tokens``, the greedy output)."""
+    T0 = setup.prompt.shape[1]
+    return {i: (lambda prefix=tokens[:, :T0 + i]: generate(setup.model, prefix, 1, use_cache=False))
+            for i in range(stride // 2, setup.n_new, stride)}
 
 
 def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
+    """The five figures for one model. ``stride == 1`` times the whole recompute loop once; a larger
+    stride samples its steps, timed in the same round-robin as the cached runs."""
     ours = setup.ours()
     theirs = setup.theirs()
     if not torch.equal(ours, theirs):
         first = (ours != theirs).nonzero()[0, 1].item() if ours.shape == theirs.shape else None
         raise AssertionError(f"[{setup.tag}] Hugging Face generate and ours differ (first at position "
                              f"{first}); the timing would compare different work")
-    best = best_round_robin({"ours": setup.ours, "hf": setup.theirs}, repeats)
+    fns = {"ours": setup.ours, "hf": setup.theirs}
+    steps = recompute_steps(setup, ours, stride) if stride > 1 else {}
+    fns.update({f"step{i}": fn for i, fn in steps.items()})
+    best = best_round_robin(fns, repeats)
     n = setup.n_new
     cached = best["ours"] / n
     hf = best["hf"] / n
-    recompute = recompute_seconds_per_token(setup, ours, stride)
+    if steps:
+        recompute = sum(best[f"step{i}"] for i in steps) / len(steps)
+    else:
+        recompute = recompute_loop_seconds_per_token(setup, ours)
     at, tag = f"@{n}", f"[{setup.tag}]"
     return {
         f"kv.recompute_ms_per_token{at}{tag}": recompute * 1e3,
@@ -140,10 +162,22 @@ def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
     }
 
 
+@contextmanager
+def cpu_threads(n: int = THREADS) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(n)``, then restore the previous setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run(quick: bool, configs: dict[str, ModelConfig] | None = None, n_new: int = N_NEW) -> dict[str, float]:
     results: dict[str, float] = {}
-    for tag, cfg in (configs or CONFIGS).items():
-        setup = prepare(tag, cfg, n_new=n_new)
-        stride = max(1, n_new // 16) if quick else 1
-        results.update(measure(setup, repeats=2 if quick else 5, stride=stride))
+    with cpu_threads(THREADS):
+        for tag, cfg in (configs or CONFIGS).items():
+            setup = prepare(tag, cfg, n_new=n_new)
+            stride = max(1, n_new // 16) if quick else 1
+            results.update(measure(setup, repeats=3 if quick else 5, stride=stride))
     return results
