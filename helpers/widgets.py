@@ -232,8 +232,8 @@ def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", sm
     share = history.recent_share(last)  # (L, E)
     L, E = share.shape
     K = history.n_activated
-    fig = fig or plt.figure(figsize=(3.2 * max(L, 2), 5.2))
-    grid = fig.add_gridspec(2, max(L, 2), height_ratios=[1.2, 1], hspace=0.55, wspace=0.3)
+    fig = fig or plt.figure(figsize=(4.2 * max(L, 2), 5.4))
+    grid = fig.add_gridspec(2, max(L, 2), height_ratios=[1.2, 1], hspace=0.6, wspace=0.3)
     for i in range(L):
         ax = fig.add_subplot(grid[0, i] if L > 1 else grid[0, :])
         ax.bar(range(E), share[i].tolist(), color=expert_colors(E))
@@ -283,8 +283,9 @@ def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over tr
 
     bias = history.bias_array()  # (S, L, E)
     S, L, E = bias.shape
-    fig = fig or plt.figure(figsize=(3.2 * max(L, 2), 2.8))
+    fig = fig or plt.figure(figsize=(4.2 * max(L, 2), 3.0))
     axes = fig.subplots(1, L, squeeze=False)[0]
+    fig.subplots_adjust(top=0.8, wspace=0.3)
     for i, ax in enumerate(axes):
         for e in range(E):
             ax.plot(history.step, bias[:, i, e].tolist(), color=expert_colors(E)[e], lw=1.2)
