@@ -103,7 +103,7 @@ class RoutingMonitor:
     TITLE = "Routing: share of tokens per expert"
 
     def __init__(self, model, *, every: int = 10, max_rate: float = 10.0, live: bool | None = None,
-                 label: str = "", height: int = 480):
+                 label: str = "", height: int = 540):
         self.layers = moe_layers(model)
         if not self.layers:
             raise ValueError("RoutingMonitor needs a model with MoE layers (n_routed_experts > 0)")
@@ -151,7 +151,7 @@ class RoutingMonitor:
             [None] * (cols - half - 1)
         titles = [f"MoE layer {i}" for i in range(L)] + ["load entropy (bits)", "MaxVio (batch)"]
         fig = make_subplots(rows=2, cols=cols, specs=[top, bottom], subplot_titles=titles,
-                            vertical_spacing=0.18, row_heights=[0.6, 0.4])
+                            vertical_spacing=0.26, row_heights=[0.55, 0.45])
         experts = [str(e) for e in range(E)]
         # Built as a plain figure, then wrapped: reference lines on subplots need go.Figure.
         for i in range(L):  # traces 0..L-1: one bar trace per layer
@@ -163,7 +163,7 @@ class RoutingMonitor:
             fig.add_hline(y=100 / E, line_dash="dash", line_color="gray",
                           row=1, col=1 if L == 1 else i + 1)
         for i in range(L):
-            fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i} entropy",
+            fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i}",
                             line_color=PALETTE[i % 10], row=2, col=1)
         for i in range(L):
             fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i} MaxVio",
@@ -173,8 +173,8 @@ class RoutingMonitor:
         fig.update_yaxes(range=[0, E / K - 1 + 0.1], row=2, col=half + 1)
         fig.update_xaxes(title_text="step", row=2, col=1)
         fig.update_xaxes(title_text="step", row=2, col=half + 1)
-        fig.update_layout(title_text=self.TITLE, height=self.height, margin=dict(t=80, b=40),
-                          template="plotly_white", legend=dict(orientation="h", y=-0.15))
+        fig.update_layout(title_text=self.TITLE, height=self.height, margin=dict(t=90, b=40),
+                          template="plotly_white", legend=dict(orientation="h", y=-0.18))
         fig.add_annotation(text=self.label, xref="paper", yref="paper", x=1.0, y=1.12,
                            showarrow=False, xanchor="right", font=dict(size=12, color="gray"))
         try:
