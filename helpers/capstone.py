@@ -16,8 +16,8 @@ all of it from one ``ModelConfig``; this module adds what the capstone needs aro
   sized for minutes on a laptop and a bigger GPU one trained in bf16 autocast;
 * the lesson 00 baseline at a matched active-parameter budget (``matched_baseline``), the cache bill in
   bytes per token (formula and measured), decode timing (ours and transformers');
-* ``TrainLog``: a ``helpers.train`` callback that records losses and routing for the dashboard and
-  the static summary figure.
+* ``Dashboard``: a ``helpers.train`` callback with live loss curves above lesson 04's routing
+  histogram (``helpers.widgets``), and ``plot_training_summary``, its static twin.
 
 Glossary: B batch, T sequence length, D model width, H heads, G KV heads, Dh head width, Dq query
 latent, Dc KV latent, Dn / Dr non-RoPE / RoPE head parts, Dv value head width, E routed experts, K
@@ -177,13 +177,15 @@ CPU_CONFIG = ModelConfig(
     q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
     n_dense_layers=1, n_routed_experts=8, n_activated_experts=2, n_shared_experts=1, moe_inter_dim=96,
     n_expert_groups=4, n_limited_groups=2, score_func="sigmoid", route_scale=2.5,
-    balance="loss_free+seq_aux", aux_loss_alpha=1e-4, bias_update_speed=1e-3, mtp_depth=1, mtp_lambda=0.3)
+    balance="loss_free+seq_aux", aux_loss_alpha=1e-4, bias_update_speed=1e-2, mtp_depth=1, mtp_lambda=0.3)
+# γ = 0.01, ten times V3's 0.001: a bias moves by at most γ per step, and a few hundred steps at 0.001
+# could shift it by only a few tenths (V3 trains for hundreds of thousands of steps).
 
 # The GPU model: same code and ratios, wider and deeper, 16 experts.
 GPU_CONFIG = CPU_CONFIG.replace(
     dim=384, n_layers=6, n_heads=8, inter_dim=1024, q_lora_rank=192, kv_lora_rank=96,
     qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32, n_routed_experts=16, n_activated_experts=2,
-    moe_inter_dim=256, n_expert_groups=4, n_limited_groups=2, max_seq_len=1024)
+    moe_inter_dim=256, n_expert_groups=4, n_limited_groups=2, max_seq_len=1024, bias_update_speed=3e-3)
 
 
 @dataclass(frozen=True)
@@ -212,8 +214,8 @@ def plan_for(device: torch.device | str, compile: bool = False) -> RunPlan:
     if device.type == "cuda":
         return RunPlan("gpu", device, GPU_CONFIG, steps=1500, batch_size=32, seq_len=256, lr=2e-3,
                        eval_every=250, autocast=torch.bfloat16, compile=compile)
-    return RunPlan("cpu", device, CPU_CONFIG, steps=240, batch_size=16, seq_len=128, lr=3e-3,
-                   eval_every=60, autocast=None, compile=False)
+    return RunPlan("cpu", device, CPU_CONFIG, steps=420, batch_size=16, seq_len=128, lr=3e-3,
+                   eval_every=70, autocast=None, compile=False)
 
 
 def compile_dense_parts(model) -> int:
@@ -283,6 +285,20 @@ def decode_ms_per_token(model, prompt: torch.Tensor, new_tokens: int, repeats: i
     return best / new_tokens * 1e3
 
 
+def interleaved_best(fns: dict, rounds: int = 3) -> dict[str, float]:
+    """Best wall time in seconds of each zero-argument callable, the callables taking turns round after
+    round so that drifting machine load hits all of them alike (the first round also warms up)."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool = True) -> torch.Tensor:
     """transformers' greedy ``generate`` for exactly ``new_tokens`` tokens (no end-of-sequence stop)."""
     return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
@@ -302,48 +318,137 @@ def hf_decode_ms_per_token(hf_model, prompt: torch.Tensor, new_tokens: int, repe
     return best / new_tokens * 1e3
 
 
-# --- the training record ------------------------------------------------------------------------------
+# --- the training dashboard ---------------------------------------------------------------------------
 @dataclass
-class TrainLog:
-    """A ``helpers.train`` callback: per step the losses, per MoE layer the tokens per expert, MaxVio
-    and the selection bias. ``on_update(log)`` (e.g. a live dashboard) runs every ``every`` steps."""
+class LossHistory:
+    """Per-step losses of a training run (``ModelOutput``'s terms)."""
 
-    model: object | None = None  # if given, its MoE selection biases are recorded every `every` steps
-    every: int = 10
-    on_update: object | None = None
     step: list[int] = field(default_factory=list)
-    main_loss: list[float] = field(default_factory=list)
-    mtp_loss: list[float] = field(default_factory=list)
-    balance_loss: list[float] = field(default_factory=list)
-    max_vio: list[list[float]] = field(default_factory=list)  # per step: per MoE layer MaxVio_batch
-    counts: list[torch.Tensor] = field(default_factory=list)  # per step: (L_moe, E) tokens per expert
-    bias: list[torch.Tensor] = field(default_factory=list)  # every `every` steps: (L_moe, E)
+    main: list[float] = field(default_factory=list)  # next-token cross-entropy
+    mtp: list[float] = field(default_factory=list)  # MTP depth-1 loss L_1, unweighted (NaN without MTP)
+    balance: list[float] = field(default_factory=list)  # the MoE layers' balance losses, summed
 
-    def __call__(self, step: int, out, batch) -> None:
-        from .moe import max_vio
 
-        self.step.append(step)
-        self.main_loss.append(out.main_loss.item())
-        self.mtp_loss.append(float("nan") if out.mtp_loss is None else out.mtp_loss.item())
-        self.balance_loss.append(0.0 if out.aux_loss is None else out.aux_loss.item())
-        if out.moe:
-            counts = torch.stack([m.counts.detach().cpu() for m in out.moe])  # (L_moe, E)
-            self.counts.append(counts)
-            self.max_vio.append(max_vio(counts).tolist())
-        if (step + 1) % self.every == 0:
-            if self.model is not None:
-                self.record_bias(self.model)
-            if self.on_update is not None:
-                self.on_update(self)
+class Dashboard:
+    """A ``helpers.train`` callback: the loss curves (a plotly ``FigureWidget``) above lesson 04's live
+    routing histogram (``helpers.widgets.RoutingMonitor``) for the main model's MoE layers.
 
-    def record_bias(self, model) -> None:
-        """Append the main model's MoE selection biases, (L_moe, E)."""
-        from .moe import MoE
+    Redraws every ``every`` steps, at most ``max_rate`` times a second, one batched message each. Outside
+    a live kernel it only records (``live=False`` forces that); ``plot_training_summary`` draws the
+    static figure from what it recorded."""
 
-        layers = [layer.ffn for layer in model.layers if isinstance(layer.ffn, MoE)]
-        if layers:
-            self.bias.append(torch.stack([m.gate.bias.detach().cpu().clone() for m in layers]))
+    TITLE = "Training: next-token and MTP loss"
 
-    def recent_counts(self, last: int = 10) -> torch.Tensor | None:
-        """(L_moe, E) tokens per expert summed over the last ``last`` steps."""
-        return torch.stack(self.counts[-last:]).sum(0) if self.counts else None
+    def __init__(self, model, *, every: int = 10, max_rate: float = 5.0, live: bool | None = None,
+                 label: str = ""):
+        from .widgets import RoutingMonitor, in_live_kernel
+
+        if every <= 0 or max_rate <= 0:
+            raise ValueError(f"every={every} and max_rate={max_rate} must be positive")
+        live = in_live_kernel() if live is None else live
+        self.losses = LossHistory()
+        self.every, self.max_rate = every, max_rate
+        self._last_draw = -float("inf")
+        # model.layers, not model: the MTP block's MoE is routed too, but out.moe lists the main layers
+        self.routing = (RoutingMonitor(model.layers, every=every, max_rate=max_rate, live=live, label=label)
+                        if model.config.is_moe else None)
+        self.figure = self._build(label) if live else None
+
+    def _build(self, label: str):
+        try:
+            import plotly.graph_objects as go
+
+            fig = go.FigureWidget()
+        except Exception:  # plotly / anywidget unavailable: record only
+            return None
+        fig.add_scatter(x=[], y=[], mode="lines", name="next-token loss", line_color="#08519c")
+        fig.add_scatter(x=[], y=[], mode="lines", name="MTP depth-1 loss (token after next)",
+                        line_color="#e6550d")
+        fig.update_layout(title_text=f"{self.TITLE} {label}".strip(), height=300, template="plotly_white",
+                          xaxis_title="step", yaxis_title="cross-entropy (nats per byte)",
+                          margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.3))
+        return fig
+
+    def __call__(self, step: int, out, batch=None) -> None:
+        self.losses.step.append(step)
+        self.losses.main.append(out.main_loss.item())
+        self.losses.mtp.append(float("nan") if out.mtp is None else out.mtp.depth_losses[0].item())
+        self.losses.balance.append(0.0 if out.aux_loss is None else out.aux_loss.item())
+        if self.routing is not None:
+            self.routing(step, out, batch)
+        now = time.monotonic()
+        if self.figure is not None and step % self.every == 0 and now - self._last_draw >= 1 / self.max_rate:
+            self.redraw()
+
+    def redraw(self) -> None:
+        if self.figure is None or not self.losses.step:
+            return
+        with self.figure.batch_update():
+            self.figure.data[0].x, self.figure.data[0].y = self.losses.step, self.losses.main
+            self.figure.data[1].x, self.figure.data[1].y = self.losses.step, self.losses.mtp
+        self._last_draw = time.monotonic()
+
+    def show(self) -> None:
+        """Display the two live widgets (no-op outside a live kernel)."""
+        from .widgets import show_widget
+
+        if self.figure is not None:
+            show_widget(self.figure, "Live loss curves (they render in a running Jupyter kernel; the "
+                                     "static figure below shows the final state)")
+        if self.routing is not None:
+            self.routing.show()
+
+    def finish(self) -> None:
+        """Draw the final state, ignoring the throttle."""
+        self.redraw()
+        if self.routing is not None:
+            self.routing.finish()
+
+
+def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20, title: str = ""):
+    """The static twin of the dashboard: losses (train, MTP, validation) and, per MoE layer, each
+    expert's share of the routed tokens over the last ``last`` steps and its selection bias over time."""
+    import matplotlib.pyplot as plt
+
+    from .widgets import expert_colors
+
+    routing = dashboard.routing.history if dashboard.routing is not None else None
+    L = routing.counts_array().shape[1] if routing is not None else 0
+    fig, axes = plt.subplots(1, 1 + 2 * min(L, 1), figsize=(4.6 * (1 + 2 * min(L, 1)), 3.6), squeeze=False)
+    ax = axes[0, 0]
+    lh = dashboard.losses
+    ax.plot(lh.step, lh.main, color="#9ecae1", lw=1, label="next-token (train batch)")
+    if any(m == m for m in lh.mtp):
+        ax.plot(lh.step, lh.mtp, color="#fdae6b", lw=1, label="MTP depth 1: token after next (train)")
+    if history is not None and history.val_loss:
+        ax.plot([s + 1 for s in history.val_step], history.val_loss, "o-", color="#08519c",
+                label="next-token (validation)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats per byte)", title="losses")
+    ax.legend(fontsize=8)
+    if routing is not None:
+        share = routing.recent_share(last)  # (L, E)
+        E = share.shape[1]
+        width = 0.8 / L
+        ax = axes[0, 1]
+        for i in range(L):
+            ax.bar([e + (i - (L - 1) / 2) * width for e in range(E)], share[i].tolist(), width=width,
+                   color=expert_colors(E), alpha=1.0 - 0.45 * i / max(L - 1, 1), edgecolor="black", lw=0.4,
+                   label=f"MoE layer {i} (lighter = later)" if L > 1 else "MoE layer 0")
+        ax.axhline(100 / E, ls="--", color="gray", lw=1, label="uniform")
+        ax.set(xlabel="expert", ylabel="% of routed tokens", xticks=range(E),
+               ylim=(0, max(share.max().item(), 100 / E) * 1.6),
+               title=f"routing, last {min(last, len(routing.step))} steps")
+        ax.legend(fontsize=7, loc="upper center", ncol=3, framealpha=0.9)
+        ax = axes[0, 2]
+        bias = routing.bias_array()  # (S, L, E)
+        styles = ["-", "--", ":", "-."]
+        for i in range(L):
+            for e in range(E):
+                ax.plot(routing.step, bias[:, i, e].tolist(), styles[i % 4], color=expert_colors(E)[e], lw=1)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set(xlabel="step", ylabel="b_i", title="selection bias (one line per expert; "
+               + ", ".join(f"layer {i} {styles[i % 4]}" for i in range(L)) + ")")
+        ax.title.set_fontsize(9)
+    fig.suptitle(title or "Training summary")
+    fig.tight_layout()
+    return fig

@@ -8,7 +8,7 @@ import helpers
 from helpers import Transformer, preset
 from helpers.capstone import (
     CPU_CONFIG,
-    TrainLog,
+    Dashboard,
     cache_bytes_per_token,
     deepseek_v3_config,
     hf_generate,
@@ -17,6 +17,7 @@ from helpers.capstone import (
     measured_param_count,
     param_count,
     plan_for,
+    plot_training_summary,
 )
 from helpers.interop import deepseek_hf_config, from_hf, tiny_deepseek_hf_config, to_hf
 
@@ -208,18 +209,25 @@ def test_cache_bytes_formula_equals_measured():
 
 # --- training -----------------------------------------------------------------------------------------
 def test_v3_balance_recipe_moves_bias_and_adds_sequence_loss():
+    import matplotlib
+
+    matplotlib.use("Agg")
     corpus = helpers.load_corpus()
     cfg = CPU_CONFIG.replace(dim=32, n_heads=2, q_lora_rank=16, kv_lora_rank=16, inter_dim=64,
                              moe_inter_dim=32, max_seq_len=32, bias_update_speed=0.01)
     model = Transformer(cfg)
-    log = TrainLog(model=model, every=2)
+    dash = Dashboard(model, every=2, live=False)
     hist = helpers.train(model, corpus, steps=4, batch_size=2, seq_len=16, eval_every=4, eval_iters=1,
-                         progress=False, device="cpu", callback=log)
-    assert len(log.step) == 4 and len(log.bias) == 2 and log.counts[0].shape == (2, 8)
-    assert all(c.sum() == 2 * 16 * 2 for c in log.counts[0])  # every token to K=2 experts, per layer
-    assert all(b > 0 for b in log.balance_loss)  # the sequence-wise loss is on ...
-    assert log.bias[-1].abs().sum() > 0  # ... and so is the bias balancing
-    assert all(m == m for m in log.mtp_loss) and hist.final_val_loss == hist.final_val_loss
+                         progress=False, device="cpu", callback=dash)
+    dash.finish()
+    losses, routing = dash.losses, dash.routing.history
+    assert losses.step == [0, 1, 2, 3] and routing.counts_array().shape == (4, 2, 8)  # main MoE layers
+    assert (routing.counts_array().sum(-1) == 2 * 16 * 2).all()  # every token to K=2 experts, per layer
+    assert all(b > 0 for b in losses.balance)  # the sequence-wise loss is on ...
+    assert routing.bias_array()[-1].abs().sum() > 0  # ... and so is the bias balancing
+    assert all(m == m for m in losses.mtp) and hist.final_val_loss == hist.final_val_loss
+    fig = plot_training_summary(dash, hist)
+    assert len(fig.axes) == 3
 
 
 def test_train_under_bf16_autocast_runs_on_cpu():
@@ -259,3 +267,49 @@ def test_gpu_smoke_bf16_compile_and_hf_parity():
     with torch.no_grad():
         helpers.assert_close(model(prompt), hf(prompt).logits, atol=1e-3, rtol=1e-3)
     assert torch.equal(helpers.generate(model, prompt, 16), hf_generate(hf, prompt, 16))
+
+
+# --- the exercises: each check accepts the reference solution and rejects the typical mistakes ---------
+def solution_active_params(cfg):
+    pc = param_count(cfg)
+    return pc.total - pc.n_moe_layers * (cfg.n_routed_experts - cfg.n_activated_experts) * pc.expert
+
+
+def solution_rope_permutation(rope_dim):
+    return torch.cat([torch.arange(0, rope_dim, 2), torch.arange(1, rope_dim, 2)])
+
+
+def solution_tokens_per_forward(acceptance):
+    return 1 + acceptance
+
+
+def test_exercise_checks():
+    from helpers.exercises import l06
+
+    assert l06.check_active_params(solution_active_params)
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).total)
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).active + param_count(cfg).mtp)
+    assert not l06.check_active_params(lambda cfg: None)
+    assert l06.check_rope_permutation(solution_rope_permutation)
+    assert not l06.check_rope_permutation(lambda d: solution_rope_permutation(d).argsort())
+    assert not l06.check_rope_permutation(lambda d: torch.arange(d))
+    assert l06.check_tokens_per_forward(solution_tokens_per_forward)
+    assert not l06.check_tokens_per_forward(lambda a: 2 * a)
+
+
+@pytest.mark.slow
+def test_bench_suite_names_and_values():
+    import math
+
+    from helpers import bench
+    from helpers.bench import capstone as suite
+
+    assert "capstone" in bench.suites()
+    cfg = CPU_CONFIG.replace(dim=32, n_heads=2, q_lora_rank=16, kv_lora_rank=16, inter_dim=64,
+                             moe_inter_dim=32, max_seq_len=48)
+    out = suite.run(True, cfg=cfg, new_tokens=8, batch_size=2, seq_len=16)  # raises if tokens differ
+    assert set(out) == {"capstone.train_tokens_per_s", "capstone.decode_ms_per_token",
+                        "capstone.hf_decode_ms_per_token", "capstone.ours_over_hf"}
+    assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in out.values())
+    ratio = out["capstone.decode_ms_per_token"] / out["capstone.hf_decode_ms_per_token"]
+    assert out["capstone.ours_over_hf"] == ratio

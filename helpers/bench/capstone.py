@@ -1,0 +1,69 @@
+"""Lesson 06 figures: the tiny DeepSeek-V3 (``helpers.capstone.CPU_CONFIG``) trained and decoding.
+
+* ``capstone.train_tokens_per_s``: training throughput of the CPU configuration (MLA + DeepSeekMoE +
+  MTP, batch and sequence length of the CPU plan), after one warm-up step.
+* ``capstone.decode_ms_per_token`` / ``capstone.hf_decode_ms_per_token`` / ``capstone.ours_over_hf``:
+  greedy generation of 256 tokens with the cache on, the same weights (the model just trained,
+  exported with ``helpers.interop.to_hf``), ``helpers.generate`` (absorbed MLA, latent cache) against
+  transformers' ``DeepseekV3ForCausalLM.generate`` (eager attention, its DynamicCache). The two token
+  sequences must be identical, or the run raises.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..capstone import (
+    CPU_CONFIG,
+    decode_ms_per_token,
+    hf_decode_ms_per_token,
+    hf_generate,
+    plan_for,
+)
+from ..config import ModelConfig
+from ..data import load_corpus
+from ..device import pick_device
+from ..generate import generate
+from ..interop import to_hf
+from ..model import Transformer
+from ..train import train
+
+NEW_TOKENS = 256
+
+
+def run(quick: bool, cfg: ModelConfig = CPU_CONFIG, new_tokens: int = NEW_TOKENS,
+        batch_size: int | None = None, seq_len: int | None = None) -> dict[str, float]:
+    """The figures for ``cfg`` (the CPU plan's model; tests pass a smaller one), trained with the CPU
+    plan's batch and sequence length unless given."""
+    device = pick_device()
+    plan = plan_for("cpu")
+    B, T = batch_size or plan.batch_size, seq_len or plan.seq_len
+    corpus = load_corpus()
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    train(model, corpus, steps=1, batch_size=B, seq_len=T, eval_every=1, eval_iters=1, progress=False,
+          device=device)  # warm-up
+    steps = 10 if quick else 40
+    hist = train(model, corpus, steps=steps, batch_size=B, seq_len=T, lr=plan.lr, eval_every=steps,
+                 eval_iters=1, seed=1, progress=False, device=device)
+
+    model.eval()
+    hf = to_hf(model)
+    prompt = torch.tensor([corpus.tokenizer.encode("def forward(self, x):")], device=device)
+    ours_tokens = generate(model, prompt, new_tokens)
+    with torch.no_grad():
+        hf_tokens = hf_generate(hf, prompt, new_tokens)
+    if not torch.equal(ours_tokens, hf_tokens):
+        first = int((ours_tokens != hf_tokens).nonzero()[0, 1])
+        raise RuntimeError(f"capstone bench: our greedy tokens differ from transformers' at position {first}")
+    repeats = 1 if quick else 3
+    ours_ms, hf_ms = float("inf"), float("inf")
+    for _ in range(1 if quick else 2):  # interleaved, so drifting machine load hits both alike
+        ours_ms = min(ours_ms, decode_ms_per_token(model, prompt, new_tokens, repeats))
+        hf_ms = min(hf_ms, hf_decode_ms_per_token(hf, prompt, new_tokens, repeats))
+    return {
+        "capstone.train_tokens_per_s": hist.tokens_per_sec,
+        "capstone.decode_ms_per_token": ours_ms,
+        "capstone.hf_decode_ms_per_token": hf_ms,
+        "capstone.ours_over_hf": ours_ms / hf_ms,
+    }

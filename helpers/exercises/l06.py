@@ -1,0 +1,65 @@
+"""Lesson 06 exercises: the active-parameter bill, the RoPE layout of DeepSeek's checkpoints, and what
+an acceptance rate buys. Reference solutions are in ``tests/test_capstone.py``."""
+
+from __future__ import annotations
+
+import torch
+
+from ..capstone import CPU_CONFIG, GPU_CONFIG, deepseek_v3_config, param_count
+from ..interop import rope_deinterleave_perm
+from . import call_or_none, not_attempted, report
+
+ACTIVE_CASES = {"the CPU capstone": CPU_CONFIG, "the GPU capstone": GPU_CONFIG,
+                "DeepSeek-V3": deepseek_v3_config()}
+
+
+def check_active_params(fn) -> bool:
+    """``fn(cfg)`` → parameters one token's forward pass uses (embedding and head included, MTP excluded)."""
+    name = "active parameters per token"
+    answers = {k: call_or_none(fn, cfg) for k, cfg in ACTIVE_CASES.items()}
+    if any(a is None for a in answers.values()):
+        return not_attempted(name)
+    bills = {k: param_count(cfg) for k, cfg in ACTIVE_CASES.items()}
+    wrong = [k for k in ACTIVE_CASES if answers[k] != bills[k].active]
+    hint = ""
+    if wrong:
+        k = wrong[0]
+        b, a = bills[k], answers[k]
+        if a == b.total:
+            hint = "that is the total: a token visits only K of the E routed experts in each MoE layer"
+        elif a == b.active - b.shared_experts:
+            hint = "the shared experts run for every token: they are active"
+        elif a == b.active + b.mtp:
+            hint = "leave the MTP module out (as the report's 37B does)"
+        else:
+            hint = (f"for {k} you said {a:,}; start from the total and remove, in each MoE layer, the "
+                    "E − K experts the token does not visit")
+    return report(not wrong, name, hint)
+
+
+def check_rope_permutation(fn) -> bool:
+    """``fn(rope_dim)`` → a LongTensor p with ``ours = theirs[p]``: the row order that turns DeepSeek's
+    interleaved RoPE pairs (x0, x1), (x2, x3), ... into our rotate-half layout."""
+    name = "RoPE de-interleave permutation"
+    dims = [2, 8, 64]
+    answers = [call_or_none(fn, d) for d in dims]
+    if any(a is None for a in answers):
+        return not_attempted(name)
+    ok = all(torch.is_tensor(a) and torch.equal(a.long(), rope_deinterleave_perm(d))
+             for a, d in zip(answers, dims))
+    hint = "the even rows first (x0, x2, ...), then the odd ones (x1, x3, ...)"
+    if torch.is_tensor(answers[1]) and torch.equal(answers[1].long(), rope_deinterleave_perm(8).argsort()):
+        hint = "that is the inverse (it goes from our layout to the checkpoint's)"
+    return report(ok, name, hint)
+
+
+def check_tokens_per_forward(fn) -> bool:
+    """``fn(acceptance)`` → expected tokens per main-model forward pass when one MTP draft is checked per
+    pass and accepted with probability ``acceptance`` (long generations, prefill ignored)."""
+    name = "tokens per forward pass from the acceptance rate"
+    rates = [0.0, 0.5, 0.85, 1.0]
+    answers = [call_or_none(fn, a) for a in rates]
+    if any(a is None for a in answers):
+        return not_attempted(name)
+    ok = all(isinstance(a, (int, float)) and abs(a - (1 + r)) < 1e-9 for a, r in zip(answers, rates))
+    return report(ok, name, "every pass yields the main model's own token; an accepted draft adds one more")
