@@ -3,7 +3,8 @@
 Sets ``metadata.slideshow.slide_type`` on every cell of the given notebooks (default: all lessons), from
 the notebook's own structure, so running it again changes nothing:
 
-* the title (``# ...``) and each section (``## ...``) start a new slide;
+* the title (``# ...``) and each section (``## ...``) start a new slide (from the markdown cell
+  that holds the heading);
 * a sub-section (``### ...``) and a code cell that draws a figure start a sub-slide (one press down), so
   each key figure gets the screen to itself;
 * the setup cell that locates ``helpers`` is skipped (it still runs with "Run All");
@@ -30,8 +31,10 @@ FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
 
 
 def heading_level(text: str) -> int:
-    m = re.match(r"^(#{1,6})\s", text.lstrip())
-    return len(m.group(1)) if m else 0
+    """The highest heading level in a markdown cell (1 for ``#``), 0 if none. A section heading often
+    sits below a closing paragraph of the section before; that cell then opens the new slide."""
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#{1,6})\s", text, re.M)]
+    return min(levels) if levels else 0
 
 
 def draws_figure(cell) -> bool:

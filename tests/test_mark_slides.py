@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("mark_slides", ROOT / "scripts" / "mark_slides.py")
@@ -46,6 +47,20 @@ def test_marking_is_idempotent_and_sets_rise_options():
     assert mark_slides.mark(nb) is False  # a second run changes nothing
 
 
+def test_a_heading_below_a_paragraph_opens_the_slide():
+    md = nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook(cells=[md("# Title"), md("Closing words of the intro.\n\n## 1 · Next"),
+                                         md("Prose.\n\n### 1.1 · Detail")])
+    assert mark_slides.slide_types(nb) == ["slide", "slide", "subslide"]
+
+
 def test_the_deck_starts_with_a_slide():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     assert mark_slides.slide_types(nb) == ["slide"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_committed_notebooks_are_marked_for_slides(path):
+    nb = nbformat.read(path, as_version=4)
+    assert not mark_slides.mark(nb), f"{path.name}: run `python scripts/mark_slides.py` to mark its slides"
