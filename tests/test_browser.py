@@ -19,7 +19,7 @@ Needs Debian's Chromium (``apt-get install -y chromium``; Playwright's own brows
 and the ``playwright`` Python package (in the ``dev`` extra). Without them the test skips, saying so;
 under CI (``CI=true``) a missing browser fails the run instead. Deselect with ``-m "not browser"``.
 Timeouts are sized for an idle 2-core machine with a wide margin (``COURSE_BROWSER_SLOWDOWN`` scales
-them on a busy one); the whole file should take three to four minutes there.
+them on a busy one); the whole file should take two to three minutes there.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ INSTALL_HINT = ("install Debian's Chromium with `apt-get install -y chromium` (o
 ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden) "
 CELLS = ACTIVE + ".jp-Notebook .jp-Cell"
 
-# Timeouts in seconds, for an idle 2-core machine, each with a wide margin (lesson 04's training cell
-# uses about 160 s of CPU time over two threads). On a busy machine, scale them all with
+# Timeouts in seconds, for an idle 2-core machine, each with a wide margin: lesson 04's training cell takes
+# about 6 s there, but on a machine busy with other work it took 3-5 minutes here (its many tiny
+# two-thread operations wait on each other). On a busy machine, scale them all with
 # COURSE_BROWSER_SLOWDOWN (e.g. 3).
 SLOWDOWN = float(os.environ.get("COURSE_BROWSER_SLOWDOWN", "1"))
 LAB_START_S = 120 * SLOWDOWN
