@@ -39,6 +39,7 @@ from ..generate import generate
 from ..model import Transformer
 from ..speculative import speculative_generate, teacher_forced_acceptance
 from ..train import evaluate, train
+from . import time_per_call
 
 CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)
 
@@ -107,14 +108,7 @@ def cpu_ms(fn, repeats: int, warmup: int = 2) -> float:
     """Best-of-``repeats`` CPU time of ``fn()`` on the calling thread, in milliseconds. Unlike wall
     time it does not count the time other processes hold the core, so the *ratios* of two costs stay
     put on a busy machine (single-threaded torch runs its ops on the calling thread)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - t0)
-    return 1e3 * best
+    return 1e3 * time_per_call(fn, repeats=repeats, warmup=warmup, clock=time.thread_time)
 
 
 def forward_costs(model: Transformer, context: int = 64, repeats: int = 20) -> dict[str, float]:
