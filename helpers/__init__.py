@@ -11,8 +11,9 @@ from .device import pick_device, seed_everything
 from .generate import Generation, generate
 from .kv_cache import KVCache, StaticKVCache
 from .model import ModelOutput, Transformer
-from .train import History, TrainConfig, evaluate, train
+from .training import History, TrainConfig, evaluate, train
 
+COURSE = "deepseek-v3-course"  # marks this course's package; the notebooks' setup cell checks it
 __all__ = [
     "assert_close", "check_shape", "PRESETS", "ModelConfig", "preset", "ByteTokenizer", "Corpus",
     "load_corpus", "pick_device", "seed_everything", "Generation", "generate", "KVCache",

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .validate import check_activations, check_rope_tables
 
 
 def rope_tables(head_dim: int, max_seq_len: int, theta: float = 10000.0,
@@ -118,7 +119,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
                 impl: str | None = None) -> torch.Tensor:
+        check_activations(x, self.wq.in_features, self.wq.weight)
         B, T, _ = x.shape
+        check_rope_tables(cos, sin, T, self.head_dim)
         q, k, v = self.project(x, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, G, S, Dh): the whole history

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from .validate import check_bool, check_choice, check_int, check_number
+
 ATTN_TYPES = ("mha", "mla")
 ATTN_IMPLS = ("sdpa", "explicit")
 SCORE_FUNCS = ("softmax", "sigmoid")
@@ -63,66 +65,13 @@ class ModelConfig:
     mtp_lambda: float = 0.3  # λ: weight of the MTP loss
 
     def __post_init__(self) -> None:
-        problems = []
-        positive = ["vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "max_seq_len"]
-        for name in positive:
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        for name in ["kv_lora_rank", "qk_nope_head_dim", "v_head_dim", "moe_inter_dim",
-                     "n_activated_experts", "n_expert_groups", "n_limited_groups"]:
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        for name in ["q_lora_rank", "n_routed_experts", "n_shared_experts", "n_dense_layers",
-                     "mtp_depth", "qk_rope_head_dim"]:
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)} must be >= 0")
-        if self.rope_theta <= 0 or self.norm_eps <= 0:
-            problems.append(f"rope_theta={self.rope_theta} and norm_eps={self.norm_eps} must be > 0")
-        if self.attn_type not in ATTN_TYPES:
-            problems.append(f"attn_type={self.attn_type!r} must be one of {ATTN_TYPES}")
-        if self.attn_impl not in ATTN_IMPLS:
-            problems.append(f"attn_impl={self.attn_impl!r} must be one of {ATTN_IMPLS}")
-        if self.score_func not in SCORE_FUNCS:
-            problems.append(f"score_func={self.score_func!r} must be one of {SCORE_FUNCS}")
-        if self.balance not in BALANCE_MODES:
-            problems.append(f"balance={self.balance!r} must be one of {BALANCE_MODES}")
-        if self.head_dim is None and self.n_heads > 0 and self.dim % self.n_heads:
-            problems.append(f"dim={self.dim} is not divisible by n_heads={self.n_heads} "
-                            "(set head_dim explicitly or change one of them)")
-        if self.head_dim is not None and self.head_dim <= 0:
-            problems.append(f"head_dim={self.head_dim} must be positive")
-        if self.head_dim is not None and self.head_dim % 2:
-            problems.append(f"head_dim={self.head_dim} must be even for RoPE")
-        if self.head_dim is None and self.n_heads > 0 and (self.dim // self.n_heads) % 2:
-            problems.append(f"dim/n_heads={self.dim // self.n_heads} must be even for RoPE")
-        if self.n_kv_heads is not None:
-            if self.n_kv_heads <= 0:
-                problems.append(f"n_kv_heads={self.n_kv_heads} must be positive")
-            elif self.n_heads > 0 and self.n_heads % self.n_kv_heads:
-                problems.append(f"n_heads={self.n_heads} is not divisible by "
-                                f"n_kv_heads={self.n_kv_heads}")
-        if self.qk_rope_head_dim % 2:
-            problems.append(f"qk_rope_head_dim={self.qk_rope_head_dim} must be even for RoPE")
-        if self.n_routed_experts:
-            if self.n_activated_experts > self.n_routed_experts:
-                problems.append(f"n_activated_experts={self.n_activated_experts} exceeds "
-                                f"n_routed_experts={self.n_routed_experts}")
-            if self.n_routed_experts % self.n_expert_groups:
-                problems.append(f"n_routed_experts={self.n_routed_experts} is not divisible by "
-                                f"n_expert_groups={self.n_expert_groups}")
-            if self.n_limited_groups > self.n_expert_groups:
-                problems.append(f"n_limited_groups={self.n_limited_groups} exceeds "
-                                f"n_expert_groups={self.n_expert_groups}")
-            per_group = self.n_routed_experts // max(self.n_expert_groups, 1)
-            if self.n_limited_groups * per_group < self.n_activated_experts:
-                problems.append(f"n_limited_groups={self.n_limited_groups} groups of {per_group} "
-                                f"experts cannot hold n_activated_experts={self.n_activated_experts}")
-            if self.n_dense_layers > self.n_layers:
-                problems.append(f"n_dense_layers={self.n_dense_layers} exceeds "
-                                f"n_layers={self.n_layers}")
-        if self.aux_loss_alpha < 0 or self.bias_update_speed < 0 or self.mtp_lambda < 0:
-            problems.append(f"aux_loss_alpha={self.aux_loss_alpha}, bias_update_speed="
-                            f"{self.bias_update_speed} and mtp_lambda={self.mtp_lambda} must be >= 0")
+        problems: list[str] = []
+        for check in (_check_types, _check_sizes, _check_floats, _check_choices, _check_heads,
+                      _check_experts):
+            try:
+                problems += check(self)
+            except (TypeError, ValueError) as err:  # a type error stops the checks that need the value
+                raise type(err)(f"invalid ModelConfig: {err}") from None
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 
@@ -153,6 +102,112 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- the validator, one named check per rule family; each returns the problems it found -----------
+# Sizes that must be >= 1 and sizes that may be 0 (0 switches a feature off).
+POSITIVE_INTS = ("vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "max_seq_len", "kv_lora_rank",
+                 "qk_nope_head_dim", "v_head_dim", "moe_inter_dim", "n_activated_experts",
+                 "n_expert_groups", "n_limited_groups")
+NON_NEGATIVE_INTS = ("q_lora_rank", "n_routed_experts", "n_shared_experts", "n_dense_layers",
+                     "mtp_depth", "qk_rope_head_dim")
+OPTIONAL_POSITIVE_INTS = ("n_kv_heads", "head_dim")  # None means "derive it"
+BOOLS = ("tie_embeddings", "norm_topk_prob")
+# Floats: (name, lower bound, strict?): rope_theta, norm_eps and route_scale > 0; rates and weights >= 0.
+FLOATS = (("rope_theta", 0.0, True), ("norm_eps", 0.0, True), ("route_scale", 0.0, True),
+          ("aux_loss_alpha", 0.0, False), ("bias_update_speed", 0.0, False), ("mtp_lambda", 0.0, False))
+
+
+def _check_types(cfg: ModelConfig) -> list[str]:
+    """Sizes are real ints (not 2.5, '64' or True), flags real bools; raises on the first wrong type."""
+    for name in POSITIVE_INTS + NON_NEGATIVE_INTS:
+        check_int(name, getattr(cfg, name))
+    for name in OPTIONAL_POSITIVE_INTS:
+        if getattr(cfg, name) is not None:
+            check_int(name, getattr(cfg, name))
+    for name in BOOLS:
+        check_bool(name, getattr(cfg, name))
+    for name, _, _ in FLOATS:
+        check_number(name, getattr(cfg, name), min_value=None)
+    return []
+
+
+def _problem(check, *args, **kwargs) -> list[str]:
+    try:
+        check(*args, **kwargs)
+    except ValueError as err:
+        return [str(err)]
+    return []
+
+
+def _check_sizes(cfg: ModelConfig) -> list[str]:
+    problems = []
+    for name in POSITIVE_INTS + OPTIONAL_POSITIVE_INTS:
+        if getattr(cfg, name) is not None:
+            problems += _problem(check_int, name, getattr(cfg, name), min_value=1)
+    for name in NON_NEGATIVE_INTS:
+        problems += _problem(check_int, name, getattr(cfg, name), min_value=0)
+    return problems
+
+
+def _check_floats(cfg: ModelConfig) -> list[str]:
+    """Finite, and on the right side of zero (a negative α or γ would push the balance the wrong way)."""
+    problems = []
+    for name, low, strict in FLOATS:
+        problems += _problem(check_number, name, getattr(cfg, name), min_value=low, strict_min=strict)
+    return problems
+
+
+def _check_choices(cfg: ModelConfig) -> list[str]:
+    problems = []
+    for name, choices in (("attn_type", ATTN_TYPES), ("attn_impl", ATTN_IMPLS),
+                          ("score_func", SCORE_FUNCS), ("balance", BALANCE_MODES)):
+        problems += _problem(check_choice, name, getattr(cfg, name), choices)
+    return problems
+
+
+def _check_heads(cfg: ModelConfig) -> list[str]:
+    """Head widths split evenly and are even (RoPE rotates pairs); KV heads divide the query heads."""
+    if cfg.n_heads <= 0 or cfg.dim <= 0:
+        return []  # already reported by _check_sizes
+    problems = []
+    if cfg.head_dim is None:
+        if cfg.dim % cfg.n_heads:
+            problems.append(f"dim={cfg.dim} is not divisible by n_heads={cfg.n_heads} "
+                            "(set head_dim explicitly or change one of them)")
+        elif (cfg.dim // cfg.n_heads) % 2:
+            problems.append(f"the head width dim/n_heads={cfg.dim}/{cfg.n_heads}={cfg.dim // cfg.n_heads} "
+                            "must be even for RoPE")
+    elif cfg.head_dim > 0 and cfg.head_dim % 2:
+        problems.append(f"head_dim={cfg.head_dim} must be even for RoPE")
+    if cfg.n_kv_heads is not None and cfg.n_kv_heads > 0 and cfg.n_heads % cfg.n_kv_heads:
+        problems.append(f"n_heads={cfg.n_heads} is not divisible by n_kv_heads={cfg.n_kv_heads}")
+    if cfg.qk_rope_head_dim % 2:
+        problems.append(f"qk_rope_head_dim={cfg.qk_rope_head_dim} must be even for RoPE")
+    return problems
+
+
+def _check_experts(cfg: ModelConfig) -> list[str]:
+    """K of E experts, in groups that can hold K, and no more dense layers than layers."""
+    if cfg.n_routed_experts <= 0 or cfg.n_expert_groups <= 0:
+        return []
+    problems = []
+    if cfg.n_activated_experts > cfg.n_routed_experts:
+        problems.append(f"n_activated_experts={cfg.n_activated_experts} exceeds "
+                        f"n_routed_experts={cfg.n_routed_experts}")
+    if cfg.n_routed_experts % cfg.n_expert_groups:
+        problems.append(f"n_routed_experts={cfg.n_routed_experts} is not divisible by "
+                        f"n_expert_groups={cfg.n_expert_groups}")
+    if cfg.n_limited_groups > cfg.n_expert_groups:
+        problems.append(f"n_limited_groups={cfg.n_limited_groups} exceeds "
+                        f"n_expert_groups={cfg.n_expert_groups}")
+    per_group = cfg.n_routed_experts // cfg.n_expert_groups
+    if cfg.n_limited_groups * per_group < cfg.n_activated_experts:
+        problems.append(f"n_limited_groups={cfg.n_limited_groups} groups of {per_group} "
+                        f"experts cannot hold n_activated_experts={cfg.n_activated_experts}")
+    if cfg.n_dense_layers > cfg.n_layers:
+        problems.append(f"n_dense_layers={cfg.n_dense_layers} exceeds n_layers={cfg.n_layers}")
+    return problems
 
 
 # Presets for the course's own models. Each lesson picks one and changes only what it teaches.

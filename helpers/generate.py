@@ -16,10 +16,12 @@ inference mode, so callers can use them in autograd code afterwards.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from .kv_cache import KVCache
+from .validate import InputTypeError, check_finite_logits, check_int, check_number, check_token_ids
 
 
 @dataclass
@@ -43,15 +45,12 @@ def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | Non
 
 def check_request(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                   top_k: int | None = None) -> None:
-    if idx.ndim != 2 or idx.shape[1] == 0:
-        raise ValueError(f"prompt must be a non-empty (B, T) tensor of token ids, got shape "
-                         f"{tuple(idx.shape)}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0 means greedy)")
-    if top_k is not None and (not isinstance(top_k, int) or top_k <= 0):
-        raise ValueError(f"top_k={top_k!r} must be a positive int (or None)")
+    """The prompt and the settings of a generation request, checked before any work is done."""
+    check_token_ids(idx, model.config.vocab_size, model.device, name="prompt")
+    check_int("max_new_tokens", max_new_tokens, min_value=0)
+    check_number("temperature", temperature, min_value=0.0)  # 0 means greedy
+    if top_k is not None:
+        check_int("top_k", top_k, min_value=1)
     limit = model.config.max_seq_len
     if idx.shape[1] + max_new_tokens > limit:
         raise ValueError(f"prompt of {idx.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
@@ -68,6 +67,10 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
     reset first. Without one, a ``StaticKVCache`` of exactly T + n positions is used.
     """
     check_request(model, idx, max_new_tokens, temperature, top_k)
+    if cache is not None and not isinstance(cache, KVCache):
+        raise InputTypeError(f"cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
+    if seed is not None:
+        check_int("seed", seed)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=idx.device).manual_seed(seed)
@@ -96,11 +99,12 @@ def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator
             cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
         cache.reset()
         step_input = idx
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         if use_cache:
             logits = model(step_input, cache=cache)[:, -1]  # (B, V)
         else:
             logits = model(tokens)[:, -1]  # (B, V): the whole prefix again
+        check_finite_logits(logits, step)
         nxt = sample_next(logits, temperature, top_k, generator)  # (B, 1)
         tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
         all_logits.append(logits)

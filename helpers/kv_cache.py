@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .validate import InputTypeError, check_int
+
 SEQ_DIM = -2
 
 
@@ -21,24 +23,51 @@ class KVCache:
     """A growing cache: each ``update`` concatenates the new positions onto the old ones."""
 
     def __init__(self, n_layers: int):
-        if n_layers <= 0:
-            raise ValueError(f"n_layers={n_layers} must be positive")
+        check_int("n_layers", n_layers, min_value=1, where=type(self).__name__)
         self.n_layers = n_layers
         self.layers: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
+        # per layer: what its stored tensors look like (batch, middle dims, width, dtype, device)
+        self.signatures: list[tuple | None] = [None] * n_layers
 
     def _check_layer(self, layer_idx: int) -> None:
         if not 0 <= layer_idx < self.n_layers:
             raise IndexError(f"layer_idx={layer_idx} outside [0, {self.n_layers})")
 
+    def check_update(self, layer_idx: int, new: tuple) -> None:
+        """Every update, not only the first: the new tensors must match what the layer already holds
+        (count, batch, every dim but the sequence, dtype, device) and the batch of the other layers.
+        Otherwise a batch-1 step after a batch-2 prefill would broadcast silently."""
+        if isinstance(layer_idx, bool) or not isinstance(layer_idx, int):
+            raise InputTypeError(f"layer_idx must be an int, got {layer_idx!r}")
+        self._check_layer(layer_idx)
+        sig = _signature(new, layer_idx)
+        old = self.signatures[layer_idx] if self.layer_length(layer_idx) > 0 else None
+        if old is not None:
+            if len(old) != len(sig):
+                raise ValueError(f"layer {layer_idx} of the cache stores {len(old)} tensors per position, "
+                                 f"this update brings {len(sig)}")
+            for i, (o, n) in enumerate(zip(old, sig)):
+                if o != n:
+                    raise ValueError(f"layer {layer_idx} of the cache holds tensor {i} as {_describe(o)}, "
+                                     f"this update brings {_describe(n)}; a new sequence or batch needs "
+                                     "cache.reset() first")
+            return
+        for other_idx, other in enumerate(self.signatures):
+            if other is not None and other_idx != layer_idx and self.layer_length(other_idx) > 0:
+                if (other[0][0], other[0][-1]) != (sig[0][0], sig[0][-1]):
+                    raise ValueError(f"layer {layer_idx} gets batch {sig[0][0]} on {sig[0][-1]}, but layer "
+                                     f"{other_idx} of the same cache holds batch {other[0][0]} on "
+                                     f"{other[0][-1]}; a new batch needs cache.reset() first")
+                break
+        self.signatures[layer_idx] = sig
+
     def update(self, layer_idx: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Append ``new`` (sequence on dim -2) to layer ``layer_idx``; return the full tensors."""
-        self._check_layer(layer_idx)
+        self.check_update(layer_idx, new)
         old = self.layers[layer_idx]
         if old is None:
             full = tuple(new)
         else:
-            if len(old) != len(new):
-                raise ValueError(f"layer {layer_idx} stores {len(old)} tensors, got {len(new)}")
             full = tuple(torch.cat([o, n], dim=SEQ_DIM) for o, n in zip(old, new))
         self.layers[layer_idx] = full
         return full
@@ -54,9 +83,11 @@ class KVCache:
 
     def reset(self) -> None:
         self.layers = [None] * self.n_layers
+        self.signatures = [None] * self.n_layers
 
     def crop(self, length: int) -> None:
         """Forget every position from ``length`` on (speculative decoding rolls back with this)."""
+        check_int("length", length, where="crop")
         if not 0 <= length <= self.length:
             raise ValueError(f"crop length={length} outside [0, {self.length}]")
         self.layers = [None if e is None or length == 0 else
@@ -78,14 +109,13 @@ class StaticKVCache(KVCache):
 
     def __init__(self, n_layers: int, max_len: int):
         super().__init__(n_layers)
-        if max_len <= 0:
-            raise ValueError(f"max_len={max_len} must be positive")
+        check_int("max_len", max_len, min_value=1, where=type(self).__name__)
         self.max_len = max_len
         self.buffers: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
         self.lengths = [0] * n_layers
 
     def update(self, layer_idx: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self._check_layer(layer_idx)
+        self.check_update(layer_idx, new)
         start, t = self.lengths[layer_idx], new[0].shape[SEQ_DIM]
         if start + t > self.max_len:
             raise ValueError(f"cache overflow: {start} cached + {t} new > max_len={self.max_len}")
@@ -121,6 +151,32 @@ class StaticKVCache(KVCache):
     def allocated_nbytes(self) -> int:
         """Bytes reserved, used or not."""
         return sum(t.numel() * t.element_size() for b in self.buffers if b is not None for t in b)
+
+
+def _signature(new: tuple, layer_idx: int) -> tuple:
+    """(batch, middle dims, width, dtype, device) of each tensor of one update, checked to agree."""
+    if not new:
+        raise ValueError(f"cache.update(layer {layer_idx}) needs at least one tensor")
+    for i, t in enumerate(new):
+        if not torch.is_tensor(t) or t.ndim < 2:
+            what = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"cache.update(layer {layer_idx}): tensor {i} must be a tensor with the "
+                             f"sequence on dim -2, got {what}")
+    sig = tuple((t.shape[0] if t.ndim > 2 else None, tuple(t.shape[1:-2]), t.shape[-1],
+                 t.dtype, t.device) for t in new)
+    first = new[0]
+    for i, t in enumerate(new[1:], start=1):
+        if t.shape[0] != first.shape[0] or t.shape[SEQ_DIM] != first.shape[SEQ_DIM] or t.device != first.device:
+            raise ValueError(f"cache.update(layer {layer_idx}): tensor {i} has shape {tuple(t.shape)} on "
+                             f"{t.device}, tensor 0 has {tuple(first.shape)} on {first.device}; they must "
+                             "share the batch, the number of positions and the device")
+    return sig
+
+
+def _describe(sig: tuple) -> str:
+    batch, middle, width, dtype, device = sig
+    dims = "×".join(str(d) for d in middle) + ("×" if middle else "")
+    return f"batch {batch} of {dims}{width}-wide {str(dtype).replace('torch.', '')} rows on {device}"
 
 
 def _fits(bufs: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...]) -> bool:

@@ -33,12 +33,13 @@ import torch.nn.functional as F
 
 from .attention import attend
 from .kv_cache import SEQ_DIM, KVCache
+from .validate import InputTypeError, check_int
 
 AXES = ("token", "channel")
 
 
 def _qmax(bits: int) -> int:
-    if not isinstance(bits, int) or not 2 <= bits <= 8:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ValueError(f"bits={bits!r} must be an int in [2, 8] (the payload is stored as int8)")
     return 2 ** (bits - 1) - 1
 
@@ -87,8 +88,9 @@ def quantize(x: torch.Tensor, axis: str = "token", group_size: int | None = None
         group_size = S
         blocks = x
     else:
-        group_size = S if group_size is None else group_size
-        if group_size <= 0 or S % group_size:
+        group_size = S if group_size is None else check_int("group_size", group_size, min_value=1,
+                                                             where="quantize")
+        if S % group_size:
             raise ValueError(f"S={S} positions must be a positive multiple of group_size={group_size}")
         blocks = x.reshape(*lead, S // group_size, group_size, Dh)  # (..., S/R, R, Dh)
         absmax = blocks.abs().amax(dim=-2, keepdim=True)  # (..., S/R, 1, Dh)
@@ -159,8 +161,7 @@ class QuantizedKVCache(KVCache):
         for name, axis in [("key_axis", key_axis), ("value_axis", value_axis)]:
             if axis not in AXES:
                 raise ValueError(f"{name}={axis!r} must be one of {AXES}")
-        if group_size <= 0:
-            raise ValueError(f"group_size={group_size} must be positive")
+        check_int("group_size", group_size, min_value=1, where="QuantizedKVCache")
         _qmax(bits)
         self.key_axis, self.value_axis, self.group_size, self.bits = key_axis, value_axis, group_size, bits
         self.streams: list[tuple[_Stream, _Stream] | None] = [None] * n_layers
@@ -170,9 +171,11 @@ class QuantizedKVCache(KVCache):
                 _Stream(self.value_axis, self.group_size, self.bits))
 
     def update(self, layer_idx: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self._check_layer(layer_idx)
         if len(new) != 2:
             raise ValueError(f"QuantizedKVCache stores (k, v) pairs; got {len(new)} tensors")
+        self.check_update(layer_idx, new)
+        if not all(t.is_floating_point() for t in new):
+            raise InputTypeError(f"QuantizedKVCache quantises float keys and values, got {[t.dtype for t in new]}")
         if self.streams[layer_idx] is None:
             self.streams[layer_idx] = self._new_streams()
         full = tuple(s.add(t) for s, t in zip(self.streams[layer_idx], new))  # (B, G, S, Dh) each

@@ -50,6 +50,7 @@ from torch import nn
 from .attention import apply_rope, attend, causal_mask
 from .config import ModelConfig
 from .kv_cache import kv_elements_per_token, mla_elements_per_token
+from .validate import check_activations, check_rope_tables
 from .model import RMSNorm
 
 MODES = ("absorbed", "naive", "kv")
@@ -175,12 +176,9 @@ class MLA(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
                 mode: str | None = None) -> torch.Tensor:
         mode = _check_mode(mode or self.mode)
-        if x.ndim != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"x has shape {tuple(x.shape)}, expected (B, T, D={self.dim})")
+        check_activations(x, self.dim, self.wkv_a.weight)
         B, T, _ = x.shape
-        if cos.shape != (T, self.rope_dim) or sin.shape != cos.shape:
-            raise ValueError(f"cos/sin have shapes {tuple(cos.shape)}/{tuple(sin.shape)}, expected "
-                             f"(T={T}, Dr={self.rope_dim})")
+        check_rope_tables(cos, sin, T, self.rope_dim)
         q_nope, q_pe = self.queries(x, cos, sin)  # (B, H, T, Dn), (B, H, T, Dr)
         c_kv, k_pe = self.latents(x, cos, sin)  # (B, T, Dc), (B, T, Dr)
         if mode == "kv":

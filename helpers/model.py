@@ -23,6 +23,7 @@ from torch import nn
 from .attention import Attention, rope_tables
 from .config import ModelConfig
 from .kv_cache import KVCache, StaticKVCache
+from .validate import InputTypeError, check_int, check_token_ids
 
 
 class RMSNorm(nn.Module):
@@ -133,6 +134,8 @@ class Transformer(nn.Module):
     def new_cache(self, static: bool = False, max_len: int | None = None) -> KVCache:
         """An empty cache for this model (``static=True`` pre-allocates ``max_len`` positions)."""
         if static:
+            if max_len is not None:
+                check_int("max_len", max_len, min_value=1, max_value=self.config.max_seq_len)
             return StaticKVCache(self.config.n_layers, max_len or self.config.max_seq_len)
         return KVCache(self.config.n_layers)
 
@@ -141,7 +144,11 @@ class Transformer(nn.Module):
 
     def run(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
             cache: KVCache | None = None) -> ModelOutput:
-        """idx (B, T) token ids → ModelOutput. With a cache, idx holds only the new positions."""
+        """idx (B, T) token ids → ModelOutput. With a cache, idx holds only the new positions.
+
+        ``idx`` must be a (B, T) integer tensor of ids in [0, V) on the model's device; ``targets`` the
+        same shape (-100 marks a position to ignore). A bad input raises here, naming the problem."""
+        self.check_inputs(idx, targets, cache)
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
@@ -166,6 +173,16 @@ class Transformer(nn.Module):
                 out.mtp_loss = out.mtp.loss
                 out.loss = out.loss + out.mtp_loss
         return out
+
+    def check_inputs(self, idx, targets=None, cache=None) -> None:
+        check_token_ids(idx, self.config.vocab_size, self.device)
+        if targets is not None:
+            check_token_ids(targets, self.config.vocab_size, self.device, name="targets", allow_ignore=True)
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets have shape {tuple(targets.shape)} but idx has "
+                                 f"{tuple(idx.shape)}; they must match (targets[b, t] follows idx[b, t])")
+        if cache is not None and not isinstance(cache, KVCache):
+            raise InputTypeError(f"cache must be a KVCache (model.new_cache()), got {type(cache).__name__}")
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, V), so ``model(idx)`` reads like any Hugging Face model's ``.logits``."""

@@ -43,6 +43,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .model import MLP
+from .validate import check_activations, check_int, check_number
 
 
 # --- routing ----------------------------------------------------------------------------------------
@@ -107,6 +108,15 @@ class Gate(nn.Module):
 # --- balance losses and metrics -----------------------------------------------------------------------
 def expert_counts(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
     """Tokens routed to each expert: (E,) int64 counts of the (..., K) assignments."""
+    check_int("n_experts", n_experts, min_value=1, where="expert_counts")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_experts):
+        raise ValueError(f"expert_counts: expert indices must be in [0, {n_experts}), got "
+                         f"{int(indices.min())}..{int(indices.max())}")
+    return _count(indices, n_experts)
+
+
+def _count(indices: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """``expert_counts`` without the input checks, for the layer's own (valid) router output."""
     return torch.bincount(indices.flatten(), minlength=n_experts)
 
 
@@ -115,8 +125,9 @@ def switch_aux_loss(probs: torch.Tensor, indices: torch.Tensor, alpha: float) ->
 
     ``f_i`` = share of the N·K assignments that chose expert i (hard counts: no gradient flows through
     them); ``P_i`` = mean router probability of expert i. Uniform routing gives exactly α."""
+    check_number("alpha", alpha, min_value=0.0, where="switch_aux_loss")
     E = probs.shape[-1]
-    f = expert_counts(indices, E).to(probs.dtype) / indices.numel()  # (E,)
+    f = _count(indices, E).to(probs.dtype) / indices.numel()  # (E,)
     P = probs.mean(dim=0)  # (E,)
     return alpha * E * (f * P).sum()
 
@@ -124,6 +135,10 @@ def switch_aux_loss(probs: torch.Tensor, indices: torch.Tensor, alpha: float) ->
 def seq_aux_loss(probs: torch.Tensor, indices: torch.Tensor, alpha: float) -> torch.Tensor:
     """DeepSeek-V3's sequence-wise loss: probs (B, T, E), indices (B, T, K); α Σ f_i P_i per sequence
     with ``f_i = E/(K·T) · count_i``, averaged over the B sequences. Uniform routing gives exactly α."""
+    check_number("alpha", alpha, min_value=0.0, where="seq_aux_loss")
+    if probs.ndim != 3 or indices.ndim != 3 or probs.shape[:2] != indices.shape[:2]:
+        raise ValueError(f"seq_aux_loss needs probs (B, T, E) and indices (B, T, K) with the same B and T, "
+                         f"got {tuple(probs.shape)} and {tuple(indices.shape)}")
     B, T, E = probs.shape
     K = indices.shape[-1]
     counts = torch.zeros(B, E, dtype=probs.dtype, device=probs.device)
@@ -135,7 +150,13 @@ def seq_aux_loss(probs: torch.Tensor, indices: torch.Tensor, alpha: float) -> to
 
 
 def loss_free_update(bias: torch.Tensor, load: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Wang et al. Algorithm 1: ``b_i + γ · sign(mean load − load_i)`` (a new tensor)."""
+    """Wang et al. Algorithm 1: ``b_i + γ · sign(mean load − load_i)`` (a new tensor).
+
+    ``gamma`` must be >= 0: a negative step would push the bias *toward* the overloaded experts."""
+    check_number("gamma", gamma, min_value=0.0, where="loss_free_update")
+    if load.shape != bias.shape:
+        raise ValueError(f"loss_free_update: load has shape {tuple(load.shape)} but bias has "
+                         f"{tuple(bias.shape)}; one count per expert")
     load = load.to(bias.dtype)
     return bias + gamma * torch.sign(load.mean() - load)
 
@@ -227,8 +248,7 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> MoEResult:
         cfg = self.cfg
-        if x.ndim != 3 or x.shape[-1] != cfg.dim:
-            raise ValueError(f"MoE expects x of shape (B, T, D={cfg.dim}), got {tuple(x.shape)}")
+        check_activations(x, cfg.dim, self.gate.weight)
         B, T, D = x.shape
         flat = x.reshape(B * T, D)  # (N, D)
         r = self.gate(flat)
@@ -236,7 +256,7 @@ class MoE(nn.Module):
         out = run(flat, r.indices, r.weights, self.experts)  # (N, D)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
-        counts = expert_counts(r.indices, cfg.n_routed_experts)  # (E,)
+        counts = _count(r.indices, cfg.n_routed_experts)  # (E,)
         if self.training:
             self.load += counts.to(self.load.dtype)
         if cfg.balance == "aux":
@@ -326,11 +346,15 @@ def simulate_routing(n_experts: int = 8, top_k: int = 1, noise: float = 0.0, alp
     ``alpha`` × the Switch balance loss; then the aux-loss-free rule moves the bias by ``gamma``.
     Only the chosen experts receive gradient: the ones chosen early get better and get chosen more.
     """
-    if not 1 <= top_k <= n_experts:
-        raise ValueError(f"top_k={top_k} must be between 1 and n_experts={n_experts}")
-    if steps <= 0 or n_tokens <= 0 or noise < 0 or alpha < 0 or gamma < 0:
-        raise ValueError(f"steps={steps}, n_tokens={n_tokens} must be positive and noise={noise}, "
-                         f"alpha={alpha}, gamma={gamma} non-negative")
+    where = "simulate_routing"
+    for name, value in (("n_experts", n_experts), ("steps", steps), ("n_tokens", n_tokens), ("dim", dim),
+                        ("n_clusters", n_clusters)):
+        check_int(name, value, min_value=1, where=where)
+    check_int("top_k", top_k, min_value=1, max_value=n_experts, where=where)
+    check_int("seed", seed, where=where)
+    for name, value in (("noise", noise), ("alpha", alpha), ("gamma", gamma)):
+        check_number(name, value, min_value=0.0, where=where)
+    check_number("lr", lr, min_value=0.0, strict_min=True, where=where)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors this small run fastest (and steadiest) on one thread
     try:
@@ -361,7 +385,7 @@ def _simulate(n_experts, top_k, noise, alpha, gamma, steps, n_tokens, dim, n_clu
         with torch.no_grad():
             W -= lr * gW
             R -= lr * gR
-        counts = expert_counts(idx, n_experts)
+        counts = _count(idx, n_experts)
         bias = loss_free_update(bias, counts, gamma)
         loads.append(counts)
         losses.append(mse.detach())

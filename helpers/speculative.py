@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .generate import check_request
+from .validate import check_finite_logits
 
 
 @dataclass
@@ -99,6 +100,7 @@ def _speculate(model, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     as_ids = lambda ids: torch.tensor([ids], dtype=idx.dtype, device=idx.device)  # noqa: E731  (1, n)
     # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
     out = model.run(idx, cache=cache)
+    check_finite_logits(out.logits[0, -1], 0)
     new = [int(out.logits[0, -1].argmax())]  # t_T, the main model's greedy token
     forwards, drafted, accepted, mask = 1, 0, 0, [False]
     draft = None
@@ -108,12 +110,14 @@ def _speculate(model, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     while len(new) < n_target:
         if draft is None:  # the last token: a plain cached step
             out = model.run(as_ids(new[-1:]), cache=cache)
+            check_finite_logits(out.logits, len(new))
             new.append(int(out.logits[0, -1].argmax()))
             forwards += 1
             mask.append(False)
             continue
         m = cache.length  # position of the committed-but-unfed token t_m
         out = model.run(as_ids([new[-1], draft]), cache=cache)  # logits (1, 2, V)
+        check_finite_logits(out.logits, len(new))
         forwards += 1
         drafted += 1
         greedy = out.logits[0].argmax(-1).tolist()  # the main model's choices after t_m and after d

@@ -95,9 +95,9 @@ def test_bad_requests(model, kwargs, match):
 
 
 def test_bad_prompts(model):
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="at least one row and one position"):
         generate(model, torch.zeros(1, 0, dtype=torch.long), 2)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="must be 2-D"):
         generate(model, torch.zeros(4, dtype=torch.long), 2)
 
 

@@ -76,6 +76,7 @@ def test_static_cache_filled_under_inference_mode_is_usable_outside():
                                      {"n_layers": 3, "head_dim": 6}])
 @pytest.mark.parametrize("static", [False, True])
 def test_static_equals_dynamic_and_bytes_equal_formula(changes, static):
+    torch.manual_seed(0)
     cfg = preset("test", **changes)
     model = Transformer(cfg).eval()
     idx = torch.randint(0, cfg.vocab_size, (2, 10))
@@ -87,7 +88,9 @@ def test_static_equals_dynamic_and_bytes_equal_formula(changes, static):
         for t in range(7, 10):
             a = torch.cat([a, model(idx[:, t:t + 1], cache=cache)], dim=1)
             b = torch.cat([b, model(idx[:, t:t + 1], cache=ref)], dim=1)
-    assert torch.equal(a, b)
+    # A static cache hands attention a strided view of its buffer, where the fused kernel may add in
+    # another order: equal to float32 rounding (seen: 4e-8 with head_dim=6), not always bit-equal.
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert cache.length == 10
     per_token = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd)
     assert per_token == 2 * cfg.n_layers * cfg.kv_heads * cfg.hd

@@ -192,9 +192,9 @@ def test_invalid_ranks_and_inputs_raise():
     with pytest.raises(ValueError, match="mode='fast'"):
         MLA(preset("test", attn_type="mla"), mode="fast")
     layer, x, cos, sin = layer_and_inputs(CONFIGS["no-q-lora"], T=5)
-    with pytest.raises(ValueError, match="expected \\(B, T, D=32\\)"):
+    with pytest.raises(ValueError, match="must have shape \\(B, T, D=32\\)"):
         layer(x[..., :16], cos[:5], sin[:5])
-    with pytest.raises(ValueError, match="expected \\(T=5, Dr=8\\)"):
+    with pytest.raises(ValueError, match="cos must have shape \\(T=5, 8\\)"):
         layer(x, cos[:4], sin[:4])
     with pytest.raises(ValueError, match="kv_lora_rank=0"):
         mla_cache_bill(1, 4, 0, 16, 8, 16)

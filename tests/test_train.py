@@ -4,7 +4,7 @@ import torch
 from helpers.config import preset
 from helpers.data import load_corpus
 from helpers.model import Transformer
-from helpers.train import TrainConfig, evaluate, train
+from helpers.training import TrainConfig, evaluate, train
 
 SMALL = dict(steps=30, batch_size=4, seq_len=16, eval_every=15, eval_iters=2, progress=False)
 

@@ -26,7 +26,7 @@ from ..device import pick_device
 from ..generate import generate
 from ..interop import to_hf
 from ..model import Transformer
-from ..train import train
+from ..training import train
 
 NEW_TOKENS = 256
 

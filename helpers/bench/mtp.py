@@ -38,7 +38,7 @@ from ..device import pick_device
 from ..generate import generate
 from ..model import Transformer
 from ..speculative import speculative_generate, teacher_forced_acceptance
-from ..train import evaluate, train
+from ..training import evaluate, train
 from . import time_per_call
 
 CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)

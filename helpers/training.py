@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .data import Corpus
 from .device import pick_device
+from .validate import InputTypeError, check_int, check_number
 
 
 @dataclass
@@ -33,11 +34,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ["steps", "batch_size", "seq_len", "eval_every", "eval_iters"]:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be positive")
-        if self.lr <= 0 or self.warmup < 0:
-            raise ValueError(f"TrainConfig lr={self.lr} must be > 0 and warmup={self.warmup} >= 0")
+        where = "TrainConfig"
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_iters"):
+            check_int(name, getattr(self, name), min_value=1, where=where)
+        check_int("warmup", self.warmup, min_value=0, where=where)
+        check_int("seed", self.seed, where=where)
+        check_number("lr", self.lr, min_value=0.0, strict_min=True, where=where)
+        check_number("min_lr_ratio", self.min_lr_ratio, min_value=0.0, max_value=1.0, where=where)
+        # A negative clip norm would flip the gradient (clip_grad_norm_ scales by max_norm / norm):
+        # the model would train backwards. 0 switches clipping off.
+        check_number("grad_clip", self.grad_clip, min_value=0.0, where=where)
+        check_number("weight_decay", self.weight_decay, min_value=0.0, where=where)
 
 
 @dataclass
@@ -72,6 +79,8 @@ def evaluate(model, data: Corpus, *, batch_size: int = 16, seq_len: int = 64, it
              autocast: torch.dtype | None = None) -> float:
     """Mean next-token loss over ``iters`` fixed batches (same seed → same batches every call).
     ``autocast`` (e.g. ``torch.bfloat16``) runs the forward passes under ``torch.autocast``."""
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("iters", iters)):
+        check_int(name, value, min_value=1, where="evaluate")
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -99,8 +108,14 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
     batch)`` runs after every optimiser step with the step's ``ModelOutput``: the live widgets use it.
     ``autocast=torch.bfloat16`` runs forward passes under ``torch.autocast`` (GPU kernels).
     """
+    if tc is not None and not isinstance(tc, TrainConfig):
+        raise InputTypeError(f"tc must be a TrainConfig (or None), got {type(tc).__name__}")
+    unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise InputTypeError(f"train() got unknown setting(s) {sorted(unknown)}; TrainConfig has "
+                        f"{sorted(TrainConfig.__dataclass_fields__)}")
     tc = TrainConfig(**{**(tc.__dict__ if tc else {}), **overrides})
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
     model.to(device)
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
