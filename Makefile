@@ -1,14 +1,15 @@
-# Two commands: `make lab` opens the course, `make test` runs every test and notebook.
+# Two commands: `make lab` opens the course (your own copies of the lessons, in workspace/), `make test`
+# runs every test and notebook.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
 PORT ?= 8888
-# Jupyter refuses to run as root unless told; containers and CI machines often run as root.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The learner's own copies of the lessons (git-ignored). `:=`, not `?=`: a WORKSPACE variable in the
+# environment (Jenkins sets one) must not move it; `make lab WORKSPACE=dir` does.
+WORKSPACE := workspace
 
-.PHONY: lab test unit notebooks site bench lint clean
+.PHONY: lab workspace test unit notebooks site bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +19,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-# JupyterLab on the course, on loopback only, with token authentication on (the URL with the token
-# is printed when it starts).
+# JupyterLab on workspace/ (made with the lessons if missing), on loopback only, with token authentication
+# on. scripts/lab.py passes the token in the environment (JUPYTER_TOKEN if set, else a random one), never
+# on a command line, and prints the full login URL once the server answers; Ctrl-C stops it.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks $(ROOT_FLAG) \
-		--IdentityProvider.token="$${JUPYTER_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(24))')}"
+	$(BIN)/python scripts/lab.py --port $(PORT) --root $(WORKSPACE)
+
+# Copy into workspace/ the lessons it lacks (lessons that arrived after it was made); never overwrites.
+workspace:
+	$(PYTHON) scripts/workspace.py $(WORKSPACE)
 
 # The whole suite: unit tests and every notebook under nbval.
 test: $(STAMP)
@@ -32,10 +37,13 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 # Re-execute every notebook headless and save it with its outputs (what GitHub shows), then re-mark
-# its lecture slides (RISE).
+# its lecture slides (RISE). It refuses to start if a notebook has changes that are in no commit (a
+# learner's answers?) unless FORCE=1 (`make notebooks FORCE=1`; make passes it on in the environment).
+# A notebook that fails is reported at the end and not saved, and then the slides are not re-marked.
+# mark_slides gets --force because run_notebooks has checked the same notebooks and just rewrote them.
 notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
-	$(BIN)/python scripts/mark_slides.py
+	$(BIN)/python scripts/mark_slides.py --force
 
 # The course as a static website in build/site/ (README + the committed notebooks with their outputs;
 # nothing executes; any Sphinx warning, a broken cross-reference above all, fails the build).

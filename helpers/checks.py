@@ -28,7 +28,8 @@ def _as_tensor(x, name: str) -> torch.Tensor:
     try:
         return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise InputTypeError(f"{name} must be a tensor or an array of numbers, got {type(x).__name__}") from err
+        raise InputTypeError(f"{name} must be a tensor or an array of numbers, "
+                             f"got {type(x).__name__}") from err
 
 
 def non_finite_problems(actual: torch.Tensor, expected: torch.Tensor) -> list[str]:

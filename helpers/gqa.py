@@ -29,14 +29,15 @@ import torch
 
 from .attention import Attention
 from .model import Transformer
+from .validate import InputTypeError, check_int
 
 POOL_METHODS = ("mean", "first")
 
 
 def check_grouping(n_heads: int, n_kv_heads: int) -> None:
     """Raise ``ValueError`` unless G K/V heads can be shared evenly by H query heads."""
-    if n_heads <= 0 or n_kv_heads <= 0:
-        raise ValueError(f"n_heads={n_heads} and n_kv_heads={n_kv_heads} must be positive")
+    check_int("n_heads", n_heads, min_value=1)
+    check_int("n_kv_heads", n_kv_heads, min_value=1)
     if n_heads % n_kv_heads:
         raise ValueError(f"n_heads={n_heads} is not divisible by n_kv_heads={n_kv_heads}: every K/V "
                          f"head must serve the same number of query heads (choose a divisor of {n_heads})")
@@ -55,7 +56,10 @@ def pool_heads(weight: torch.Tensor, n_from: int, n_to: int, head_dim: int,
     ``n_to`` heads (n_to·Dh, D): each new head is the mean (or the first) of n_from/n_to adjacent heads."""
     if method not in POOL_METHODS:
         raise ValueError(f"method={method!r} must be one of {POOL_METHODS}")
-    if n_to <= 0 or n_from % n_to:
+    check_int("n_from", n_from, min_value=1, where="pool_heads")
+    check_int("n_to", n_to, min_value=1, where="pool_heads")
+    check_int("head_dim", head_dim, min_value=1, where="pool_heads")
+    if n_from % n_to:
         raise ValueError(f"cannot pool {n_from} K/V heads into n_kv_heads={n_to}: it must divide {n_from}")
     if weight.ndim != 2 or weight.shape[0] != n_from * head_dim:
         raise ValueError(f"weight has shape {tuple(weight.shape)}, expected ({n_from * head_dim}, D) "
@@ -73,7 +77,7 @@ def to_gqa(model: Transformer, n_kv_heads: int, method: str = "mean") -> Transfo
     G equal to the model's own G returns an exact copy."""
     cfg = getattr(model, "config", None)
     if not isinstance(model, Transformer) or cfg is None:
-        raise ValueError(f"to_gqa needs a helpers Transformer, got {type(model).__name__}")
+        raise InputTypeError(f"to_gqa needs a helpers Transformer, got {type(model).__name__}")
     if cfg.attn_type != "mha":
         raise ValueError(f"to_gqa needs MHA/GQA attention (attn_type='mha'), the model has "
                          f"attn_type={cfg.attn_type!r}: MLA has no per-head K/V projections to pool")

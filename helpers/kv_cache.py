@@ -166,7 +166,7 @@ def _signature(new: tuple, layer_idx: int) -> tuple:
                  t.dtype, t.device) for t in new)
     first = new[0]
     for i, t in enumerate(new[1:], start=1):
-        if t.shape[0] != first.shape[0] or t.shape[SEQ_DIM] != first.shape[SEQ_DIM] or t.device != first.device:
+        if (t.shape[0], t.shape[SEQ_DIM], t.device) != (first.shape[0], first.shape[SEQ_DIM], first.device):
             raise ValueError(f"cache.update(layer {layer_idx}): tensor {i} has shape {tuple(t.shape)} on "
                              f"{t.device}, tensor 0 has {tuple(first.shape)} on {first.device}; they must "
                              "share the batch, the number of positions and the device")

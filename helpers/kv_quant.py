@@ -175,7 +175,8 @@ class QuantizedKVCache(KVCache):
             raise ValueError(f"QuantizedKVCache stores (k, v) pairs; got {len(new)} tensors")
         self.check_update(layer_idx, new)
         if not all(t.is_floating_point() for t in new):
-            raise InputTypeError(f"QuantizedKVCache quantises float keys and values, got {[t.dtype for t in new]}")
+            raise InputTypeError(f"QuantizedKVCache quantises float keys and values, "
+                                 f"got {[t.dtype for t in new]}")
         if self.streams[layer_idx] is None:
             self.streams[layer_idx] = self._new_streams()
         full = tuple(s.add(t) for s, t in zip(self.streams[layer_idx], new))  # (B, G, S, Dh) each

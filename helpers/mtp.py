@@ -39,6 +39,7 @@ from torch import nn
 from .config import ModelConfig
 from .kv_cache import KVCache, StaticKVCache
 from .model import Block, RMSNorm
+from .validate import check_int
 
 IGNORE_INDEX = -100
 TARGET_SHIFTS = (-1, 0, 1)  # -1: the label leak; 0: correct; +1: one token too far
@@ -54,6 +55,7 @@ def depth_inputs(idx: torch.Tensor, targets: torch.Tensor, k: int,
     """
     if target_shift not in TARGET_SHIFTS:
         raise ValueError(f"target_shift={target_shift} must be one of {TARGET_SHIFTS}")
+    check_int("k", k, where="depth_inputs")
     if k < 1:
         raise ValueError(f"depth k={k} must be >= 1 (depth 0 is the main model)")
     T = idx.shape[1]

@@ -59,7 +59,8 @@ def check_number(name: str, value, *, min_value: float | None = None, max_value:
 
 def check_bool(name: str, value, *, where: str = "") -> bool:
     if not isinstance(value, bool):
-        raise InputTypeError(f"{where}{'.' if where else ''}{name} must be True or False, got {_describe(value)}")
+        raise InputTypeError(f"{where}{'.' if where else ''}{name} must be True or False, "
+                             f"got {_describe(value)}")
     return value
 
 

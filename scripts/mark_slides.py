@@ -12,6 +12,8 @@ the notebook's own structure, so running it again changes nothing:
 
 It also sets the notebook's ``metadata.rise`` options (scrolling slides, since a section can be longer
 than a screen). ``--check`` changes nothing and exits 1 if a notebook is not marked as it would mark it.
+It refuses to rewrite a notebook whose changes are in no git commit (a learner's answers?) unless forced
+(``--force`` or ``FORCE=1``), and writes atomically.
 Open a notebook in JupyterLab and press the slideshow button (or Alt+R) to present it.
 """
 
@@ -25,6 +27,10 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "scripts") not in sys.path:  # also when a test loads this file by its path
+    sys.path.insert(0, str(ROOT / "scripts"))
+from _safe_write import forced, refusal, unsaved_work, write_notebook  # noqa: E402
+
 RISE_OPTIONS = {"scroll": True, "transition": "none", "enable_chalkboard": False}
 SETUP_MARK = re.compile(r"find the course's `helpers` package", re.I)
 FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
@@ -82,17 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", type=Path)
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook needs marking")
+    ap.add_argument("--force", action="store_true",
+                    help="also rewrite notebooks with uncommitted changes (or FORCE=1)")
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    stale = []
+    marked = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        if mark(nb):
-            stale.append(path)
-            if not args.check:
-                nbformat.write(nb, path)
+        marked[path] = (nb, mark(nb))
+    stale = [path for path, (_, changed) in marked.items() if changed]
+    if not args.check and stale and not forced(args.force):
+        dirty = unsaved_work(stale)
+        if dirty:
+            print(refusal(dirty, "`python scripts/mark_slides.py --force` (or FORCE=1)"), file=sys.stderr)
+            return 1
+    for path, (nb, changed) in marked.items():
+        if changed and not args.check:
+            write_notebook(nb, path)
         n_slides = sum(c.metadata["slideshow"]["slide_type"] == "slide" for c in nb.cells)
-        print(f"{path.name}: {n_slides} slides{' (needs marking)' if args.check and path in stale else ''}")
+        print(f"{path.name}: {n_slides} slides{' (needs marking)' if args.check and changed else ''}")
     if args.check and stale:
         print("run `python scripts/mark_slides.py` to mark them", file=sys.stderr)
         return 1

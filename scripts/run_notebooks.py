@@ -2,10 +2,18 @@
 
 Saved notebooks must read well on GitHub: outputs kept, errors refused, widget state (which would
 embed JavaScript) stripped, and no absolute machine paths in outputs.
+
+It never destroys a learner's work: it refuses to start when a notebook holds changes that are in no git
+commit (a learner's answers?), unless forced (``--force``, or ``FORCE=1``: ``make notebooks FORCE=1``);
+it writes each notebook atomically; and a notebook that fails is not saved: the run goes on with the
+next one and reports the failures at the end (exit status 1).
+
+    python scripts/run_notebooks.py [--force] [--timeout SECONDS] [NOTEBOOK ...]   (default: all lessons)
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import time
@@ -13,9 +21,19 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "scripts") not in sys.path:  # also when a test loads this file by its path
+    sys.path.insert(0, str(ROOT / "scripts"))
+from _safe_write import forced, refusal, unsaved_work, write_notebook  # noqa: E402
+
 PATH_RE = re.compile(r"(/(?:home|root|tmp|work|Users)/[^\s'\"]*)")
+FORCE_HINT = "`make notebooks FORCE=1`, or `python scripts/run_notebooks.py --force ...`"
+
+
+class NotebookFailed(Exception):
+    """A notebook that raised or holds an error output; the message is its failing cell's error line."""
 
 
 def clean_outputs(nb) -> None:
@@ -26,27 +44,80 @@ def clean_outputs(nb) -> None:
                 out["text"] = PATH_RE.sub("<path>", out["text"])
 
 
+def first_error(nb) -> tuple[int, dict] | None:
+    """The first cell (1-based index) with an error output, and that output."""
+    for i, cell in enumerate(nb.cells, 1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return i, out
+    return None
+
+
+def describe(nb, ename: str, evalue: str) -> str:
+    """``cell 3 (`x = 1/0`): ZeroDivisionError: division by zero``."""
+    found = first_error(nb)
+    where = ""
+    if found:
+        i, _ = found
+        line = next((ln.strip() for ln in nb.cells[i - 1].source.splitlines() if ln.strip()), "")
+        where = f"cell {i} (`{line[:60]}{'…' if len(line) > 60 else ''}`): "
+    return f"{where}{ename}: {evalue}".strip()
+
+
 def run(path: Path, timeout: int = 900) -> float:
+    """Execute ``path`` and save it with its outputs; return the seconds it ran.
+
+    Raises :class:`NotebookFailed` (and saves nothing) when a cell fails or leaves an error output."""
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        raise NotebookFailed(describe(nb, err.ename, err.evalue)) from err
     elapsed = time.perf_counter() - t0
+    found = first_error(nb)  # a cell tagged raises-exception, for instance
+    if found:
+        _, out = found
+        raise NotebookFailed(describe(nb, out.get("ename", "error"), out.get("evalue", "")))
     clean_outputs(nb)
-    for cell in nb.cells:
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            raise RuntimeError(f"{path} produced an error output; not saved")
-    nbformat.write(nb, path)
+    write_notebook(nb, path)
     return elapsed
 
 
-def main(paths: list[str]) -> None:
-    for p in paths:
-        elapsed = run(Path(p))
-        size = Path(p).stat().st_size
-        print(f"{p}: executed in {elapsed:.1f} s, {size / 1024:.0f} KiB")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("notebooks", nargs="*", type=Path)
+    ap.add_argument("--force", action="store_true",
+                    help="also overwrite notebooks with uncommitted changes (or FORCE=1)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds a cell may run (default 900)")
+    args = ap.parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if not forced(args.force):
+        dirty = unsaved_work(paths)
+        if dirty:
+            print(refusal(dirty, FORCE_HINT), file=sys.stderr)
+            return 1
+    failed = []
+    for path in paths:
+        try:
+            elapsed = run(path, args.timeout)
+        except Exception as err:  # any failure: report it, save nothing, go on with the next
+            reason = str(err) if isinstance(err, NotebookFailed) else f"{type(err).__name__}: {err}"
+            reason = reason.strip().splitlines()[0] if reason.strip() else type(err).__name__
+            failed.append(f"{path}: {reason}")
+            print(f"{path}: FAILED, not saved: {reason}", flush=True)
+            continue
+        size = path.stat().st_size
+        print(f"{path}: executed in {elapsed:.1f} s, {size / 1024:.0f} KiB", flush=True)
+    if failed:
+        print(f"\n{len(failed)} of {len(paths)} notebook(s) failed and were not saved:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or sorted(str(p) for p in (ROOT / "notebooks").glob("*.ipynb")))
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """scripts/mark_slides.py: lecture-mode slide metadata, set from a notebook's structure, idempotently."""
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -64,3 +65,50 @@ def test_the_deck_starts_with_a_slide():
 def test_committed_notebooks_are_marked_for_slides(path):
     nb = nbformat.read(path, as_version=4)
     assert not mark_slides.mark(nb), f"{path.name}: run `python scripts/mark_slides.py` to mark its slides"
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                   cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def unmarked_repo(tmp_path, monkeypatch):
+    """A git repository with a committed, unmarked lesson; then a learner's answer added, not committed."""
+    monkeypatch.delenv("FORCE", raising=False)
+    git(tmp_path, "init", "-q")
+    path = tmp_path / "09_lesson.ipynb"
+    nbformat.write(lesson(), path)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "lesson")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("answer = 42"))
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_with_uncommitted_changes_is_not_rewritten(unmarked_repo, capsys):
+    before = unmarked_repo.read_bytes()
+    assert mark_slides.main([str(unmarked_repo)]) == 1
+    err = capsys.readouterr().err
+    assert "09_lesson.ipynb" in err and "--force" in err
+    assert unmarked_repo.read_bytes() == before
+
+
+def test_check_stays_read_only(unmarked_repo, capsys):
+    before = unmarked_repo.read_bytes()
+    assert mark_slides.main(["--check", str(unmarked_repo)]) == 1
+    assert "needs marking" in capsys.readouterr().out
+    assert unmarked_repo.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["--force", "FORCE=1"])
+def test_forced_marks_it_atomically(unmarked_repo, monkeypatch, how):
+    if how == "FORCE=1":
+        monkeypatch.setenv("FORCE", "1")
+    args = ["--force"] if how == "--force" else []
+    assert mark_slides.main([*args, str(unmarked_repo)]) == 0
+    nb = nbformat.read(unmarked_repo, as_version=4)
+    assert nb.cells[-1].source == "answer = 42"  # the learner's answer is still there
+    assert not mark_slides.mark(nb)
+    assert sorted(p.name for p in unmarked_repo.parent.iterdir()) == [".git", "09_lesson.ipynb"]
