@@ -50,7 +50,7 @@ from torch import nn
 from .attention import apply_rope, attend, causal_mask
 from .config import ModelConfig
 from .kv_cache import kv_elements_per_token, mla_elements_per_token
-from .model import RMSNorm
+from .layers import RMSNorm
 from .validate import check_activations, check_rope_tables
 
 MODES = ("absorbed", "naive", "kv")

@@ -20,71 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Attention, rope_tables
+from .attention import rope_tables
+from .blocks import Block, BlockOutput, make_attention, make_ffn  # noqa: F401  (re-exported)
 from .config import ModelConfig
 from .kv_cache import KVCache, StaticKVCache
+from .layers import MLP, RMSNorm  # noqa: F401  (re-exported: helpers.model.RMSNorm keeps working)
+from .mtp import MTP
 from .validate import InputTypeError, check_int, check_token_ids
-
-
-class RMSNorm(nn.Module):
-    """x / sqrt(mean(x²) + eps) · weight, computed in float32 like the reference implementations."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
-
-
-class MLP(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x). DeepSeek's experts use the same shape."""
-
-    def __init__(self, dim: int, inter_dim: int):
-        super().__init__()
-        self.w1 = nn.Linear(dim, inter_dim, bias=False)  # gate
-        self.w2 = nn.Linear(inter_dim, dim, bias=False)  # down
-        self.w3 = nn.Linear(dim, inter_dim, bias=False)  # up
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
-
-
-def make_attention(cfg: ModelConfig, layer_idx: int) -> nn.Module:
-    if cfg.attn_type == "mla":
-        from .mla import MLA
-
-        return MLA(cfg, layer_idx)
-    return Attention(cfg, layer_idx)
-
-
-def make_ffn(cfg: ModelConfig, layer_idx: int) -> nn.Module:
-    if cfg.layer_is_moe(layer_idx):
-        from .moe import MoE
-
-        return MoE(cfg)
-    return MLP(cfg.dim, cfg.inter_dim)
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int):
-        super().__init__()
-        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attn = make_attention(cfg, layer_idx)
-        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.ffn = make_ffn(cfg, layer_idx)
-
-    def forward(self, x, cos, sin, cache=None):
-        """Returns the new residual stream and the MoE layer's result object (``None`` if dense)."""
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
-        y = self.ffn(self.ffn_norm(x))
-        moe = None
-        if not torch.is_tensor(y):  # an MoE layer returns a result object with .out
-            moe, y = y, y.out
-        return x + y, moe
 
 
 @dataclass
@@ -115,8 +57,6 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.mtp = None
         if cfg.mtp_depth > 0:
-            from .mtp import MTP
-
             self.mtp = MTP(cfg)
         self.apply(self._init_weights)
 

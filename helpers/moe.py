@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .model import MLP
+from .layers import MLP
 from .validate import check_activations, check_int, check_number
 
 

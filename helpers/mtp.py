@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import Block
 from .config import ModelConfig
 from .kv_cache import KVCache, StaticKVCache
-from .model import Block, RMSNorm
+from .layers import RMSNorm
 from .validate import check_int
 
 IGNORE_INDEX = -100
