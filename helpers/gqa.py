@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import Attention
+from .kv_cache import measured_cache_bytes_per_token
 from .model import Transformer
 from .validate import InputTypeError, check_int
 
@@ -205,12 +206,6 @@ def within_group_tv(weights: torch.Tensor, n_kv_heads: int) -> float:
 # --- the cache ------------------------------------------------------------------------------------
 @torch.no_grad()
 def cache_bytes_per_token(model: Transformer, n_tokens: int = 16, static: bool = False) -> float:
-    """Run a prefill of ``n_tokens`` random tokens into a fresh cache and return the bytes the cache
-    tensors hold per token (``cache.nbytes() / cache.length``), for a batch of one sequence."""
-    if not 0 < n_tokens <= model.config.max_seq_len:
-        raise ValueError(f"n_tokens={n_tokens} must be in [1, max_seq_len={model.config.max_seq_len}]")
-    gen = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, model.config.vocab_size, (1, n_tokens), generator=gen).to(model.device)
-    cache = model.new_cache(static=static, max_len=n_tokens)
-    model(idx, cache=cache)
-    return cache.nbytes() / cache.length
+    """Measured bytes per token of the model's cache for one sequence: lesson 02's name for
+    ``helpers.kv_cache.measured_cache_bytes_per_token``."""
+    return measured_cache_bytes_per_token(model, n_tokens, batch_size=1, static=static)

@@ -194,3 +194,31 @@ def kv_elements_per_token(n_layers: int, n_kv_heads: int, head_dim: int) -> int:
 def mla_elements_per_token(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: int) -> int:
     """MLA: the latent ``c_kv`` (Dc) and the shared RoPE key (Dr) per layer."""
     return n_layers * (kv_lora_rank + qk_rope_head_dim)
+
+
+def config_cache_bytes_per_token(cfg, bytes_per_element: int = 4) -> int:
+    """The formula: whole-model KV cache per token, ``l·(Dc + Dr)`` elements for MLA (absorbed or
+    naive), ``2·l·G·Dh`` otherwise (DeepSeek-V2 Table 1), times ``bytes_per_element``."""
+    if cfg.attn_type == "mla":
+        elements = mla_elements_per_token(cfg.n_layers, cfg.kv_lora_rank, cfg.qk_rope_head_dim)
+    else:
+        elements = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd)
+    return elements * bytes_per_element
+
+
+@torch.no_grad()
+def measured_cache_bytes_per_token(model, n_tokens: int = 16, batch_size: int = 1,
+                                   static: bool = False) -> float:
+    """The measurement: bytes the model's own cache tensors hold after a prefill of ``n_tokens``
+    random tokens for ``batch_size`` sequences, per token (``cache.nbytes() / (B · n_tokens)``)."""
+    check_int("n_tokens", n_tokens, min_value=1, max_value=model.config.max_seq_len,
+              where="measured_cache_bytes_per_token")
+    check_int("batch_size", batch_size, min_value=1, where="measured_cache_bytes_per_token")
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, model.config.vocab_size, (batch_size, n_tokens), generator=gen).to(model.device)
+    cache = model.new_cache(static=static, max_len=n_tokens)
+    was_training = model.training
+    model.eval()
+    model(idx, cache=cache)
+    model.train(was_training)
+    return cache.nbytes() / (batch_size * n_tokens)

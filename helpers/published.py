@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import ModelConfig
+
+# DeepSeek-V3's real sizes, written once: the cache calculator's entry below and ``deepseek_v3_config``
+# (the same numbers as one of our ``ModelConfig``s, for the parameter and cache bills) both read them.
+V3_SOURCE = "deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json"
+V3 = dict(
+    vocab_size=129280, dim=7168, n_layers=61, n_dense_layers=3, inter_dim=18432, n_heads=128,
+    max_seq_len=163840, attn_type="mla", q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+    qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=256, n_activated_experts=8,
+    n_shared_experts=1, moe_inter_dim=2048, n_expert_groups=8, n_limited_groups=4,
+    score_func="sigmoid", route_scale=2.5, balance="loss_free+seq_aux", aux_loss_alpha=1e-4,
+    bias_update_speed=1e-3, mtp_depth=1, mtp_lambda=0.3)
+
 
 @dataclass(frozen=True)
 class PublishedModel:
@@ -47,11 +60,11 @@ PUBLISHED: dict[str, PublishedModel] = {
         PublishedModel("Mistral-7B", n_layers=32, dim=4096, n_heads=32, n_kv_heads=8, head_dim=128,
                        n_params=7.24e9, max_seq_len=32768,
                        source="mistralai/Mistral-7B-v0.1 config.json"),
-        PublishedModel("DeepSeek-V3", n_layers=61, dim=7168, n_heads=128, n_kv_heads=128,
-                       head_dim=128, n_params=671e9, max_seq_len=163840, kv_lora_rank=512,
-                       qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
-                       n_active_params=37e9,
-                       source="deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json"),
+        PublishedModel("DeepSeek-V3", n_layers=V3["n_layers"], dim=V3["dim"], n_heads=V3["n_heads"],
+                       n_kv_heads=V3["n_heads"], head_dim=V3["v_head_dim"], n_params=671e9,
+                       max_seq_len=V3["max_seq_len"], kv_lora_rank=V3["kv_lora_rank"],
+                       qk_nope_head_dim=V3["qk_nope_head_dim"], qk_rope_head_dim=V3["qk_rope_head_dim"],
+                       v_head_dim=V3["v_head_dim"], n_active_params=37e9, source=V3_SOURCE),
     ]
 }
 
@@ -61,3 +74,9 @@ def get_published(name: str) -> PublishedModel:
     if name not in PUBLISHED:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(PUBLISHED)}")
     return PUBLISHED[name]
+
+
+def deepseek_v3_config() -> ModelConfig:
+    """DeepSeek-V3's real sizes (``V3``) as one of our configs: for the parameter and cache bills only
+    (never build it: 671B parameters)."""
+    return ModelConfig(**V3)
