@@ -33,8 +33,9 @@ workspace:
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider tests notebooks
 
+# The edit-test loop: fast tests only (no browser, nothing marked slow, no notebooks), under two minutes.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow and not browser" tests
 
 # Re-execute every notebook headless and save it with its outputs (what GitHub shows), then re-mark
 # its lecture slides (RISE). It refuses to start if a notebook has changes that are in no commit (a

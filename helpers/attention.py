@@ -7,7 +7,8 @@ each group reading one K/V head; G = H is MHA, G = 1 is MQA.
 Two paths compute the same attention and are tested equal: ``explicit_attention`` (softmax(QKᵀ/√d)V,
 written out, and able to return the attention weights) and ``sdpa_attention`` (PyTorch's fused kernel).
 
-Glossary: B batch, T new positions, S key positions (cache + new), H query heads, G KV heads, Dh head width.
+Shape letters (``docs/GLOSSARY.md``): B batch, T new positions, S key positions (cache + new), H query
+heads, G KV heads, Dh head width.
 """
 
 from __future__ import annotations

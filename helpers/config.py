@@ -5,15 +5,15 @@ so a learner can read the official code beside ours. Each field's comment names 
 A field that does not apply to the chosen architecture is ignored (e.g. the MLA ranks when
 ``attn_type == "mha"``), but it is still validated so that a typo fails loudly.
 
-Glossary (see the course REFERENCE): B batch, T query length, S key length, D model width,
-H query heads, G KV heads, Dh head width, Dc KV latent width, Dq query latent width,
-Dn / Dr non-RoPE / RoPE part of a query-key head, Dv value head width, E routed experts,
-K active experts per token, V vocabulary.
+Shape letters (``docs/GLOSSARY.md``, one meaning each): B batch, T query length, S key length, D model
+width, H query heads, G KV heads, Dh head width, Dc KV latent width, Dq query latent width, Dn / Dr
+non-RoPE / RoPE part of a query-key head, Dv value head width, E routed experts, K active experts per
+token, Ng / Mg expert groups / groups a token may use, Dm MTP depth, V vocabulary.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from .validate import check_bool, check_choice, check_int, check_number
 
@@ -32,7 +32,7 @@ class ModelConfig:
     n_heads: int = 4  # H: query heads (n_h)
     n_kv_heads: int | None = None  # G: KV heads; None means G = H (MHA); 1 is MQA
     head_dim: int | None = None  # Dh: per-head width; None means D / H
-    inter_dim: int = 172  # SwiGLU hidden width of the dense MLP
+    inter_dim: int = 172  # I: SwiGLU hidden width of the dense MLP
     max_seq_len: int = 128  # context length the RoPE tables are built for
     rope_theta: float = 10000.0  # RoPE base
     norm_eps: float = 1e-6  # RMSNorm epsilon
@@ -51,8 +51,8 @@ class ModelConfig:
     n_activated_experts: int = 2  # K (K_r): experts chosen per token
     moe_inter_dim: int = 64  # SwiGLU hidden width of one expert
     n_dense_layers: int = 0  # the first layers keep a dense MLP (V3: 3)
-    n_expert_groups: int = 1  # experts split into this many groups (V3: 8)
-    n_limited_groups: int = 1  # tokens route into at most this many groups (V3: 4)
+    n_expert_groups: int = 1  # Ng: experts split into this many groups (V3: 8)
+    n_limited_groups: int = 1  # Mg: tokens route into at most this many groups (V3: 4)
     score_func: str = "softmax"  # router scores: "softmax" (V2, Switch) or "sigmoid" (V3)
     route_scale: float = 1.0  # gate multiplier (V3: 2.5)
     norm_topk_prob: bool = True  # renormalise gates over the chosen K experts
@@ -61,7 +61,7 @@ class ModelConfig:
     aux_loss_alpha: float = 0.01  # α: weight of the balance loss
     bias_update_speed: float = 0.001  # γ (u): step of the aux-loss-free bias update
     # --- multi-token prediction (DeepSeek-V3 §2.2) ----------------------------------------------
-    mtp_depth: int = 0  # D: sequential MTP modules; 0 = none
+    mtp_depth: int = 0  # Dm (the report's D): sequential MTP modules; 0 = none
     mtp_lambda: float = 0.3  # λ: weight of the MTP loss
 
     def __post_init__(self) -> None:
@@ -99,9 +99,6 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig field(s): {sorted(unknown)}")
         return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- the validator, one named check per rule family; each returns the problems it found -----------

@@ -21,7 +21,8 @@ dequantised tensors: memory shrinks, arithmetic stays in floating point. ``nbyte
 payload, the scales and the full-precision residual. The measuring functions below report the error
 this introduces in the tensors, in attention outputs and in next-token predictions.
 
-Glossary: B batch, G KV heads, S cached positions, Dh head width, R group size (tokens per key scale).
+Shape letters (``docs/GLOSSARY.md``): B batch, G KV heads, S cached positions, Dh head width, R group
+size (tokens per key scale).
 """
 
 from __future__ import annotations

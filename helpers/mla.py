@@ -34,7 +34,8 @@ Three paths, selected by ``MLA.mode`` (or ``forward(..., mode=...)``), all compu
 ``cfg.attn_impl`` picks the readable path (``"explicit"``: scores written out term by term) or the
 fused one (``"sdpa"``); they are tested equal. The cache bill (DeepSeek-V2 Table 1) is at the bottom.
 
-Glossary: B batch, T new positions, S key positions (cached + new), D model width, H heads, Dq query
+Shape letters (``docs/GLOSSARY.md``): B batch, T new positions, S key positions (cached + new), D model
+width, H heads, Dq query
 latent (q_lora_rank), Dc KV latent (kv_lora_rank), Dn non-RoPE head part (qk_nope_head_dim), Dr RoPE
 part (qk_rope_head_dim), Dv value head width (v_head_dim), l layers.
 """

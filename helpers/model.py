@@ -35,7 +35,7 @@ class ModelOutput:
     loss: torch.Tensor | None = None  # what training minimises: main + balance + MTP terms
     main_loss: torch.Tensor | None = None  # next-token cross-entropy alone
     aux_loss: torch.Tensor | None = None  # sum of the MoE layers' balance losses (0 if dense)
-    mtp_loss: torch.Tensor | None = None  # (λ/D) Σ_k L_k, if the model has MTP modules
+    mtp_loss: torch.Tensor | None = None  # (λ/Dm) Σ_k L_k, if the model has MTP modules
     hidden: torch.Tensor | None = None  # (B, T, D) last block's output, before the final norm
     moe: list = field(default_factory=list)  # per MoE layer: its result object
     mtp: object | None = None  # the MTP modules' result object

@@ -28,8 +28,8 @@ Two dispatch paths compute the same routed output and are tested equal: ``dispat
 N·K (token, expert) assignments by expert and calls each expert once on all of its tokens;
 ``dispatch_loop`` is the readable reference, one token and one chosen expert at a time.
 
-Glossary: B batch, T sequence length, D model width, N = B·T tokens, E routed experts, K experts per
-token, G expert groups.
+Shape letters (``docs/GLOSSARY.md``): B batch, T sequence length, D model width, N = B·T tokens,
+E routed experts, K experts per token, Ng expert groups, Mg groups a token may use, St recorded steps.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def group_limit_mask(biased: torch.Tensor, n_groups: int, n_limited: int) -> tor
     A group's score is the sum of its top-2 biased scores (DeepSeek-V3; the single score if a group
     holds one expert)."""
     N, E = biased.shape
-    grouped = biased.view(N, n_groups, E // n_groups)  # (N, G, E/G)
-    group_scores = grouped.topk(min(2, E // n_groups), dim=-1).values.sum(-1)  # (N, G)
+    grouped = biased.view(N, n_groups, E // n_groups)  # (N, Ng, E/Ng)
+    group_scores = grouped.topk(min(2, E // n_groups), dim=-1).values.sum(-1)  # (N, Ng)
     keep = group_scores.topk(n_limited, dim=-1).indices  # (N, n_limited)
     mask = torch.zeros(N, n_groups, dtype=torch.bool, device=biased.device)
     mask.scatter_(1, keep, True)
@@ -316,17 +316,12 @@ def routing_stats(model: nn.Module, data, *, split: str = "val", batch_size: int
                         entropy=load_entropy(total).mean().item(), layer_max_vio=layer_vio.tolist())
 
 
-def uniform_entropy(n_experts: int) -> float:
-    """log2(E): the load entropy of perfectly balanced routing."""
-    return math.log2(n_experts)
-
-
 # --- a toy of the routing dynamics -----------------------------------------------------------------
 @dataclass
 class ToyRun:
-    loads: torch.Tensor  # (S, E) tokens per expert at each step
-    loss: torch.Tensor  # (S,) the task's mean squared error at each step
-    bias: torch.Tensor  # (S, E) selection bias after each step
+    loads: torch.Tensor  # (St, E) tokens per expert at each step
+    loss: torch.Tensor  # (St,) the task's mean squared error at each step
+    bias: torch.Tensor  # (St, E) selection bias after each step
 
     @property
     def final_max_vio(self) -> float:

@@ -1,11 +1,12 @@
-"""Multi-token prediction: DeepSeek-V3's D sequential MTP modules (DeepSeek-V3 §2.2, Eq. 21-25).
+"""Multi-token prediction: DeepSeek-V3's Dm sequential MTP modules (the report's D) (DeepSeek-V3 §2.2,
+Eq. 21-25).
 
-The main model at position i predicts t_{i+1}. Module k (k = 1..D) at position i predicts t_{i+k+1}:
+The main model at position i predicts t_{i+1}. Module k (k = 1..Dm) at position i predicts t_{i+k+1}:
 
     h'^k_i = M_k [RMSNorm(h^{k-1}_i) ; RMSNorm(Emb(t_{i+k}))]           (Eq. 21, M_k: 2D -> D)
     h^k    = TRM_k(h'^k)   over positions i = 0 .. T-1-k, causal        (Eq. 22)
     P^k    = OutHead(RMSNorm_k(h^k))  predicts t_{i+k+1}                 (Eq. 23)
-    L_k    = CE(P^k, t_{i+k+1}),   L_MTP = (λ/D) Σ_k L_k                 (Eq. 24-25)
+    L_k    = CE(P^k, t_{i+k+1}),   L_MTP = (λ/Dm) Σ_k L_k                (Eq. 24-25)
 
 h^0 is the main model's last block output (before its final norm). Each depth keeps the causal
 chain: position i of depth k has seen tokens t_0 .. t_{i+k} and nothing later, so it must predict
@@ -25,7 +26,8 @@ Sequence bookkeeping for inputs idx (B, T) and targets (B, T) = idx shifted left
 targets[:, j] = t_{j+1}): depth k covers n_k = T - k positions, reads tokens idx[:, k:T]
 (= t_{i+k}) for its embedding and predicts targets[:, k:T] (= t_{i+k+1}).
 
-Glossary: B batch, T sequence length, n positions a depth covers, D model width, V vocabulary.
+Shape letters (``docs/GLOSSARY.md``): B batch, T sequence length, n positions a depth covers, D model
+width, Dm MTP depth, V vocabulary.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def depth_inputs(idx: torch.Tensor, targets: torch.Tensor, k: int,
 
 @dataclass
 class MTPOutput:
-    loss: torch.Tensor  # (λ/D) Σ_k L_k, plus the MTP blocks' MoE balance losses (0 when dense)
+    loss: torch.Tensor  # (λ/Dm) Σ_k L_k, plus the MTP blocks' MoE balance losses (0 when dense)
     depth_losses: list[torch.Tensor]  # L_k for k = 1..D, each a scalar
     logits: list[torch.Tensor]  # depth k: (B, T-k, V), position i scores t_{i+k+1}
     targets: list[torch.Tensor]  # depth k: (B, T-k) the tokens it was asked to predict
@@ -123,7 +125,7 @@ class MTPCache(StaticKVCache):
 
 
 class MTP(nn.Module):
-    """D sequential MTP modules. Called by ``Transformer.run`` as ``self.mtp(model, hidden, idx, targets)``.
+    """Dm sequential MTP modules. Called by ``Transformer.run`` as ``self.mtp(model, hidden, idx, targets)``.
 
     ``target_shift`` is 0 for the correct wiring; set it to -1 to reproduce the label leak (or +1 to
     predict one token too far); only the lesson and the tests do that.

@@ -20,7 +20,8 @@ the two are compared on equal terms.
 Stats: acceptance rate = accepted / drafted; tokens per forward = new tokens / main forward passes
 (prefill included; plain cached greedy decoding has exactly 1). Greedy only, batch of one.
 
-Glossary: B batch (1 here), T prompt length, n new positions, D model width, V vocabulary.
+Shape letters (``docs/GLOSSARY.md``): B batch (1 here), T prompt length, n new positions, D model width,
+V vocabulary.
 """
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-import importlib.util
 import shutil
 import subprocess
 import sys

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from conftest import randomise
 
 from helpers.config import preset
-from helpers.model import MLP, RMSNorm, Transformer
+from helpers.model import Transformer
 
 
 def test_shapes_and_output_object():
@@ -18,12 +19,16 @@ def test_shapes_and_output_object():
 
 @pytest.mark.parametrize("n_kv_heads", [None, 2, 1])
 def test_sdpa_equals_explicit(n_kv_heads):
+    """With randomised weights, so attention is far from uniform and a wrong mask or scale shows."""
     cfg = preset("test", n_kv_heads=n_kv_heads)
-    model = Transformer(cfg)
-    explicit = Transformer(cfg.replace(attn_impl="explicit"))
+    model = randomise(Transformer(cfg))
+    explicit = Transformer(cfg.replace(attn_impl="explicit")).eval()
     explicit.load_state_dict(model.state_dict())
     idx = torch.randint(0, cfg.vocab_size, (2, 12))
-    torch.testing.assert_close(model(idx), explicit(idx), atol=1e-5, rtol=1e-5)
+    weights = model.layers[0].attn.attention_weights(model.tok_emb(idx), model.rope_cos[:12],
+                                                     model.rope_sin[:12])
+    assert weights.max() > 0.5  # some query attends sharply: the comparison below can see a wrong path
+    torch.testing.assert_close(model(idx), explicit(idx), atol=1e-4, rtol=1e-4)
 
 
 def test_causality():
@@ -34,22 +39,6 @@ def test_causality():
     changed[0, 8:] = (changed[0, 8:] + 1) % cfg.vocab_size
     torch.testing.assert_close(model(idx)[:, :8], model(changed)[:, :8])
     assert not torch.allclose(model(idx)[:, 8:], model(changed)[:, 8:])
-
-
-def test_rmsnorm_formula():
-    norm = RMSNorm(8, eps=1e-6)
-    with torch.no_grad():
-        norm.weight.uniform_()
-    x = torch.randn(3, 8)
-    expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-6) * norm.weight
-    torch.testing.assert_close(norm(x), expected)
-
-
-def test_mlp_is_swiglu():
-    mlp = MLP(8, 16)
-    x = torch.randn(2, 8)
-    expected = mlp.w2(torch.nn.functional.silu(mlp.w1(x)) * mlp.w3(x))
-    torch.testing.assert_close(mlp(x), expected)
 
 
 def test_tied_and_untied_heads():
