@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 from .published import PUBLISHED, PublishedModel, get_published
+from .style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "fp8": 1}
 VARIANTS = ("MHA", "GQA", "MQA", "MLA")
@@ -167,9 +168,6 @@ def format_table(model: str, context_len: int, batch_size: int = 1, dtype: str =
 
 
 # --- plots ----------------------------------------------------------------------------------------
-PALETTE = {"MHA": "#d62728", "GQA": "#ff7f0e", "MQA": "#2ca02c", "MLA": "#1f77b4", "weights": "#444444"}
-
-
 def context_grid(max_len: int, start: int = 256) -> list[int]:
     """Powers of two from ``start`` up to ``max_len`` (``max_len`` itself included)."""
     _check_positive(max_len=max_len, start=start)

@@ -3,8 +3,11 @@ static twin ``plot_training_summary``."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+
+from .live import LiveLoss, in_live_kernel
+from .style import PALETTE, expert_colors
+from .widgets import RoutingMonitor
 
 
 # --- the training dashboard ---------------------------------------------------------------------------
@@ -19,44 +22,36 @@ class LossHistory:
 
 
 class Dashboard:
-    """A ``helpers.train`` callback: the loss curves (a plotly ``FigureWidget``) above lesson 04's live
-    routing histogram (``helpers.widgets.RoutingMonitor``) for the main model's MoE layers.
+    """A ``helpers.train`` callback: the loss curves (``helpers.live.LiveLoss``, a plotly
+    ``FigureWidget``) above lesson 04's live routing histogram (``helpers.widgets.RoutingMonitor``) for
+    the main model's MoE layers.
 
-    Redraws every ``every`` steps, at most ``max_rate`` times a second, one batched message each. Outside
-    a live kernel it only records (``live=False`` forces that); ``plot_training_summary`` draws the
-    static figure from what it recorded."""
+    Both redraw every ``every`` steps, at most ``max_rate`` times a second (``helpers.live.Throttle``),
+    one batched message each. Outside a live kernel it only records (``live=False`` forces that);
+    ``plot_training_summary`` draws the static figure from what it recorded."""
 
     TITLE = "Training: next-token and MTP loss"
+    MAIN, MTP = "next-token loss", "MTP depth-1 loss (token after next)"
 
     def __init__(self, model, *, every: int = 10, max_rate: float = 5.0, live: bool | None = None,
                  label: str = ""):
-        from .widgets import RoutingMonitor, in_live_kernel
-
-        if every <= 0 or max_rate <= 0:
-            raise ValueError(f"every={every} and max_rate={max_rate} must be positive")
         live = in_live_kernel() if live is None else live
         self.losses = LossHistory()
         self.every, self.max_rate = every, max_rate
-        self._last_draw = -float("inf")
+        self.curves = LiveLoss(f"{self.TITLE} {label}".strip(), ylabel="cross-entropy (nats per byte)",
+                               every=every, max_rate=max_rate, live=live, height=300, width=None,
+                               template="plotly_white", margin=dict(t=50, b=40),
+                               legend=dict(orientation="h", y=-0.3))
+        self.curves.add_curve(self.MAIN, PALETTE["main"])
+        self.curves.add_curve(self.MTP, PALETTE["MTP"])
         # model.layers, not model: the MTP block's MoE is routed too, but out.moe lists the main layers
         self.routing = (RoutingMonitor(model.layers, every=every, max_rate=max_rate, live=live, label=label)
                         if model.config.is_moe else None)
-        self.figure = self._build(label) if live else None
 
-    def _build(self, label: str):
-        try:
-            import plotly.graph_objects as go
-
-            fig = go.FigureWidget()
-        except Exception:  # plotly / anywidget unavailable: record only
-            return None
-        fig.add_scatter(x=[], y=[], mode="lines", name="next-token loss", line_color="#08519c")
-        fig.add_scatter(x=[], y=[], mode="lines", name="MTP depth-1 loss (token after next)",
-                        line_color="#e6550d")
-        fig.update_layout(title_text=f"{self.TITLE} {label}".strip(), height=300, template="plotly_white",
-                          xaxis_title="step", yaxis_title="cross-entropy (nats per byte)",
-                          margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.3))
-        return fig
+    @property
+    def figure(self):
+        """The live loss figure (``None`` outside a live kernel)."""
+        return self.curves.widget
 
     def __call__(self, step: int, out, batch=None) -> None:
         self.losses.step.append(step)
@@ -65,31 +60,20 @@ class Dashboard:
         self.losses.balance.append(0.0 if out.aux_loss is None else out.aux_loss.item())
         if self.routing is not None:
             self.routing(step, out, batch)
-        now = time.monotonic()
-        if self.figure is not None and step % self.every == 0 and now - self._last_draw >= 1 / self.max_rate:
-            self.redraw()
+        self.curves.log(step, {self.MAIN: self.losses.main[-1], self.MTP: self.losses.mtp[-1]})
 
     def redraw(self) -> None:
-        if self.figure is None or not self.losses.step:
-            return
-        with self.figure.batch_update():
-            self.figure.data[0].x, self.figure.data[0].y = self.losses.step, self.losses.main
-            self.figure.data[1].x, self.figure.data[1].y = self.losses.step, self.losses.mtp
-        self._last_draw = time.monotonic()
+        self.curves.redraw()
 
     def show(self) -> None:
         """Display the two live widgets (no-op outside a live kernel)."""
-        from .widgets import show_widget
-
-        if self.figure is not None:
-            show_widget(self.figure, "Live loss curves (they render in a running Jupyter kernel; the "
-                                     "static figure below shows the final state)")
+        self.curves.show()
         if self.routing is not None:
             self.routing.show()
 
     def finish(self) -> None:
         """Draw the final state, ignoring the throttle."""
-        self.redraw()
+        self.curves.finish()
         if self.routing is not None:
             self.routing.finish()
 
@@ -99,18 +83,17 @@ def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20,
     expert's share of the routed tokens over the last ``last`` steps and its selection bias over time."""
     import matplotlib.pyplot as plt
 
-    from .widgets import expert_colors
-
     routing = dashboard.routing.history if dashboard.routing is not None else None
     L = routing.counts_array().shape[1] if routing is not None else 0
     fig, axes = plt.subplots(1, 1 + 2 * min(L, 1), figsize=(4.6 * (1 + 2 * min(L, 1)), 3.6), squeeze=False)
     ax = axes[0, 0]
     lh = dashboard.losses
-    ax.plot(lh.step, lh.main, color="#9ecae1", lw=1, label="next-token (train batch)")
+    ax.plot(lh.step, lh.main, color=PALETTE["main_train"], lw=1, label="next-token (train batch)")
     if any(m == m for m in lh.mtp):
-        ax.plot(lh.step, lh.mtp, color="#fdae6b", lw=1, label="MTP depth 1: token after next (train)")
+        ax.plot(lh.step, lh.mtp, color=PALETTE["MTP_train"], lw=1,
+                label="MTP depth 1: token after next (train)")
     if history is not None and history.val_loss:
-        ax.plot([s + 1 for s in history.val_step], history.val_loss, "o-", color="#08519c",
+        ax.plot([s + 1 for s in history.val_step], history.val_loss, "o-", color=PALETTE["main"],
                 label="next-token (validation)")
     ax.set(xlabel="step", ylabel="cross-entropy (nats per byte)", title="losses")
     ax.legend(fontsize=8)

@@ -30,6 +30,7 @@ import torch
 from .attention import Attention
 from .kv_cache import measured_cache_bytes_per_token
 from .model import Transformer
+from .style import group_colors  # one colour per K/V group (defined here before)
 from .validate import InputTypeError, check_int
 
 POOL_METHODS = ("mean", "first")
@@ -99,15 +100,7 @@ def to_gqa(model: Transformer, n_kv_heads: int, method: str = "mean") -> Transfo
     return new.train(model.training)
 
 
-# --- diagrams -------------------------------------------------------------------------------------
-def group_colors(n_kv_heads: int) -> list:
-    """One colour per group (tab10, then tab20 for many groups)."""
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap("tab10" if n_kv_heads <= 10 else "tab20")
-    return [cmap(g % cmap.N) for g in range(n_kv_heads)]
-
-
+# --- diagrams (colours: helpers.style) -----------------------------------------------------------
 def draw_grouping(n_heads: int, n_kv_heads: int, ax=None, title: str | None = None):
     """Draw H query-head boxes above G K/V-head boxes, each query head joined to the K/V head it
     reads, coloured by group. Returns the matplotlib Axes."""

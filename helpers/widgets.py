@@ -4,8 +4,9 @@
 every MoE layer received (``MoEResult.counts``), the load entropy, MaxVio_batch (Wang et al. 2024,
 arXiv 2408.15664) and the selection biases, and, in a live Jupyter kernel, redraws a plotly
 ``go.FigureWidget``: one bar per expert per MoE layer (one bar trace per layer) above the entropy and
-MaxVio curves. Redraws happen every ``every`` steps and at most ``max_rate`` times a second, each as
-one batched message, so a fast training loop cannot flood the kernel's message channel.
+MaxVio curves. Redraws follow ``helpers.live.Throttle``: every ``every`` steps and at most ``max_rate``
+times a second, each as one batched message, so a fast training loop cannot flood the kernel's message
+channel. Colours come from ``helpers.style`` (one per expert, one per layer).
 
 Outside a live kernel (a script, CI, a static export) nothing is drawn and nothing fails: the monitor
 only records. ``plot_routing`` draws the same final state as a static matplotlib figure, which a
@@ -22,43 +23,18 @@ Glossary: L MoE layers, E routed experts, K experts per token, S recorded steps.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import torch
 
+from .live import Throttle, figure_widget, in_live_kernel, show_widget  # the last two lived here
 from .moe import load_entropy, max_vio, moe_layers
+from .style import EXPERT_COLORS as PALETTE  # noqa: F401  (old name: the expert colours, tab10)
+from .style import expert_colors
 
-# One colour per expert, shared by the live widget and the static figures (matplotlib's tab10).
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf"]
 FALLBACK_TEXT = ("Live routing histogram (it renders in a running Jupyter kernel; the static figure "
                  "below shows the final state)")
-
-
-def expert_colors(n_experts: int) -> list[str]:
-    return [PALETTE[i % len(PALETTE)] for i in range(n_experts)]
-
-
-def in_live_kernel() -> bool:
-    """True inside a Jupyter kernel (where a widget frontend may be listening)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def show_widget(widget, text: str = FALLBACK_TEXT) -> None:
-    """Display an ipywidget with a short plain-text fallback (what a saved notebook shows instead of
-    the widget's whole state)."""
-    from IPython.display import display
-
-    display({"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
-                                                           "model_id": widget.model_id},
-             "text/plain": text}, raw=True)
 
 
 @dataclass
@@ -107,13 +83,10 @@ class RoutingMonitor:
         self.layers = moe_layers(model)
         if not self.layers:
             raise ValueError("RoutingMonitor needs a model with MoE layers (n_routed_experts > 0)")
-        if every <= 0 or max_rate <= 0:
-            raise ValueError(f"every={every} and max_rate={max_rate} must be positive")
+        self.throttle = Throttle(every, max_rate)
         cfg = self.layers[0].cfg
         self.history = RoutingHistory(cfg.n_routed_experts, cfg.n_activated_experts)
         self.every, self.max_rate, self.label, self.height = every, max_rate, label, height
-        self.redraws = 0
-        self._last_draw = -math.inf
         self._recent: deque = deque(maxlen=every)
         self.figure = None
         if live if live is not None else in_live_kernel():
@@ -126,10 +99,12 @@ class RoutingMonitor:
         self.history.counts.append(counts)
         self.history.bias.append(torch.stack([m.gate.bias for m in self.layers]).detach().cpu())
         self._recent.append(counts)
-        now = time.monotonic()
-        if (self.figure is not None and step % self.every == 0
-                and now - self._last_draw >= 1.0 / self.max_rate):
+        if self.figure is not None and self.throttle.due(step):
             self.redraw()
+
+    @property
+    def redraws(self) -> int:
+        return self.throttle.draws
 
     def finish(self) -> None:
         """Draw the final state (ignores the throttle)."""
@@ -139,7 +114,6 @@ class RoutingMonitor:
     # --- the live figure ------------------------------------------------------------------------
     def _build(self):
         try:
-            import plotly.graph_objects as go
             from plotly.subplots import make_subplots
         except ImportError:  # no plotly: record only
             return None
@@ -152,7 +126,7 @@ class RoutingMonitor:
         titles = [f"MoE layer {i}" for i in range(L)] + ["load entropy (bits)", "MaxVio (batch)"]
         fig = make_subplots(rows=2, cols=cols, specs=[top, bottom], subplot_titles=titles,
                             vertical_spacing=0.26, row_heights=[0.55, 0.45])
-        experts = [str(e) for e in range(E)]
+        experts, layer_colors = [str(e) for e in range(E)], expert_colors(L)
         # Built as a plain figure, then wrapped: reference lines on subplots need go.Figure.
         for i in range(L):  # traces 0..L-1: one bar trace per layer
             fig.add_bar(x=experts, y=[100 / E] * E, name=f"layer {i}", showlegend=False,
@@ -164,10 +138,10 @@ class RoutingMonitor:
                           row=1, col=1 if L == 1 else i + 1)
         for i in range(L):
             fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i}",
-                            line_color=PALETTE[i % 10], row=2, col=1)
+                            line_color=layer_colors[i], row=2, col=1)
         for i in range(L):
             fig.add_scatter(x=[], y=[], mode="lines", name=f"layer {i} MaxVio",
-                            line_color=PALETTE[i % 10], showlegend=False, row=2, col=half + 1)
+                            line_color=layer_colors[i], showlegend=False, row=2, col=half + 1)
         fig.add_hline(y=math.log2(E), line_dash="dash", line_color="gray", row=2, col=1)
         fig.update_yaxes(range=[0, math.log2(E) * 1.05], row=2, col=1)
         fig.update_yaxes(range=[0, E / K - 1 + 0.1], row=2, col=half + 1)
@@ -177,9 +151,8 @@ class RoutingMonitor:
                           template="plotly_white", legend=dict(orientation="h", y=-0.18))
         fig.add_annotation(text=self.label, xref="paper", yref="paper", x=1.0, y=1.12,
                            showarrow=False, xanchor="right", font=dict(size=12, color="gray"))
-        try:
-            widget = go.FigureWidget(fig)
-        except Exception:  # anywidget / ipywidgets unavailable: record only
+        widget = figure_widget(fig)
+        if widget is None:  # anywidget / ipywidgets unavailable: record only
             return None
         self._status = len(widget.layout.annotations) - 1  # the step read-out, updated on redraw
         return widget
@@ -200,13 +173,12 @@ class RoutingMonitor:
             note = f"{self.label} · " if self.label else ""
             self.figure.layout.annotations[self._status].text = (
                 f"{note}step {steps[-1]} · bars: last {len(self._recent)} steps")
-        self.redraws += 1
-        self._last_draw = time.monotonic()
+        self.throttle.mark()
 
     def show(self) -> None:
         """Display the live widget (no-op outside a live kernel)."""
         if self.figure is not None:
-            show_widget(self.figure)
+            show_widget(self.figure, FALLBACK_TEXT)
 
 
 # --- static figures ---------------------------------------------------------------------------------
@@ -246,9 +218,9 @@ def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", sm
     half = max(L, 2) // 2
     ax_e, ax_v = fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:])
     ent, vio = moving_average(history.entropy, smooth), moving_average(history.max_vio, smooth)  # (S, L)
-    for i in range(L):
-        ax_e.plot(history.step, ent[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
-        ax_v.plot(history.step, vio[:, i].tolist(), color=PALETTE[i % 10], label=f"layer {i}")
+    for i, c in enumerate(expert_colors(L)):
+        ax_e.plot(history.step, ent[:, i].tolist(), color=c, label=f"layer {i}")
+        ax_v.plot(history.step, vio[:, i].tolist(), color=c, label=f"layer {i}")
     ax_e.axhline(math.log2(E), ls="--", color="gray", lw=1)
     ax_e.set(xlabel="step", ylabel="bits", title="load entropy (dashed: balanced)",
              ylim=(0, math.log2(E) * 1.05))
