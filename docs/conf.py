@@ -4,7 +4,13 @@ The site is built from the committed notebooks with their saved outputs: nothing
 time (``nb_execution_mode = "off"``), so every figure on the site is the one the notebook was saved with.
 Sphinx + MyST-NB + the book theme (the Jupyter Book 1 stack) install from PyPI alone and build offline;
 Jupyter Book 2 / mystmd fetch their HTML theme from the web at build time, which CI cannot reach.
+
+Launch buttons: with ``COURSE_REPOSITORY_URL`` set (``https://github.com/<owner>/<repo>``, where the
+course is published), every lesson page carries "open in Colab" and "launch Binder" buttons (Binder builds
+``environment.yml``). Without it the pages have none: a button must never point at a guessed address.
 """
+
+import os
 
 project = "Rebuilding DeepSeek-V3, one mechanism at a time"
 author = "the course authors"
@@ -31,4 +37,12 @@ suppress_warnings = ["myst.header"]
 html_theme = "sphinx_book_theme"
 html_title = "Rebuilding DeepSeek-V3"
 html_theme_options = {"show_toc_level": 2, "home_page_in_toc": True}
+REPOSITORY_URL = os.environ.get("COURSE_REPOSITORY_URL", "").rstrip("/")
+if REPOSITORY_URL:
+    html_theme_options.update({
+        "repository_url": REPOSITORY_URL, "repository_branch": os.environ.get("COURSE_BRANCH", "main"),
+        "path_to_docs": "", "use_repository_button": True,
+        "launch_buttons": {"colab_url": "https://colab.research.google.com",
+                           "binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
+    })
 html_static_path: list[str] = []

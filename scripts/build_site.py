@@ -41,13 +41,44 @@ def home_page(readme: str, stems: list[str]) -> str:
     return f"{text.rstrip()}\n\n```{{toctree}}\n:hidden:\n:caption: Lessons\n\n{toc}\n```\n"
 
 
+TITLE_RE = re.compile(r"""(?:set_title|suptitle|title)\s*[(=]\s*f?(["'])(.+?)\1""")
+HEADING_RE = re.compile(r"^#{1,6}\s+(.+)$", re.M)
+
+
+def figure_alt(code: str, heading: str) -> str:
+    """Alt text for a code cell's figures: the titles its code gives them (an f-string's fields become
+    "…"), else the section it sits in. A reader who cannot see the figure learns what it shows."""
+    titles = [re.sub(r"\{[^}]*\}", "…", m.group(2)) for m in TITLE_RE.finditer(code)]
+    titles = [t.replace("$", "").strip() for t in titles if t.strip()]
+    if titles:
+        return "Figure: " + "; ".join(dict.fromkeys(titles))
+    return f"Figure of the section “{heading}”" if heading else "Figure"
+
+
+def with_alt_text(nb: dict) -> dict:
+    """The notebook with ``mystnb.image.alt`` set on every cell that draws a figure (MyST-NB puts it
+    on the image), unless the cell already has one. Only the staged copy changes."""
+    heading = ""
+    for cell in nb["cells"]:
+        source = "".join(cell.get("source", ""))
+        if cell["cell_type"] == "markdown":
+            found = HEADING_RE.findall(source)
+            heading = found[-1].strip() if found else heading
+            continue
+        if any(m in out.get("data", {}) for out in cell.get("outputs", []) for m in FIGURE_MIMES):
+            image = cell.setdefault("metadata", {}).setdefault("mystnb", {}).setdefault("image", {})
+            image.setdefault("alt", figure_alt(source, heading))
+    return nb
+
+
 def stage(src: Path) -> list[Path]:
     if src.exists():
         shutil.rmtree(src)
     (src / "notebooks").mkdir(parents=True)
     nbs = notebooks()
     for nb in nbs:
-        shutil.copy2(nb, src / "notebooks" / nb.name)
+        staged = with_alt_text(json.loads(nb.read_text(encoding="utf-8")))
+        (src / "notebooks" / nb.name).write_text(json.dumps(staged, ensure_ascii=False), encoding="utf-8")
     if (ROOT / "docs" / "img").exists():
         shutil.copytree(ROOT / "docs" / "img", src / "docs" / "img")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -59,10 +90,12 @@ class Images(HTMLParser):
     def __init__(self):
         super().__init__()
         self.srcs: list[str] = []
+        self.alts: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         if tag == "img":
             self.srcs.append(dict(attrs).get("src", ""))
+            self.alts.append(dict(attrs).get("alt") or "")
 
 
 def saved_figures(nb_path: Path) -> int:
@@ -81,10 +114,13 @@ def check_figures(out: Path, nbs: list[Path]) -> list[str]:
             continue
         parser = Images()
         parser.feed(page.read_text(encoding="utf-8"))
-        figures = [s for s in parser.srcs if "_images/" in s or s.startswith("data:image")]
-        for s in figures:
+        figures = [(s, a) for s, a in zip(parser.srcs, parser.alts)
+                   if "_images/" in s or s.startswith("data:image")]
+        for s, alt in figures:
             if not s.startswith("data:") and not (page.parent / s).resolve().exists():
                 problems.append(f"{page.relative_to(out)}: image {s} is missing")
+            if not alt.strip() or alt.strip() == Path(s).name:
+                problems.append(f"{page.relative_to(out)}: image {s} has no alt text")
         want = saved_figures(nb)
         if len(figures) < want:
             problems.append(f"{page.relative_to(out)} shows {len(figures)} figures, the notebook has {want}")

@@ -20,7 +20,8 @@ def test_home_page_links_lessons_that_exist_and_lists_them():
     assert page.rstrip().endswith("notebooks/00_baseline\n```")
 
 
-def fake_site(tmp_path: Path, images_on_page: int, image_file: bool = True) -> Path:
+def fake_site(tmp_path: Path, images_on_page: int, image_file: bool = True,
+              alt: str = "Figure: the loss") -> Path:
     figure = {"output_type": "display_data", "data": {"image/png": "AAAA", "text/plain": "<Figure>"},
               "metadata": {}}
     nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [figure]}],
@@ -32,7 +33,7 @@ def fake_site(tmp_path: Path, images_on_page: int, image_file: bool = True) -> P
     (out / "_images").mkdir()
     if image_file:
         (out / "_images" / "a.png").write_bytes(b"png")
-    imgs = '<img src="../_images/a.png" alt="">' * images_on_page
+    imgs = f'<img src="../_images/a.png" alt="{alt}">' * images_on_page
     (out / "notebooks" / "00_x.html").write_text(f"<html><body>{imgs}</body></html>")
     return path
 
@@ -50,3 +51,26 @@ def test_figure_check_catches_a_missing_figure(tmp_path):
 def test_figure_check_catches_a_missing_image_file(tmp_path):
     nb = fake_site(tmp_path, images_on_page=1, image_file=False)
     assert "is missing" in build_site.check_figures(tmp_path / "site", [nb])[0]
+
+
+def test_figure_check_catches_a_figure_without_alt_text(tmp_path):
+    nb = fake_site(tmp_path, images_on_page=1, alt="")
+    assert "has no alt text" in build_site.check_figures(tmp_path / "site", [nb])[0]
+
+
+def test_alt_text_comes_from_the_figure_titles_or_its_section():
+    figure = {"output_type": "display_data", "data": {"image/png": "AAAA"}, "metadata": {}}
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "## 3. Training\n\ntext", "metadata": {}},
+        {"cell_type": "code", "source": 'ax.set(title=f"Loss at {steps} steps")\nplt.suptitle("Two runs")',
+         "metadata": {}, "outputs": [figure]},
+        {"cell_type": "code", "source": "plt.plot(x)", "metadata": {}, "outputs": [figure]},
+        {"cell_type": "code", "source": "print(1)", "metadata": {}, "outputs": []},
+        {"cell_type": "code", "source": "plt.plot(x)", "outputs": [figure],
+         "metadata": {"mystnb": {"image": {"alt": "kept"}}}},
+    ]}
+    cells = build_site.with_alt_text(nb)["cells"]
+    assert cells[1]["metadata"]["mystnb"]["image"]["alt"] == "Figure: Loss at … steps; Two runs"
+    assert cells[2]["metadata"]["mystnb"]["image"]["alt"] == "Figure of the section “3. Training”"
+    assert "mystnb" not in cells[3]["metadata"]
+    assert cells[4]["metadata"]["mystnb"]["image"]["alt"] == "kept"
