@@ -1,43 +1,167 @@
-"""Timing, in one place (to be rebuilt on ``torch.utils.benchmark``)."""
+"""Timing, in one place, built on ``torch.utils.benchmark``.
+
+Every speed figure of the course (the benchmarks in ``helpers.bench`` and the lessons' timed cells) is
+measured here, so "how was this timed?" has one answer:
+
+* ``time_call(fn)``: one function on its own, a ``Timing``.
+* ``interleaved({"a": f, "b": g})``: several functions side by side, a ``Timing`` each. They take
+  turns, round after round, so a load change on a shared machine hits all of them alike; compare them
+  by a ratio.
+* ``torch_threads(n)``: run a block on ``n`` torch CPU threads, then restore the setting.
+* ``stopwatch()``: the elapsed time of ONE run of something too long or too stateful to repeat (a
+  training run, one step inside a decode loop). A single reading, no statistic.
+* ``decode_ms_per_token``, ``hf_decode_ms_per_token``: greedy decoding speed, ours and transformers'.
+
+Which statistic: a ``Timing`` holds ``median`` (the typical call) and ``min`` (the fastest measurement,
+"best of", the one least disturbed by other processes). On a busy machine they can differ by 2x, so
+every figure says which one it is: the benchmarks report ``min`` and call it "best". A ratio of two
+minima and a ratio of two means (e.g. total time over total time) are different numbers; never set
+one next to the other without saying so.
+
+What ``torch.utils.benchmark.Timer`` does for us: it calls ``fn`` in blocks, sized so that reading the
+clock costs next to nothing; it runs on the thread count it is given and restores the old one, even
+if ``fn`` raises; its clock synchronises the accelerator (CUDA) before every reading, so we time the
+kernels, not just their launch; and, like Python's ``timeit``, it switches the garbage collector off
+while it times.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+from torch.utils.benchmark import Measurement, Timer
+from torch.utils.benchmark import timer as synced_clock  # perf_counter after an accelerator sync
 
 from .generate import generate
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one timed function.
+
+    ``median``: the median over the measurements; ``min``: the fastest measurement ("best of");
+    ``iqr``: their spread (75th minus 25th percentile); ``n``: how many measurements (each one is a
+    block of calls, averaged); ``measurement``: torch's own record (``print`` it for a summary).
+    """
+
+    median: float
+    min: float
+    iqr: float
+    n: int
+    measurement: Measurement
+
+    @classmethod
+    def of(cls, m: Measurement) -> Timing:
+        return cls(median=m.median, min=min(m.times), iqr=m.iqr, n=len(m.times), measurement=m)
+
+    def __str__(self) -> str:
+        return (f"median {self.median * 1e3:.3f} ms, min {self.min * 1e3:.3f} ms, "
+                f"IQR {self.iqr * 1e3:.3f} ms ({self.n} measurements)")
 
 
-def decode_ms_per_token(model, prompt: torch.Tensor, new_tokens: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` wall time of ``helpers.generate`` (greedy, cache on), per new token, in ms."""
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first call warms up
-        _sync(prompt.device)
-        t0 = time.perf_counter()
-        generate(model, prompt, new_tokens)
-        _sync(prompt.device)
-        best = min(best, time.perf_counter() - t0)
-    return best / new_tokens * 1e3
+def _timer(fn: Callable[[], object], threads: int | None, cpu_time: bool, label: str) -> Timer:
+    # Timer's default is ONE thread; ``threads=None`` keeps whatever torch uses now.
+    if cpu_time and threads != 1:
+        raise ValueError("cpu_time=True reads the calling thread's CPU time: pass threads=1")
+    clock = {"timer": time.thread_time} if cpu_time else {}
+    return Timer(stmt="fn()", globals={"fn": fn}, label=label, **clock,
+                 num_threads=torch.get_num_threads() if threads is None else threads)
+
+
+def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, threads: int | None = None,
+              cpu_time: bool = False, label: str = "") -> Timing:
+    """Time ``fn()`` with ``Timer.blocked_autorange``: a few calls to warm up and pick a block size,
+    then blocks of calls until ``min_run_time`` seconds have been measured.
+
+    Why ``blocked_autorange`` and not ``adaptive_autorange``: the adaptive one keeps measuring until
+    the spread (IQR / median) falls below a threshold, which on a shared, busy machine may not happen
+    before its ``max_run_time``, so its cost is unpredictable. The blocked one spends a fixed budget
+    and reports the spread (``Timing.iqr``) instead of waiting it out.
+
+    ``threads``: torch CPU threads during the measurement (restored afterwards); ``None``: as now.
+    ``cpu_time``: read the CPU time of the calling thread (``time.thread_time``) instead of wall time;
+    needs ``threads=1``, so that torch computes on this thread. It does not count the time other
+    processes hold the core, so ratios of two CPU times stay put on a busy machine. CPU-only: this
+    clock does not wait for the accelerator.
+    """
+    timer = _timer(fn, threads, cpu_time, label)
+    return Timing.of(timer.blocked_autorange(min_run_time=min_run_time))
+
+
+def interleaved(fns: dict[Hashable, Callable[[], object]], rounds: int = 3, *, number: int | None = None,
+                min_run_time: float = 0.05, threads: int | None = None,
+                cpu_time: bool = False) -> dict[Hashable, Timing]:
+    """Time several functions side by side: in each of ``rounds`` rounds every function takes one
+    turn, in order, so drifting machine load hits all of them alike. Returns a ``Timing`` per name,
+    pooled over all its turns.
+
+    A turn is one ``Timer`` measurement of that function: ``blocked_autorange(min_run_time)`` (it
+    warms up with at least one call, then times blocks for ``min_run_time`` seconds, at least one
+    block; ``min_run_time=0``: one warm-up call, one timed call), or, if ``number`` is given,
+    ``Timer.timeit(number)`` (two or more warm-up calls, then ``number`` calls timed as one block).
+    ``threads`` and ``cpu_time`` as in ``time_call``.
+    """
+    timers = {name: _timer(fn, threads, cpu_time, str(name)) for name, fn in fns.items()}
+    turns: dict[Hashable, list[Measurement]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            m = timer.timeit(number) if number else timer.blocked_autorange(min_run_time=min_run_time)
+            turns[name].append(m)
+    return {name: Timing.of(Measurement.merge(ms)[0]) for name, ms in turns.items()}
 
 
 def interleaved_best(fns: dict, rounds: int = 3) -> dict[str, float]:
-    """Best wall time in seconds of each zero-argument callable, the callables taking turns round after
-    round so that drifting machine load hits all of them alike (the first round also warms up)."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds + 1):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+    """The best (minimum) seconds per call of each function, timed side by side by ``interleaved``."""
+    return {name: t.min for name, t in interleaved(fns, rounds).items()}
+
+
+@contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(n)``, then restore the previous setting (also if the
+    body raises). One thread gives steadier timings on a shared machine: a multi-threaded op stalls
+    whenever one of its threads is descheduled, and small ops gain nothing from a second thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Stopwatch:
+    """What ``stopwatch()`` yields: ``seconds`` is NaN until the ``with`` block ends."""
+
+    seconds: float = float("nan")
+
+
+@contextmanager
+def stopwatch() -> Iterator[Stopwatch]:
+    """``with stopwatch() as clock: ...`` puts the wall time of the block in ``clock.seconds``, with the
+    accelerator synchronised at both ends. One reading of one run: for a training run or a step inside
+    a loop, not for comparing speeds (use ``interleaved``)."""
+    clock = Stopwatch()
+    start = synced_clock()
+    try:
+        yield clock
+    finally:
+        clock.seconds = synced_clock() - start
+
+
+def _best_ms_per_token(fn: Callable[[], object], new_tokens: int, repeats: int) -> float:
+    # one arm, `repeats` turns: each one warm-up run and one timed run
+    best = interleaved({"decode": fn}, rounds=repeats, min_run_time=0)["decode"].min
+    return best / new_tokens * 1e3
+
+
+def decode_ms_per_token(model, prompt: torch.Tensor, new_tokens: int, repeats: int = 3) -> float:
+    """Best (minimum) wall time of ``helpers.generate`` (greedy, cache on) over ``repeats`` timed
+    runs, per new token, in ms."""
+    return _best_ms_per_token(lambda: generate(model, prompt, new_tokens), new_tokens, repeats)
 
 
 def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool = True) -> torch.Tensor:
@@ -48,12 +172,4 @@ def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool
 
 def hf_decode_ms_per_token(hf_model, prompt: torch.Tensor, new_tokens: int, repeats: int = 3) -> float:
     """The same measurement for a transformers model's ``generate``."""
-    best = float("inf")
-    for _ in range(repeats + 1):
-        _sync(prompt.device)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            hf_generate(hf_model, prompt, new_tokens)
-        _sync(prompt.device)
-        best = min(best, time.perf_counter() - t0)
-    return best / new_tokens * 1e3
+    return _best_ms_per_token(lambda: hf_generate(hf_model, prompt, new_tokens), new_tokens, repeats)

@@ -3,14 +3,15 @@
 Each lesson adds a module here that defines ``def run(quick: bool) -> dict[str, float]``; figures are
 named ``"<lesson>.<figure>[@<setting>]"`` (e.g. ``kv.speedup@512``). ``--quick`` keeps the whole run
 under a minute on a 2-core CPU; the full run uses longer sequences and more repeats. Speed figures
-are ratios measured within one run, because absolute timings on shared machines are noisy.
+are ratios measured within one run, because absolute timings on shared machines are noisy. All timing
+goes through ``helpers.timing`` (``torch.utils.benchmark.Timer``); a figure named ``..._ms...`` is the
+best (minimum) time of its measurements unless its suite says otherwise.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-import time
 from collections.abc import Callable
 
 import torch
@@ -26,20 +27,6 @@ def suites() -> dict[str, Callable[[bool], dict[str, float]]]:
         if hasattr(mod, "run"):
             found[info.name] = mod.run
     return found
-
-
-def time_per_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1,
-                  clock: Callable[[], float] = time.perf_counter) -> float:
-    """Best-of-``repeats`` time of ``fn()`` in seconds (the minimum is the least noisy), on ``clock``:
-    wall time by default, ``time.thread_time`` for CPU time of the calling thread."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        best = min(best, clock() - t0)
-    return best
 
 
 def run_all(quick: bool = False, only: list[str] | None = None) -> dict[str, float]:

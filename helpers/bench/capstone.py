@@ -6,26 +6,23 @@
   greedy generation of 256 tokens with the cache on, the same weights (the model just trained,
   exported with ``helpers.interop.to_hf``), ``helpers.generate`` (absorbed MLA, latent cache) against
   transformers' ``DeepseekV3ForCausalLM.generate`` (eager attention, its DynamicCache). The two token
-  sequences must be identical, or the run raises.
+  sequences must be identical, or the run raises. The two take turns (``helpers.timing.interleaved``,
+  1 round with ``--quick``, full: 4; each turn a warm-up run and a timed run); each figure is the best
+  (minimum) run, per new token.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..capstone import (
-    CPU_CONFIG,
-    decode_ms_per_token,
-    hf_decode_ms_per_token,
-    hf_generate,
-    plan_for,
-)
+from ..capstone import CPU_CONFIG, plan_for
 from ..config import ModelConfig
 from ..data import load_corpus
 from ..device import pick_device
 from ..generate import generate
 from ..interop import to_hf
 from ..model import Transformer
+from ..timing import hf_generate, interleaved
 from ..training import train
 
 NEW_TOKENS = 256
@@ -56,11 +53,10 @@ def run(quick: bool, cfg: ModelConfig = CPU_CONFIG, new_tokens: int = NEW_TOKENS
     if not torch.equal(ours_tokens, hf_tokens):
         first = int((ours_tokens != hf_tokens).nonzero()[0, 1])
         raise RuntimeError(f"capstone bench: our greedy tokens differ from transformers' at position {first}")
-    repeats = 1 if quick else 3
-    ours_ms, hf_ms = float("inf"), float("inf")
-    for _ in range(1 if quick else 2):  # interleaved, so drifting machine load hits both alike
-        ours_ms = min(ours_ms, decode_ms_per_token(model, prompt, new_tokens, repeats))
-        hf_ms = min(hf_ms, hf_decode_ms_per_token(hf, prompt, new_tokens, repeats))
+    t = interleaved({"ours": lambda: generate(model, prompt, new_tokens),
+                     "hf": lambda: hf_generate(hf, prompt, new_tokens)},
+                    rounds=1 if quick else 4, min_run_time=0)
+    ours_ms, hf_ms = (t[name].min / new_tokens * 1e3 for name in ("ours", "hf"))
     return {
         "capstone.train_tokens_per_s": hist.tokens_per_sec,
         "capstone.decode_ms_per_token": ours_ms,

@@ -6,8 +6,8 @@ Figures (G is the number of K/V heads, written ``G=<n>``):
 - ``gqa.cache_bytes_per_token[G=8]`` … ``[G=1]``: bytes the cache tensors hold per cached token after
   a prefill, ``cache.nbytes() / cache.length`` (batch of one, float32; 2·l·G·Dh·4 by the formula).
 - ``gqa.decode_ms_per_token@4096[G=8]`` … ``[G=1]``: milliseconds for one single-token decode step
-  whose query attends over a 4096-token cache (best of all timed steps; the model's default fused
-  SDPA path).
+  whose query attends over a 4096-token cache (the best (minimum) round, each round a block of timed
+  steps averaged; the model's default fused SDPA path).
 - ``gqa.decode_speedup@4096[G=4]`` … ``[G=1]``: decode time of G = H divided by that of G, measured
   side by side in the same run (the claim the lesson makes; a ratio is steadier than a time).
 
@@ -15,8 +15,9 @@ Model: the ``small`` preset (D=256, 4 layers, H=8, Dh=32), a CPU-friendly width,
 ``max_seq_len`` raised to the context plus the decode steps. Each G gets its own seeded model; the
 prompt is prefilled once into a pre-allocated ``StaticKVCache``; every timed step decodes one token at
 position 4096 and then crops the cache back to 4096 tokens, so every step sees the same context.
-The G values are timed round-robin (one batch of steps per G per round) so that load changes on a
-shared machine hit them all alike. Quick mode keeps the 4096 context and takes fewer steps.
+The G values are timed round-robin (``helpers.timing.interleaved``: one block of steps per G per
+round) so that load changes on a shared machine hit them all alike. Quick mode keeps the 4096 context
+and takes fewer steps.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from ..config import preset
 from ..model import Transformer
-from . import time_per_call
+from ..timing import interleaved
 
 CONTEXT = 4096
 KV_HEADS = (8, 4, 2, 1)  # G = H, H/2, H/4, 1 for the small preset's H = 8
@@ -45,8 +46,6 @@ class DecodeSetup:
         """Decode one token at position ``context``, then forget it again."""
         self.model(self.token, cache=self.cache)
         self.cache.crop(self.context)
-        if self.token.device.type == "cuda":
-            torch.cuda.synchronize()  # time the kernels, not their launch
 
 
 @torch.inference_mode()
@@ -66,12 +65,11 @@ def prepare(n_kv_heads: int, context: int = CONTEXT, seed: int = 0, device=None,
 
 @torch.inference_mode()
 def decode_ms(setups: list[DecodeSetup], rounds: int, steps: int) -> dict[int, float]:
-    """Best single-step decode time in ms per G, timing the setups round-robin."""
-    best = {s.n_kv_heads: float("inf") for s in setups}
-    for _ in range(rounds):
-        for s in setups:
-            best[s.n_kv_heads] = min(best[s.n_kv_heads], time_per_call(s.step, repeats=steps, warmup=1))
-    return {g: t * 1e3 for g, t in best.items()}
+    """Decode time of one step in ms per G: the setups take turns for ``rounds`` rounds, each turn a
+    block of ``steps`` timed steps (``interleaved``, which synchronises the accelerator); the best
+    (minimum) round per G."""
+    timings = interleaved({s.n_kv_heads: s.step for s in setups}, rounds=rounds, number=steps)
+    return {g: t.min * 1e3 for g, t in timings.items()}
 
 
 def run(quick: bool) -> dict[str, float]:

@@ -17,18 +17,21 @@ raised to 1024 so 16 + 512 positions fit; random weights, seed 0, since speed do
   really makes 512 tokens. The run asserts that it produces exactly our tokens.
 - ``kv.ours_over_hf[tiny]``: ours / HF cached ms per token (below 1: our loop is faster).
 
-Timing: each cached figure is the best of several runs, ours and HF's taken in turn (round-robin) so
-load changes on a shared machine hit both alike. The full run times the recompute loop over all 512
-steps once (after the cached runs); ``--quick`` samples it instead: 16 single uncached steps, one per
-32-step block at its midpoint (a forward over the prefix that step would see, plus sampling), each
-timed in the same round-robin as the cached runs and averaged, an estimate of the same per-token mean
-that keeps the suite under a minute.
+Timing (``helpers.timing``): each cached figure is the best (minimum) of several timed runs, ours and
+HF's taken in turn (``interleaved``, 2 rounds with ``--quick``, 5 in the full run; every turn is one
+warm-up run and one timed run) so load changes on a shared machine hit both alike. The full run times
+the recompute loop over all 512 steps once (``stopwatch``, after the cached runs); ``--quick`` samples
+it instead: 16 single uncached steps, one per 32-step block at its midpoint (a forward over the prefix
+that step would see, plus sampling), each timed in the same rounds as the cached runs, best of each,
+then averaged: an estimate of the same per-token mean that keeps the suite under a minute. (The
+recompute figure averages over the loop's steps, whose cost grows with the prefix; each cached figure
+is one whole 512-token run, the best one.)
 
-Threads: the suite times on ``THREADS = 1`` CPU thread (restored afterwards). On a shared 2-core
-machine a 2-thread PyTorch op stalls whenever one of its threads is descheduled, and timings swung
-10-50x between identical calls; on one thread wall time tracks CPU time, and a batch-of-one decode
-step has too little work per op to gain from a second thread anyway. Both loops, ours and Hugging
-Face's, run under the same setting.
+Threads: the suite times on ``THREADS = 1`` CPU thread (``helpers.timing.torch_threads``, restored
+afterwards). On a shared 2-core machine a 2-thread PyTorch op stalls whenever one of its threads is
+descheduled, and timings swung 10-50x between identical calls; on one thread wall time tracks CPU
+time, and a batch-of-one decode step has too little work per op to gain from a second thread anyway.
+Both loops, ours and Hugging Face's, run under the same setting.
 
 What limits the figures (profiled with ``torch.profiler`` and CPU time on one thread): a cached decode
 step of the tiny model is framework overhead, not arithmetic: ~140 operator calls (22 matmuls, RMSNorm,
@@ -43,9 +46,7 @@ towards 1 as the model grows.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,7 @@ import torch
 from ..config import ModelConfig, preset
 from ..generate import generate
 from ..model import Transformer
+from ..timing import interleaved, stopwatch, torch_threads
 
 N_NEW = 512
 THREADS = 1
@@ -97,31 +99,16 @@ def prepare(tag: str, cfg: ModelConfig, n_new: int = N_NEW, prompt_len: int = PR
     return KVSetup(tag, model, hf, prompt, n_new)
 
 
-def best_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best wall time of each function over ``repeats`` rounds, each round calling every function once
-    (after one warm-up call each)."""
-    for fn in fns.values():
-        fn()
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def recompute_loop_seconds_per_token(setup: KVSetup, tokens: torch.Tensor) -> float:
     """Seconds per new token of the real uncached loop over all ``n_new`` steps; its tokens must equal
     ``tokens`` (the cached greedy output)."""
     model, prompt, n = setup.model, setup.prompt, setup.n_new
     generate(model, prompt, min(n, 8), use_cache=False)  # warm-up
-    t0 = time.perf_counter()
-    out = generate(model, prompt, n, use_cache=False)
-    elapsed = time.perf_counter() - t0
+    with stopwatch() as clock:  # one run: it is long, and its tokens are checked
+        out = generate(model, prompt, n, use_cache=False)
     if not torch.equal(out, tokens):
         raise AssertionError(f"[{setup.tag}] uncached greedy tokens differ from cached ones")
-    return elapsed / n
+    return clock.seconds / n
 
 
 def recompute_steps(setup: KVSetup, tokens: torch.Tensor, stride: int) -> dict[int, Callable[[], object]]:
@@ -132,9 +119,9 @@ def recompute_steps(setup: KVSetup, tokens: torch.Tensor, stride: int) -> dict[i
             for i in range(stride // 2, setup.n_new, stride)}
 
 
-def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
+def measure(setup: KVSetup, rounds: int, stride: int) -> dict[str, float]:
     """The five figures for one model. ``stride == 1`` times the whole recompute loop once; a larger
-    stride samples its steps, timed in the same round-robin as the cached runs."""
+    stride samples its steps, timed in the same rounds as the cached runs."""
     ours = setup.ours()
     theirs = setup.theirs()
     if not torch.equal(ours, theirs):
@@ -144,7 +131,7 @@ def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
     fns = {"ours": setup.ours, "hf": setup.theirs}
     steps = recompute_steps(setup, ours, stride) if stride > 1 else {}
     fns.update({f"step{i}": fn for i, fn in steps.items()})
-    best = best_round_robin(fns, repeats)
+    best = {name: t.min for name, t in interleaved(fns, rounds, min_run_time=0).items()}
     n = setup.n_new
     cached = best["ours"] / n
     hf = best["hf"] / n
@@ -162,22 +149,11 @@ def measure(setup: KVSetup, repeats: int, stride: int) -> dict[str, float]:
     }
 
 
-@contextmanager
-def cpu_threads(n: int = THREADS) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(n)``, then restore the previous setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(quick: bool, configs: dict[str, ModelConfig] | None = None, n_new: int = N_NEW) -> dict[str, float]:
     results: dict[str, float] = {}
-    with cpu_threads(THREADS):
+    with torch_threads(THREADS):
         for tag, cfg in (configs or CONFIGS).items():
             setup = prepare(tag, cfg, n_new=n_new)
             stride = max(1, n_new // 16) if quick else 1
-            results.update(measure(setup, repeats=3 if quick else 5, stride=stride))
+            results.update(measure(setup, rounds=2 if quick else 5, stride=stride))
     return results

@@ -10,6 +10,8 @@ on ``helpers.pick_device()`` in float32, for three implementations of the same f
 
 Both caches are filled with the same latents (computed once, not timed) and each timed call appends
 one position and crops it off again, so every call sees exactly ``CONTEXT`` cached positions plus one.
+The three take turns (``helpers.timing.interleaved``, 2 rounds with ``--quick``, full: 3); each
+``..._ms_per_token`` figure is the best (minimum) measurement.
 The configuration keeps DeepSeek-V3's per-head shapes (Dc 512, Dr 64, Dn 128, Dv 128, Dq 1536) with
 fewer heads (16 instead of 128) and a smaller width, so a CPU run takes seconds.
 """
@@ -25,7 +27,7 @@ from ..interop import mla_from_hf, tiny_deepseek_hf_config
 from ..kv_cache import KVCache
 from ..mla import MLA, cache_bill, deepseek_v3_cache_bill
 from ..model import Transformer
-from . import time_per_call
+from ..timing import interleaved
 
 CONTEXT = 4096
 BENCH_SIZES = dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, q_lora_rank=1536,
@@ -98,20 +100,9 @@ def decode_figures(quick: bool, context: int = CONTEXT) -> dict[str, float]:
 
     outs = {"absorbed": ours_step("absorbed")(), "naive": ours_step("naive")(), "hf": hf_step()}
     max_diff = max((outs[k] - outs["hf"]).abs().max().item() for k in ("absorbed", "naive"))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def timed(fn):
-        def call():
-            fn()
-            sync()
-        return time_per_call(call, repeats=3 if quick else 10, warmup=1)
-
-    # interleave the three so drifting machine load hits them alike
-    best = {"absorbed": float("inf"), "naive": float("inf"), "hf": float("inf")}
     fns = {"absorbed": ours_step("absorbed"), "naive": ours_step("naive"), "hf": hf_step}
-    for _ in range(1 if quick else 3):
-        for name, fn in fns.items():
-            best[name] = min(best[name], timed(fn))
+    timings = interleaved(fns, rounds=2 if quick else 3, min_run_time=0.05 if quick else 0.5)
+    best = {name: t.min for name, t in timings.items()}
     at = f"@{context}"
     return {
         f"mla.absorbed_ms_per_token{at}": best["absorbed"] * 1e3,

@@ -4,7 +4,7 @@ the same weights, and our grouped dispatch against the readable per-token loop.
 Figures:
 
 - ``moe.ours_ms@4096``: our ``MoE`` forward (grouped dispatch: tokens sorted by expert, one call per
-  expert) on N = 4096 tokens, in milliseconds (best of the timed calls, inference mode).
+  expert) on N = 4096 tokens, in milliseconds (best (minimum) measurement, inference mode).
 - ``moe.hf_ms@4096``: ``DeepseekV3MoE`` with the same weights, with the experts implementation a
   full Hugging Face model picks by default (``grouped_mm`` when this torch can run it, else ``eager``);
   ``moe.hf_eager_ms@4096`` is HF's per-expert loop, always measured.
@@ -14,7 +14,8 @@ Figures:
 
 Layer: D = 256, E = 16 routed experts of width 128, K = 4, 4 groups (2 kept), one shared expert,
 sigmoid scores with a nonzero selection bias, route_scale 2.5, float32 on the CPU (or the device given).
-Quick mode takes fewer repeats.
+Timing: ``helpers.timing.interleaved``, the three layers taking turns for two rounds, then the loop and
+the grouped dispatch likewise; quick mode measures for a shorter time per turn.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..moe import MoE
-from . import time_per_call
+from ..timing import interleaved
 
 N_TOKENS = 4096
 LOOP_TOKENS = 256
@@ -74,7 +75,7 @@ def run(quick: bool, device=None, n_tokens: int = N_TOKENS, loop_tokens: int = L
                          "in (0, n_tokens]")
     sizes = sizes or HF_SIZES
     device = torch.device(device or "cpu")
-    repeats = 3 if quick else 10
+    per_turn = 0.05 if quick else 0.3  # seconds of timed calls per turn
     hf_eager = hf_layer("eager", sizes=sizes).to(device)
     ours: MoE = moe_from_hf(hf_eager).to(device)
     default = hf_default_implementation()
@@ -82,32 +83,25 @@ def run(quick: bool, device=None, n_tokens: int = N_TOKENS, loop_tokens: int = L
     hf_default.load_state_dict(hf_eager.state_dict())
     x = torch.randn(4, n_tokens // 4, sizes["hidden_size"], device=device)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed(fn) -> float:
+    def dispatched(mode: str, inputs: torch.Tensor):
         def call():
-            fn()
-            sync()
-        return time_per_call(call, repeats=repeats, warmup=1) * 1e3
+            ours.dispatch = mode
+            return ours(inputs)
+        return call
 
     results: dict[str, float] = {}
     with torch.inference_mode():
         torch.testing.assert_close(ours(x).out, hf_eager(x), atol=1e-4, rtol=1e-4)  # same function
-        t_ours, t_eager, t_default = [], [], []
-        for _ in range(2):  # alternate, so load changes on a shared machine hit all alike
-            t_ours.append(timed(lambda: ours(x)))
-            t_eager.append(timed(lambda: hf_eager(x)))
-            t_default.append(timed(lambda: hf_default(x)))
-        results[f"moe.ours_ms@{n_tokens}"] = min(t_ours)
-        results[f"moe.hf_ms@{n_tokens}"] = min(t_default)
-        results[f"moe.hf_eager_ms@{n_tokens}"] = min(t_eager)
-        results["moe.ours_over_hf"] = min(t_ours) / min(t_default)
+        t = interleaved({"ours": lambda: ours(x), "eager": lambda: hf_eager(x),
+                         "default": lambda: hf_default(x)}, rounds=2, min_run_time=per_turn)
+        ms = {name: timing.min * 1e3 for name, timing in t.items()}  # best of each, in ms
+        results[f"moe.ours_ms@{n_tokens}"] = ms["ours"]
+        results[f"moe.hf_ms@{n_tokens}"] = ms["default"]
+        results[f"moe.hf_eager_ms@{n_tokens}"] = ms["eager"]
+        results["moe.ours_over_hf"] = ms["ours"] / ms["default"]
         small = x.reshape(-1, x.shape[-1])[:loop_tokens].reshape(1, loop_tokens, -1)
-        ours.dispatch = "loop"
-        t_loop = timed(lambda: ours(small))
+        t = interleaved({"loop": dispatched("loop", small), "grouped": dispatched("grouped", small)},
+                        rounds=2, min_run_time=per_turn)
         ours.dispatch = "grouped"
-        t_grouped = timed(lambda: ours(small))
-        results["moe.dispatch_speedup"] = t_loop / t_grouped
+        results["moe.dispatch_speedup"] = t["loop"].min / t["grouped"].min
     return results

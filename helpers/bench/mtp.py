@@ -12,23 +12,23 @@ tokens each (full: 96), batch of one, greedy.
   model's greedy choice one position later (``helpers.speculative.teacher_forced_acceptance``).
 - ``mtp.acceptance_rate``: accepted / drafted during speculative decoding of the prompts.
 - ``mtp.tokens_per_forward``: new tokens / main-model forward passes (plain cached decoding: 1).
-- ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: best-of-3 (full: 5) wall time per new token of
-  ``helpers.generate`` (cached greedy) and ``speculative_generate``, taken in turn per prompt.
+- ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: wall time per new token of
+  ``helpers.generate`` (cached greedy) and ``speculative_generate``, the two taken in turn per prompt
+  (``helpers.timing.interleaved``, 3 rounds, full: 5), the best (minimum) run of each, summed over
+  the prompts.
 - ``mtp.speculative_speedup``: plain / speculative time, same model, same prompts, same run.
 - ``mtp.verify_over_step``, ``mtp.draft_over_step``: what limits the speed-up. The cost of a 2-token
   main forward pass (verification) and of one MTP draft, each over one plain 1-token cached step,
-  after a 64-token context (``forward_costs``, CPU time on one thread, which a busy machine disturbs
-  less than wall time). The speed-up is about
+  after a 64-token context (``forward_costs``: CPU time on one thread, which a busy machine disturbs
+  less than wall time; the best of three rounds). The speed-up is about
   (1 + acceptance) / (verify_over_step + draft_over_step).
-Decoding is timed on one CPU thread (``torch.set_num_threads(1)``, restored afterwards): a batch of
-one through a D=96 model gains nothing from a second thread, and on a shared machine thread
-synchronisation adds noise that has nothing to do with speculation.
+Decoding is timed on one CPU thread (``threads=1``, restored afterwards): a batch of one through a
+D=96 model gains nothing from a second thread, and on a shared machine thread synchronisation adds
+noise that has nothing to do with speculation.
 The run raises ``AssertionError`` if the speculative tokens differ from the plain greedy tokens.
 """
 
 from __future__ import annotations
-
-import time
 
 import torch
 
@@ -38,8 +38,8 @@ from ..device import pick_device
 from ..generate import generate
 from ..model import Transformer
 from ..speculative import speculative_generate, teacher_forced_acceptance
+from ..timing import interleaved
 from ..training import evaluate, train
-from . import time_per_call
 
 CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)
 
@@ -62,26 +62,9 @@ def prompts(n: int = 4, length: int = 32, seed: int = 0) -> list[torch.Tensor]:
     return [corpus.get_batch("val", 1, length, generator=gen, domain=domains[i % 2]).x for i in range(n)]
 
 
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def measure(model: Transformer, prompt_list: list[torch.Tensor], n_new: int, repeats: int = 3) -> dict:
-    """Acceptance, tokens per forward and side-by-side timings; asserts identical tokens."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _measure(model, prompt_list, n_new, repeats)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _measure(model, prompt_list, n_new, repeats) -> dict:
+    """Acceptance, tokens per forward and side-by-side timings (``repeats`` rounds per prompt, on one
+    thread); asserts identical tokens."""
     drafted = accepted = forwards = produced = 0
     t_plain = t_spec = 0.0
     for p in prompt_list:
@@ -90,11 +73,10 @@ def _measure(model, prompt_list, n_new, repeats) -> dict:
         assert torch.equal(res.tokens, plain), "speculative tokens differ from plain greedy tokens"
         drafted, accepted = drafted + res.drafted, accepted + res.accepted
         forwards, produced = forwards + res.forward_passes, produced + res.new_tokens
-        best_p = best_s = float("inf")
-        for _ in range(repeats):  # in turn, so load changes hit both alike
-            best_p = min(best_p, best_time(lambda p=p: generate(model, p, n_new), 1))
-            best_s = min(best_s, best_time(lambda p=p: speculative_generate(model, p, n_new), 1))
-        t_plain, t_spec = t_plain + best_p, t_spec + best_s
+        t = interleaved({"plain": lambda p=p: generate(model, p, n_new),
+                         "spec": lambda p=p: speculative_generate(model, p, n_new)},
+                        rounds=repeats, min_run_time=0, threads=1)
+        t_plain, t_spec = t_plain + t["plain"].min, t_spec + t["spec"].min
     return {
         "acceptance_rate": accepted / max(drafted, 1),
         "tokens_per_forward": produced / forwards,
@@ -104,45 +86,31 @@ def _measure(model, prompt_list, n_new, repeats) -> dict:
     }
 
 
-def cpu_ms(fn, repeats: int, warmup: int = 2) -> float:
-    """Best-of-``repeats`` CPU time of ``fn()`` on the calling thread, in milliseconds. Unlike wall
-    time it does not count the time other processes hold the core, so the *ratios* of two costs stay
-    put on a busy machine (single-threaded torch runs its ops on the calling thread)."""
-    return 1e3 * time_per_call(fn, repeats=repeats, warmup=warmup, clock=time.thread_time)
-
-
 def forward_costs(model: Transformer, context: int = 64, repeats: int = 20) -> dict[str, float]:
-    """CPU milliseconds (``cpu_ms``) for one cached 1-token main step, one 2-token main pass (the
-    verification) and one 1-position MTP draft, each after ``context`` cached positions; one thread,
-    inference mode, the three taken in turn for three rounds, best of all."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """CPU milliseconds for one cached 1-token main step, one 2-token main pass (the verification) and
+    one 1-position MTP draft, each after ``context`` cached positions; one thread, inference mode. The
+    three take turns for three rounds of ``repeats`` calls each (``interleaved`` on the thread's CPU
+    time); each figure is its best (minimum) round, per call."""
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, cfg.vocab_size, (1, context + 2), generator=gen)
-    try:
-        with torch.inference_mode():
-            cache = model.new_cache(static=True, max_len=context + 2)
-            mtp_cache = model.mtp.new_cache(cfg, context + 2)
-            hidden = model.run(idx[:, :context], cache=cache).hidden
-            model.mtp.draft_logits(model, hidden, idx[:, 1:context + 1], mtp_cache)
+    with torch.inference_mode():
+        cache = model.new_cache(static=True, max_len=context + 2)
+        mtp_cache = model.mtp.new_cache(cfg, context + 2)
+        hidden = model.run(idx[:, :context], cache=cache).hidden
+        model.mtp.draft_logits(model, hidden, idx[:, 1:context + 1], mtp_cache)
 
-            def step(n):
-                model.run(idx[:, context:context + n], cache=cache)
-                cache.crop(context)
+        def step(n):
+            model.run(idx[:, context:context + n], cache=cache)
+            cache.crop(context)
 
-            def draft():
-                model.mtp.draft_logits(model, hidden[:, -1:], idx[:, context:context + 1], mtp_cache)
-                mtp_cache.crop(context)
+        def draft():
+            model.mtp.draft_logits(model, hidden[:, -1:], idx[:, context:context + 1], mtp_cache)
+            mtp_cache.crop(context)
 
-            costs = {}
-            for _ in range(3):  # in turn, best of all rounds
-                for name, fn in [("step_ms", lambda: step(1)), ("verify_ms", lambda: step(2)),
-                                 ("draft_ms", draft)]:
-                    costs[name] = min(costs.get(name, float("inf")), cpu_ms(fn, repeats))
-    finally:
-        torch.set_num_threads(threads)
-    return costs
+        fns = {"step_ms": lambda: step(1), "verify_ms": lambda: step(2), "draft_ms": draft}
+        timings = interleaved(fns, rounds=3, number=repeats, threads=1, cpu_time=True)
+    return {name: t.min * 1e3 for name, t in timings.items()}
 
 
 def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new: int | None = None,
