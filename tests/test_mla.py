@@ -6,7 +6,6 @@ import torch
 from helpers.attention import apply_rope, rope_tables
 from helpers.config import preset
 from helpers.generate import generate
-from helpers.interop import from_hf, mla_from_hf, tiny_deepseek_hf_config
 from helpers.kv_cache import KVCache, mla_elements_per_token
 from helpers.mla import (
     MLA,
@@ -200,81 +199,6 @@ def test_invalid_ranks_and_inputs_raise():
         mla_cache_bill(1, 4, 0, 16, 8, 16)
     with pytest.raises(ValueError, match="n_groups=0"):
         cache_table(4, 16, 0, 32, 8)
-
-
-# --- the peer: Hugging Face DeepseekV3Attention with copied weights ------------------------------
-def hf_layer(q_lora_rank, rope_interleave):
-    from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
-        DeepseekV3Attention,
-        DeepseekV3RotaryEmbedding,
-    )
-
-    hf_cfg = tiny_deepseek_hf_config(q_lora_rank=q_lora_rank, rope_interleave=rope_interleave)
-    hf = randomise(DeepseekV3Attention(hf_cfg, layer_idx=1), std=0.1)
-    return hf, DeepseekV3RotaryEmbedding(hf_cfg)
-
-
-def hf_forward(hf, rotary, x, start=0, cache=None):
-    B, T, _ = x.shape
-    pos = torch.arange(start, start + T).expand(B, T)
-    cos, sin = rotary(x, pos)
-    S = start + T
-    mask = None if T == 1 else torch.full((T, S), float("-inf")).triu(start + 1)[None, None]
-    with torch.no_grad():
-        return hf(x, (cos, sin), mask, cache=cache)[0]
-
-
-@pytest.mark.parametrize("rope_interleave", [True, False])
-@pytest.mark.parametrize("q_lora_rank", [48, None])
-def test_layer_equals_hf_deepseek_v3_attention(q_lora_rank, rope_interleave):
-    from transformers import DynamicCache
-
-    hf, rotary = hf_layer(q_lora_rank, rope_interleave)
-    ours = from_hf(hf)  # dispatches to mla_from_hf
-    assert isinstance(ours, MLA) and ours.layer_idx == 1
-    assert ours.q_lora_rank == (q_lora_rank or 0)
-    cfg = hf.config
-    cos, sin = rope_tables(cfg.qk_rope_head_dim, cfg.max_position_embeddings, 10000.0)
-    x = torch.randn(2, 9, cfg.hidden_size)
-    expected = hf_forward(hf, rotary, x)
-    with torch.no_grad():
-        for mode in ["absorbed", "naive", "kv"]:
-            torch.testing.assert_close(ours(x, cos[:9], sin[:9], mode=mode), expected, atol=1e-5, rtol=1e-5)
-        # cached decoding against HF's own cache: prefill 5, then 4 single steps
-        hf_cache, our_cache = DynamicCache(config=cfg), KVCache(cfg.num_hidden_layers)
-        theirs = [hf_forward(hf, rotary, x[:, :5], cache=hf_cache)]
-        mine = [ours(x[:, :5], cos[:5], sin[:5], cache=our_cache)]
-        for t in range(5, 9):
-            theirs.append(hf_forward(hf, rotary, x[:, t:t + 1], start=t, cache=hf_cache))
-            mine.append(ours(x[:, t:t + 1], cos[t:t + 1], sin[t:t + 1], cache=our_cache))
-    torch.testing.assert_close(torch.cat(mine, 1), torch.cat(theirs, 1), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.cat(theirs, 1), expected, atol=1e-5, rtol=1e-5)
-
-
-def test_interleaved_weights_need_the_permutation():
-    """Copying an interleaved checkpoint as if it were rotate-half gives the wrong answer."""
-    hf, rotary = hf_layer(48, rope_interleave=True)
-    cfg = hf.config
-    x = torch.randn(1, 9, cfg.hidden_size)
-    cos, sin = rope_tables(cfg.qk_rope_head_dim, cfg.max_position_embeddings, 10000.0)
-    cfg.rope_interleave = False  # lie about the layout: no permutation
-    unpermuted = mla_from_hf(hf)
-    cfg.rope_interleave = True
-    with torch.no_grad():
-        assert not torch.allclose(unpermuted(x, cos[:9], sin[:9]), hf_forward(hf, rotary, x), atol=1e-3)
-
-
-def test_yarn_and_mismatched_configs_are_refused():
-    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3Attention
-
-    yarn = tiny_deepseek_hf_config(rope_parameters={
-        "rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 16,
-        "rope_theta": 10000.0, "mscale": 1.0, "mscale_all_dim": 1.0, "beta_fast": 32, "beta_slow": 1})
-    with pytest.raises(ValueError, match="rope_type='yarn'.*mscale"):
-        mla_from_hf(DeepseekV3Attention(yarn, layer_idx=0))
-    hf, _ = hf_layer(48, True)
-    with pytest.raises(ValueError, match="kv_lora_rank"):
-        mla_from_hf(hf, cfg=preset("test", attn_type="mla", dim=64, q_lora_rank=48, kv_lora_rank=16))
 
 
 # --- the lesson's exercises: each check accepts the reference solution and rejects wrong answers ---
