@@ -11,7 +11,8 @@ configurations and the run plan the kernel-check cell picks (``plan_for``), and 
 What the lesson uses from elsewhere: the parameter bill (``helpers.params``), DeepSeek-V3's real sizes
 (``helpers.published.deepseek_v3_config``), the cache bill (``helpers.kv_cache``), decode timing
 (``helpers.timing``) and the training dashboard (``helpers.dashboard``). Their old names here keep
-working.
+working, except ``cache_bytes_per_token``: the formula is ``kv_cache.config_cache_bytes_per_token`` now,
+so that no name means both a formula and a measurement.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from .config import ModelConfig
 from .dashboard import Dashboard, LossHistory, plot_training_summary  # noqa: F401  (old home)
-from .kv_cache import config_cache_bytes_per_token, measured_cache_bytes_per_token  # noqa: F401
+from .kv_cache import measured_cache_bytes_per_token  # noqa: F401  (old home)
 from .moe import MoE
 from .params import (  # noqa: F401
     ParamCount,
@@ -34,9 +35,6 @@ from .params import (  # noqa: F401
 )
 from .published import deepseek_v3_config  # noqa: F401  (old home)
 from .timing import decode_ms_per_token, hf_decode_ms_per_token, hf_generate, interleaved_best  # noqa: F401
-
-cache_bytes_per_token = config_cache_bytes_per_token  # the old name of the formula
-
 
 # --- configurations and the run plan -----------------------------------------------------------------
 # The CPU model: lesson 00's width, depth and heads (D=96, 3 layers, 6 heads), every mechanism of V3.

@@ -15,7 +15,6 @@ this module holds what the lesson adds around it:
 - ``draw_grouping`` / ``draw_groupings``: a matplotlib diagram of which query heads share a K/V head.
 - ``attention_maps`` and ``within_group_tv``: per-head attention maps of a model and how differently
   the heads of one group attend (mean total-variation distance).
-- ``cache_bytes_per_token``: the K/V cache size measured from the cache tensors after a prefill.
 
 Glossary: B batch, T query length, S key length, D model width, H query heads, G KV heads (groups),
 Dh head width, L layers.
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 import torch
 
 from .attention import Attention
-from .kv_cache import measured_cache_bytes_per_token
 from .model import Transformer
 from .style import group_colors  # one colour per K/V group (defined here before)
 from .validate import InputTypeError, check_int
@@ -194,11 +192,3 @@ def within_group_tv(weights: torch.Tensor, n_kv_heads: int) -> float:
     w = weights.reshape(B, n_kv_heads, n, T, S)  # (B, G, H/G, T, S)
     tv = 0.5 * (w.unsqueeze(2) - w.unsqueeze(3)).abs().sum(-1)  # (B, G, H/G, H/G, T)
     return (tv.sum(dim=(2, 3)) / (n * (n - 1))).mean().item()
-
-
-# --- the cache ------------------------------------------------------------------------------------
-@torch.no_grad()
-def cache_bytes_per_token(model: Transformer, n_tokens: int = 16, static: bool = False) -> float:
-    """Measured bytes per token of the model's cache for one sequence: lesson 02's name for
-    ``helpers.kv_cache.measured_cache_bytes_per_token``."""
-    return measured_cache_bytes_per_token(model, n_tokens, batch_size=1, static=static)

@@ -201,7 +201,7 @@ def lab(tmp_path_factory):
            f"--IdentityProvider.token={token}"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    log = open(home / "lab.log", "wb")  # noqa: SIM115 (closed in the teardown)
+    log = open(home / "lab.log", "wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Lab(f"http://127.0.0.1:{port}", token, proc, root)
     try:

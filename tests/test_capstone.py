@@ -1,70 +1,21 @@
-"""Lesson 06: the whole DeepSeek-V3 model against transformers' DeepseekV3ForCausalLM, the export back,
-the parameter bill, and the capstone's run plan."""
+"""helpers.capstone: lesson 06's configurations and run plan, and training the tiny DeepSeek-V3 with
+its balance recipe (the Hugging Face checks are in test_interop_deepseek.py, the parameter bill in
+test_params.py)."""
 
 import pytest
 import torch
 
 import helpers
-from helpers import Transformer, preset
+from helpers import Transformer
 from helpers.capstone import (
     CPU_CONFIG,
     Dashboard,
-    cache_bytes_per_token,
-    deepseek_v3_config,
     hf_generate,
-    matched_baseline,
-    measured_cache_bytes_per_token,
-    measured_param_count,
     param_count,
     plan_for,
     plot_training_summary,
 )
 from helpers.interop import to_hf
-
-
-# --- the parameter bill -------------------------------------------------------------------------------
-def test_param_count_hand_formula():
-    cfg = CPU_CONFIG.replace(max_seq_len=64)
-    D, V, L, H = 96, 256, 3, 6
-    mla = (D * 48 + 48 + 48 * H * (16 + 8)) + (D * (32 + 8) + 32 + 32 * H * (16 + 16)) + H * 16 * D
-    expert = 3 * D * 96
-    moe = 8 * expert + 1 * expert + 8 * D  # routed, shared, router
-    dense = 3 * D * 256
-    total = 2 * V * D + L * (mla + 2 * D) + D + dense + 2 * moe
-    active = total - 2 * (8 - 2) * expert
-    mtp = 2 * D + 2 * D * D + (2 * D + mla + moe) + D  # its block is an MoE block, like V3's layer 61
-    pc = param_count(cfg)
-    assert (pc.total, pc.active, pc.mtp) == (total, active, mtp)
-    assert Transformer(cfg).num_params() == total + mtp
-
-
-@pytest.mark.parametrize("cfg", [CPU_CONFIG.replace(max_seq_len=32),
-                                 CPU_CONFIG.replace(q_lora_rank=0, tie_embeddings=True, n_shared_experts=0,
-                                                    mtp_depth=2, max_seq_len=32),
-                                 preset("test"), preset("test", n_kv_heads=1, head_dim=4)],
-                         ids=["capstone", "no-q-lora-tied-mtp2", "mha", "mqa"])
-def test_param_count_equals_the_built_model(cfg):
-    assert param_count(cfg) == measured_param_count(Transformer(cfg))
-    if not cfg.is_moe:
-        assert param_count(cfg).active == param_count(cfg).total
-
-
-def test_deepseek_v3_bill_matches_the_report():
-    pc = param_count(deepseek_v3_config())
-    assert abs(pc.total / 671e9 - 1) < 0.01  # "671B total parameters"
-    assert abs(pc.active / 37e9 - 1) < 0.03  # "37B activated for each token"
-
-
-def test_matched_baseline_is_lesson_00_model():
-    base = matched_baseline(CPU_CONFIG)
-    assert base == preset("tiny", max_seq_len=CPU_CONFIG.max_seq_len)
-    assert abs(param_count(base).total / param_count(CPU_CONFIG).active - 1) < 0.01
-
-
-def test_cache_bytes_formula_equals_measured():
-    for cfg in [CPU_CONFIG.replace(max_seq_len=64), preset("tiny", max_seq_len=64)]:
-        assert measured_cache_bytes_per_token(Transformer(cfg)) == cache_bytes_per_token(cfg)
-    assert cache_bytes_per_token(CPU_CONFIG) * 4 < cache_bytes_per_token(preset("tiny"))
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -127,34 +78,6 @@ def test_gpu_smoke_bf16_compile_and_hf_parity():
     with torch.no_grad():
         helpers.assert_close(model(prompt), hf(prompt).logits, atol=1e-3, rtol=1e-3)
     assert torch.equal(helpers.generate(model, prompt, 16), hf_generate(hf, prompt, 16))
-
-
-# --- the exercises: each check accepts the reference solution and rejects the typical mistakes ---------
-def solution_active_params(cfg):
-    pc = param_count(cfg)
-    return pc.total - pc.n_moe_layers * (cfg.n_routed_experts - cfg.n_activated_experts) * pc.expert
-
-
-def solution_rope_permutation(rope_dim):
-    return torch.cat([torch.arange(0, rope_dim, 2), torch.arange(1, rope_dim, 2)])
-
-
-def solution_tokens_per_forward(acceptance):
-    return 1 + acceptance
-
-
-def test_exercise_checks():
-    from helpers.exercises import l06
-
-    assert l06.check_active_params(solution_active_params)
-    assert not l06.check_active_params(lambda cfg: param_count(cfg).total)
-    assert not l06.check_active_params(lambda cfg: param_count(cfg).active + param_count(cfg).mtp)
-    assert not l06.check_active_params(lambda cfg: None)
-    assert l06.check_rope_permutation(solution_rope_permutation)
-    assert not l06.check_rope_permutation(lambda d: solution_rope_permutation(d).argsort())
-    assert not l06.check_rope_permutation(lambda d: torch.arange(d))
-    assert l06.check_tokens_per_forward(solution_tokens_per_forward)
-    assert not l06.check_tokens_per_forward(lambda a: 2 * a)
 
 
 @pytest.mark.slow

@@ -1,9 +1,14 @@
-"""Every exercise check accepts the reference solution, rejects a wrong answer and tolerates None."""
+"""helpers.exercises: every exercise check accepts the reference solution, rejects the typical wrong
+answers and tolerates None (not attempted). Lesson 00's solutions live in helpers/exercises/solutions.py
+(the notebook points a stuck learner there); the later lessons' solutions are written out here, beside
+the checks that must accept them."""
 
 import torch
 
 from helpers.config import preset
-from helpers.exercises import l00, solutions
+from helpers.exercises import l00, l02, solutions
+from helpers.kv_cache import KVCache
+from helpers.params import param_count
 
 
 def test_l00_param_count():
@@ -26,3 +31,221 @@ def test_l00_rmsnorm():
 def test_l00_causal_mask():
     assert l00.check_causal_mask(solutions.l00_causal_mask)
     assert not l00.check_causal_mask(lambda t, s: torch.ones(t, s, dtype=torch.bool).tril())
+
+
+# --- lesson 01 exercises: reference solutions, and checks that accept them and reject wrong answers ---
+class SolutionCache(KVCache):
+    def update(self, layer_idx, *new):
+        old = self.layers[layer_idx]
+        full = tuple(new) if old is None else tuple(torch.cat([o, n], dim=-2) for o, n in zip(old, new))
+        self.layers[layer_idx] = full
+        return full
+
+
+class ForgetfulCache(KVCache):  # returns only the new positions: attention would not see the past
+    def update(self, layer_idx, *new):
+        self.layers[layer_idx] = tuple(new)
+        return tuple(new)
+
+
+class TodoCache(KVCache):
+    def update(self, layer_idx, *new):
+        raise NotImplementedError
+
+
+def test_l01_cache_size():
+    from helpers.exercises import l01
+
+    solution = 2 * 80 * 8 * 128 * 2 * 32_768 * 4  # K and V · layers · G · Dh · fp16 bytes · tokens · batch
+    assert l01.check_cache_size(solution)
+    assert not l01.check_cache_size(solution // 2)
+    assert not l01.check_cache_size(solution * 8)
+    assert not l01.check_cache_size(None)
+
+
+def test_l01_cache_update():
+    from helpers.exercises import l01
+
+    assert l01.check_cache_update(SolutionCache)
+    assert not l01.check_cache_update(ForgetfulCache)
+    assert not l01.check_cache_update(TodoCache)
+
+
+def test_l01_quantize_per_token():
+    from helpers.exercises import l01
+
+    def solution(x):
+        scale = x.abs().amax(dim=-1, keepdim=True) / 127
+        return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
+
+    def per_tensor(x):  # one scale for everything: wrong shape
+        scale = x.abs().max() / 127
+        return torch.round(x / scale).to(torch.int8), scale
+
+    def todo(x):
+        raise NotImplementedError
+
+    assert l01.check_quantize_per_token(solution)
+    assert not l01.check_quantize_per_token(per_tensor)
+    assert not l01.check_quantize_per_token(lambda x: (x.to(torch.int8), x.abs().amax(-1, keepdim=True)))
+    assert not l01.check_quantize_per_token(todo)
+
+
+# --- exercises: each check accepts the solution, rejects a wrong answer, tolerates None ----------
+def solution_cache_bytes(n_layers, n_kv_heads, head_dim, bytes_per_element):
+    return 2 * n_layers * n_kv_heads * head_dim * bytes_per_element
+
+
+def solution_repeat_kv(k, n_rep):
+    return k.repeat_interleave(n_rep, dim=1)  # (B, G·n_rep, S, Dh)
+
+
+def solution_mean_pool(weight, n_from, n_to, head_dim):
+    return weight.view(n_to, n_from // n_to, head_dim, -1).mean(1).reshape(n_to * head_dim, -1)
+
+
+def test_l02_exercise_checks():
+    assert l02.check_cache_bytes(solution_cache_bytes)
+    assert not l02.check_cache_bytes(lambda l, g, dh, b: l * g * dh * b)  # forgot V
+    assert not l02.check_cache_bytes(lambda *a: None)
+    assert l02.check_repeat_kv(solution_repeat_kv)
+    assert not l02.check_repeat_kv(lambda k, n: k.repeat(1, n, 1, 1))  # tiles instead of interleaving
+    assert not l02.check_repeat_kv(lambda k, n: None)
+    assert l02.check_mean_pool(solution_mean_pool)
+    assert not l02.check_mean_pool(lambda w, a, b, dh: w.view(b, a // b, dh, -1)[:, 0].reshape(b * dh, -1))
+    assert not l02.check_mean_pool(lambda w, a, b, dh: w.view(-1, a // b, w.shape[1]).mean(1))  # rows
+    assert not l02.check_mean_pool(lambda *a: None)
+
+
+# --- the lesson's exercises: each check accepts the reference solution and rejects wrong answers ---
+def solution_mla_cache_bytes(n_layers, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim,
+                             v_head_dim, bytes_per_element):
+    return n_layers * (kv_lora_rank + qk_rope_head_dim) * bytes_per_element
+
+
+def solution_value_absorption(weights, c_kv, wkv_b, n_heads, qk_nope_head_dim, v_head_dim):
+    w_uv = wkv_b.view(n_heads, qk_nope_head_dim + v_head_dim, -1)[:, qk_nope_head_dim:]  # (H, Dv, Dc)
+    o_lat = weights @ c_kv.unsqueeze(1)  # (B, H, T, Dc): weighted sum of latents
+    return o_lat @ w_uv.transpose(1, 2)  # (B, H, T, Dv)
+
+
+def solution_output_fold(wkv_b, wo, n_heads, qk_nope_head_dim, v_head_dim):
+    w_uv = wkv_b.view(n_heads, qk_nope_head_dim + v_head_dim, -1)[:, qk_nope_head_dim:]  # (H, Dv, Dc)
+    D = wo.shape[0]
+    return torch.einsum("dhv,hvc->dhc", wo.view(D, n_heads, v_head_dim), w_uv).reshape(D, -1)
+
+
+def test_l03_exercise_checks():
+    from helpers.exercises import l03
+
+    assert l03.check_mla_cache_bytes(solution_mla_cache_bytes)
+    assert not l03.check_mla_cache_bytes(lambda l, h, dc, dn, dr, dv, b: l * dc * b)  # forgot k_pe
+    assert not l03.check_mla_cache_bytes(lambda l, h, dc, dn, dr, dv, b: l * h * (dn + dr + dv) * b)
+    assert not l03.check_mla_cache_bytes(lambda *a: None)
+    assert l03.check_value_absorption(solution_value_absorption)
+
+    def wrong_half(weights, c_kv, wkv_b, h, dn, dv):  # used W_UK's rows instead of W_UV's
+        w = wkv_b.view(h, dn + dv, -1)[:, :dv]
+        return weights @ c_kv.unsqueeze(1) @ w.transpose(1, 2)
+
+    assert not l03.check_value_absorption(wrong_half)
+    assert not l03.check_value_absorption(lambda *a: None)
+    assert l03.check_output_fold(solution_output_fold)
+    assert not l03.check_output_fold(  # heads mixed up: contracted in the wrong order
+        lambda wkv_b, wo, h, dn, dv: solution_output_fold(wkv_b, wo, h, dn, dv).view(
+            wo.shape[0], -1, h).transpose(1, 2).reshape(wo.shape[0], -1))
+    assert not l03.check_output_fold(lambda *a: None)
+
+
+# --- lesson 04 exercises: reference solutions, and the checks accept them and reject wrong answers ----
+def solution_f_and_P(probs, indices):
+    E = probs.shape[1]
+    f = torch.bincount(indices.flatten(), minlength=E).float() / indices.numel()
+    return f, probs.mean(0)
+
+
+def solution_bias_update(bias, load, gamma):
+    return bias + gamma * torch.sign(load.float().mean() - load.float())
+
+
+def solution_max_vio(counts):
+    c = counts.float()
+    return ((c.max() - c.mean()) / c.mean()).item()
+
+
+def test_l04_exercise_checks():
+    from helpers.exercises import l04
+
+    assert l04.check_f_and_P(solution_f_and_P)
+    assert not l04.check_f_and_P(lambda p, i: (p.mean(0), p.mean(0)))  # soft f
+    assert not l04.check_f_and_P(
+        lambda p, i: (torch.bincount(i.flatten(), minlength=p.shape[1]).float() / i.shape[0], p.mean(0)))
+    assert not l04.check_f_and_P(lambda p, i: None)
+    assert l04.check_bias_update(solution_bias_update)
+    assert not l04.check_bias_update(lambda b, l, g: b - g * torch.sign(l.mean() - l))  # sign flipped
+    assert not l04.check_bias_update(lambda b, l, g: b + g * (l.mean() - l))  # no sign()
+    assert l04.check_max_vio(solution_max_vio)
+    assert not l04.check_max_vio(lambda c: (c.float().max() / c.float().mean()).item())
+    assert not l04.check_max_vio(lambda c: None)
+
+
+# --- lesson 05 exercise checks, proven against reference solutions -------------------------------
+def solution_depth_targets(idx, targets, k):
+    T = idx.shape[1]
+    return idx[:, k:], targets[:, k:T]
+
+
+def solution_mtp_loss(depth_losses, lam):
+    return lam / len(depth_losses) * sum(depth_losses)
+
+
+def solution_l05_tokens_per_forward(acceptance):
+    return 1 + acceptance
+
+
+def solution_predicted_speedup(acceptance, step_ms, verify_ms, draft_ms):
+    return (1 + acceptance) * step_ms / (verify_ms + draft_ms)
+
+
+def test_l05_exercise_checks():
+    from helpers.exercises import l05
+
+    assert l05.check_depth_targets(solution_depth_targets)
+    assert not l05.check_depth_targets(lambda idx, tg, k: (idx[:, k:], idx[:, k:]))  # the leak
+    assert not l05.check_depth_targets(lambda idx, tg, k: (idx[:, k:], tg[:, k - 1:-1]))  # shifted
+    assert not l05.check_depth_targets(lambda *a: None)
+    assert l05.check_mtp_loss(solution_mtp_loss)
+    assert not l05.check_mtp_loss(lambda ls, lam: lam * sum(ls))  # forgot 1/D
+    assert not l05.check_mtp_loss(lambda ls, lam: None)
+    assert l05.check_tokens_per_forward(solution_l05_tokens_per_forward)
+    assert not l05.check_tokens_per_forward(lambda a: 2 * a)
+    assert l05.check_predicted_speedup(solution_predicted_speedup)
+    assert not l05.check_predicted_speedup(lambda a, s, v, d: (1 + a) * s / v)  # forgot the draft
+
+
+# --- the exercises: each check accepts the reference solution and rejects the typical mistakes ---------
+def solution_active_params(cfg):
+    pc = param_count(cfg)
+    return pc.total - pc.n_moe_layers * (cfg.n_routed_experts - cfg.n_activated_experts) * pc.expert
+
+
+def solution_rope_permutation(rope_dim):
+    return torch.cat([torch.arange(0, rope_dim, 2), torch.arange(1, rope_dim, 2)])
+
+
+def solution_l06_tokens_per_forward(acceptance):
+    return 1 + acceptance
+
+
+def test_l06_exercise_checks():
+    from helpers.exercises import l06
+
+    assert l06.check_active_params(solution_active_params)
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).total)
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).active + param_count(cfg).mtp)
+    assert not l06.check_active_params(lambda cfg: None)
+    assert l06.check_rope_permutation(solution_rope_permutation)
+    assert not l06.check_rope_permutation(lambda d: solution_rope_permutation(d).argsort())
+    assert not l06.check_rope_permutation(lambda d: torch.arange(d))
+    assert l06.check_tokens_per_forward(solution_l06_tokens_per_forward)
+    assert not l06.check_tokens_per_forward(lambda a: 2 * a)

@@ -1,5 +1,5 @@
 """helpers.gqa: grouping, mean-pool conversion (Ainslie et al. §2.1), Hugging Face Llama parity with
-fewer K/V heads, attention maps, the measured cache, the lesson's exercise checks and bench module."""
+fewer K/V heads, attention maps and the bench module (the measured cache: test_kv_cache.py)."""
 
 import math
 
@@ -8,10 +8,8 @@ import pytest
 import torch
 
 from helpers.config import ModelConfig, preset
-from helpers.exercises import l02
 from helpers.gqa import (
     attention_maps,
-    cache_bytes_per_token,
     draw_grouping,
     kv_head_of,
     pool_heads,
@@ -188,16 +186,6 @@ def test_within_group_tv_bounds():
     assert 0 < within_group_tv(w, 1) < 1
 
 
-@pytest.mark.parametrize("g", [H, 2, 1])
-@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
-def test_cache_bytes_per_token_is_the_formula(g, static):
-    cfg = preset("test", n_kv_heads=g)
-    measured = cache_bytes_per_token(Transformer(cfg), n_tokens=10, static=static)
-    assert measured == kv_elements_per_token(cfg.n_layers, g, cfg.hd) * 4  # float32
-    half = cache_bytes_per_token(Transformer(cfg).to(torch.bfloat16), n_tokens=10)
-    assert half == measured / 2
-
-
 def test_draw_grouping_draws_every_head_and_link():
     import matplotlib.pyplot as plt
 
@@ -206,32 +194,6 @@ def test_draw_grouping_draws_every_head_and_link():
     assert len(ax.lines) == 8  # one link per query head
     assert "GQA" in ax.get_title()
     plt.close(ax.figure)
-
-
-# --- exercises: each check accepts the solution, rejects a wrong answer, tolerates None ----------
-def solution_cache_bytes(n_layers, n_kv_heads, head_dim, bytes_per_element):
-    return 2 * n_layers * n_kv_heads * head_dim * bytes_per_element
-
-
-def solution_repeat_kv(k, n_rep):
-    return k.repeat_interleave(n_rep, dim=1)  # (B, G·n_rep, S, Dh)
-
-
-def solution_mean_pool(weight, n_from, n_to, head_dim):
-    return weight.view(n_to, n_from // n_to, head_dim, -1).mean(1).reshape(n_to * head_dim, -1)
-
-
-def test_exercise_checks():
-    assert l02.check_cache_bytes(solution_cache_bytes)
-    assert not l02.check_cache_bytes(lambda l, g, dh, b: l * g * dh * b)  # forgot V
-    assert not l02.check_cache_bytes(lambda *a: None)
-    assert l02.check_repeat_kv(solution_repeat_kv)
-    assert not l02.check_repeat_kv(lambda k, n: k.repeat(1, n, 1, 1))  # tiles instead of interleaving
-    assert not l02.check_repeat_kv(lambda k, n: None)
-    assert l02.check_mean_pool(solution_mean_pool)
-    assert not l02.check_mean_pool(lambda w, a, b, dh: w.view(b, a // b, dh, -1)[:, 0].reshape(b * dh, -1))
-    assert not l02.check_mean_pool(lambda w, a, b, dh: w.view(-1, a // b, w.shape[1]).mean(1))  # rows
-    assert not l02.check_mean_pool(lambda *a: None)
 
 
 # --- the benchmark module -------------------------------------------------------------------------

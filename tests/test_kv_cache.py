@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from helpers import KVCache, StaticKVCache, Transformer, preset
-from helpers.kv_cache import kv_elements_per_token, mla_elements_per_token
+from helpers.capstone import CPU_CONFIG
+from helpers.kv_cache import (
+    config_cache_bytes_per_token,
+    kv_elements_per_token,
+    measured_cache_bytes_per_token,
+    mla_elements_per_token,
+)
 
 
 def kv(b=2, g=2, t=3, d=8):
@@ -115,59 +121,18 @@ def test_mla_elements_per_token():
     assert cache.nbytes() == mla_elements_per_token(2, 32, 8) * 7 * 4
 
 
-# --- lesson 01 exercises: reference solutions, and checks that accept them and reject wrong answers ---
-class SolutionCache(KVCache):
-    def update(self, layer_idx, *new):
-        old = self.layers[layer_idx]
-        full = tuple(new) if old is None else tuple(torch.cat([o, n], dim=-2) for o, n in zip(old, new))
-        self.layers[layer_idx] = full
-        return full
+# --- the cache bill: the formula from a configuration equals the measurement --------------------
+@pytest.mark.parametrize("g", [4, 2, 1])
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+def test_cache_bytes_per_token_is_the_formula(g, static):
+    cfg = preset("test", n_kv_heads=g)
+    measured = measured_cache_bytes_per_token(Transformer(cfg), n_tokens=10, static=static)
+    assert measured == kv_elements_per_token(cfg.n_layers, g, cfg.hd) * 4  # float32
+    half = measured_cache_bytes_per_token(Transformer(cfg).to(torch.bfloat16), n_tokens=10)
+    assert half == measured / 2
 
 
-class ForgetfulCache(KVCache):  # returns only the new positions: attention would not see the past
-    def update(self, layer_idx, *new):
-        self.layers[layer_idx] = tuple(new)
-        return tuple(new)
-
-
-class TodoCache(KVCache):
-    def update(self, layer_idx, *new):
-        raise NotImplementedError
-
-
-def test_l01_cache_size():
-    from helpers.exercises import l01
-
-    solution = 2 * 80 * 8 * 128 * 2 * 32_768 * 4  # K and V · layers · G · Dh · fp16 bytes · tokens · batch
-    assert l01.check_cache_size(solution)
-    assert not l01.check_cache_size(solution // 2)
-    assert not l01.check_cache_size(solution * 8)
-    assert not l01.check_cache_size(None)
-
-
-def test_l01_cache_update():
-    from helpers.exercises import l01
-
-    assert l01.check_cache_update(SolutionCache)
-    assert not l01.check_cache_update(ForgetfulCache)
-    assert not l01.check_cache_update(TodoCache)
-
-
-def test_l01_quantize_per_token():
-    from helpers.exercises import l01
-
-    def solution(x):
-        scale = x.abs().amax(dim=-1, keepdim=True) / 127
-        return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
-
-    def per_tensor(x):  # one scale for everything: wrong shape
-        scale = x.abs().max() / 127
-        return torch.round(x / scale).to(torch.int8), scale
-
-    def todo(x):
-        raise NotImplementedError
-
-    assert l01.check_quantize_per_token(solution)
-    assert not l01.check_quantize_per_token(per_tensor)
-    assert not l01.check_quantize_per_token(lambda x: (x.to(torch.int8), x.abs().amax(-1, keepdim=True)))
-    assert not l01.check_quantize_per_token(todo)
+def test_cache_bytes_formula_equals_measured():
+    for cfg in [CPU_CONFIG.replace(max_seq_len=64), preset("tiny", max_seq_len=64)]:
+        assert measured_cache_bytes_per_token(Transformer(cfg)) == config_cache_bytes_per_token(cfg)
+    assert config_cache_bytes_per_token(CPU_CONFIG) * 4 < config_cache_bytes_per_token(preset("tiny"))

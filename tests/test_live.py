@@ -6,16 +6,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from helpers import live as live_mod  # noqa: E402
-from helpers import widgets  # noqa: E402
-from helpers.config import ModelConfig  # noqa: E402
-from helpers.dashboard import Dashboard  # noqa: E402
-from helpers.live import LiveLoss, Throttle  # noqa: E402
-from helpers.model import Transformer  # noqa: E402
-from helpers.style import PALETTE  # noqa: E402
+from helpers import live as live_mod
+from helpers import widgets
+from helpers.config import ModelConfig
+from helpers.dashboard import Dashboard
+from helpers.live import LiveLoss, Throttle
+from helpers.model import Transformer
+from helpers.style import PALETTE
 
 
 class FakeClock:
@@ -130,21 +130,3 @@ def test_live_throttle_limits_redraws():
     assert live.throttle.draws == 1 and len(live.widget.data[0].x) == 1
     live.finish()  # the final state is always drawn
     assert live.throttle.draws == 2 and len(live.widget.data[0].x) == 6
-
-
-def test_dashboard_draws_both_losses_and_the_routing_live():
-    cfg = ModelConfig(dim=32, n_layers=2, n_heads=4, inter_dim=64, max_seq_len=32, n_routed_experts=4,
-                      n_activated_experts=2, moe_inter_dim=16, mtp_depth=1)
-    model = Transformer(cfg)
-    dash = Dashboard(model, every=2, max_rate=1e6, live=True, label="test")
-    if dash.figure is None or dash.routing.figure is None:
-        pytest.skip("plotly FigureWidget unavailable")
-    idx = torch.randint(0, 256, (2, 17))
-    for step in range(3):
-        dash(step, model.run(idx[:, :-1], idx[:, 1:]))
-    dash.finish()
-    main, mtp = dash.figure.data
-    assert dash.figure.layout.title.text == f"{Dashboard.TITLE} test"
-    assert list(main.x) == [0, 1, 2] and list(main.y) == pytest.approx(dash.losses.main)
-    assert list(mtp.y) == pytest.approx(dash.losses.mtp) and mtp.line.color == PALETTE["MTP"]
-    assert dash.routing.redraws >= 2

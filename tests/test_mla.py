@@ -1,4 +1,5 @@
-"""MLA: absorbed == naive == expanded-KV, cache contents and bytes, RoPE only on Dr, HF peer check."""
+"""MLA: absorbed == naive == expanded-KV, cache contents and bytes, RoPE only on Dr (the Hugging Face
+parity checks are in test_interop_deepseek.py, the exercises in test_exercises.py)."""
 
 import pytest
 import torch
@@ -199,43 +200,3 @@ def test_invalid_ranks_and_inputs_raise():
         mla_cache_bill(1, 4, 0, 16, 8, 16)
     with pytest.raises(ValueError, match="n_groups=0"):
         cache_table(4, 16, 0, 32, 8)
-
-
-# --- the lesson's exercises: each check accepts the reference solution and rejects wrong answers ---
-def solution_mla_cache_bytes(n_layers, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim,
-                             v_head_dim, bytes_per_element):
-    return n_layers * (kv_lora_rank + qk_rope_head_dim) * bytes_per_element
-
-
-def solution_value_absorption(weights, c_kv, wkv_b, n_heads, qk_nope_head_dim, v_head_dim):
-    w_uv = wkv_b.view(n_heads, qk_nope_head_dim + v_head_dim, -1)[:, qk_nope_head_dim:]  # (H, Dv, Dc)
-    o_lat = weights @ c_kv.unsqueeze(1)  # (B, H, T, Dc): weighted sum of latents
-    return o_lat @ w_uv.transpose(1, 2)  # (B, H, T, Dv)
-
-
-def solution_output_fold(wkv_b, wo, n_heads, qk_nope_head_dim, v_head_dim):
-    w_uv = wkv_b.view(n_heads, qk_nope_head_dim + v_head_dim, -1)[:, qk_nope_head_dim:]  # (H, Dv, Dc)
-    D = wo.shape[0]
-    return torch.einsum("dhv,hvc->dhc", wo.view(D, n_heads, v_head_dim), w_uv).reshape(D, -1)
-
-
-def test_exercise_checks():
-    from helpers.exercises import l03
-
-    assert l03.check_mla_cache_bytes(solution_mla_cache_bytes)
-    assert not l03.check_mla_cache_bytes(lambda l, h, dc, dn, dr, dv, b: l * dc * b)  # forgot k_pe
-    assert not l03.check_mla_cache_bytes(lambda l, h, dc, dn, dr, dv, b: l * h * (dn + dr + dv) * b)
-    assert not l03.check_mla_cache_bytes(lambda *a: None)
-    assert l03.check_value_absorption(solution_value_absorption)
-
-    def wrong_half(weights, c_kv, wkv_b, h, dn, dv):  # used W_UK's rows instead of W_UV's
-        w = wkv_b.view(h, dn + dv, -1)[:, :dv]
-        return weights @ c_kv.unsqueeze(1) @ w.transpose(1, 2)
-
-    assert not l03.check_value_absorption(wrong_half)
-    assert not l03.check_value_absorption(lambda *a: None)
-    assert l03.check_output_fold(solution_output_fold)
-    assert not l03.check_output_fold(  # heads mixed up: contracted in the wrong order
-        lambda wkv_b, wo, h, dn, dv: solution_output_fold(wkv_b, wo, h, dn, dv).view(
-            wo.shape[0], -1, h).transpose(1, 2).reshape(wo.shape[0], -1))
-    assert not l03.check_output_fold(lambda *a: None)

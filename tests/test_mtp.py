@@ -183,40 +183,6 @@ def test_predicting_one_token_too_far_makes_the_loss_worse():
     assert too_far > correct, (too_far, correct)
 
 
-# --- lesson 05 exercise checks, proven against reference solutions -------------------------------
-def solution_depth_targets(idx, targets, k):
-    T = idx.shape[1]
-    return idx[:, k:], targets[:, k:T]
-
-
-def solution_mtp_loss(depth_losses, lam):
-    return lam / len(depth_losses) * sum(depth_losses)
-
-
-def solution_tokens_per_forward(acceptance):
-    return 1 + acceptance
-
-
-def solution_predicted_speedup(acceptance, step_ms, verify_ms, draft_ms):
-    return (1 + acceptance) * step_ms / (verify_ms + draft_ms)
-
-
-def test_l05_exercise_checks():
-    from helpers.exercises import l05
-
-    assert l05.check_depth_targets(solution_depth_targets)
-    assert not l05.check_depth_targets(lambda idx, tg, k: (idx[:, k:], idx[:, k:]))  # the leak
-    assert not l05.check_depth_targets(lambda idx, tg, k: (idx[:, k:], tg[:, k - 1:-1]))  # shifted
-    assert not l05.check_depth_targets(lambda *a: None)
-    assert l05.check_mtp_loss(solution_mtp_loss)
-    assert not l05.check_mtp_loss(lambda ls, lam: lam * sum(ls))  # forgot 1/D
-    assert not l05.check_mtp_loss(lambda ls, lam: None)
-    assert l05.check_tokens_per_forward(solution_tokens_per_forward)
-    assert not l05.check_tokens_per_forward(lambda a: 2 * a)
-    assert l05.check_predicted_speedup(solution_predicted_speedup)
-    assert not l05.check_predicted_speedup(lambda a, s, v, d: (1 + a) * s / v)  # forgot the draft
-
-
 def test_an_moe_mtp_block_adds_its_balance_loss():
     cfg = preset("test", n_routed_experts=4, n_activated_experts=2, balance="aux", mtp_depth=1)
     model = Transformer(cfg)

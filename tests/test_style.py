@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
+import pytest
 
-from helpers import cache_calc, gqa, style, widgets  # noqa: E402
-from helpers.style import PALETTE, expert_colors, group_colors, latent_colors, shades  # noqa: E402
+from helpers import cache_calc, gqa, style, widgets
+from helpers.style import PALETTE, expert_colors, group_colors, latent_colors, shades
 
 ROOT = Path(__file__).resolve().parents[1]
 HEX = re.compile(r"^#[0-9a-f]{6}$")

@@ -5,12 +5,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from helpers.config import ModelConfig  # noqa: E402
-from helpers.model import Transformer  # noqa: E402
-from helpers.widgets import (  # noqa: E402
+from helpers.config import ModelConfig
+from helpers.model import Transformer
+from helpers.widgets import (
     RoutingMonitor,
     in_live_kernel,
     moving_average,

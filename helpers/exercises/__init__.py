@@ -2,8 +2,9 @@
 
 Each check takes the learner's answer, prints whether it is right (with a hint when it is not) and
 returns ``True``/``False``; an answer left as ``None`` reports "not attempted" instead of failing, so a
-notebook still runs top to bottom. The reference solutions live in ``solutions.py`` beside the checks
-and ``tests/test_exercises.py`` proves every check accepts its solution and rejects wrong answers.
+notebook still runs top to bottom. ``tests/test_exercises.py`` proves every check accepts its reference
+solution and rejects the typical wrong answers; lesson 00's solutions are in ``solutions.py`` (the
+notebook points a stuck learner there), the later lessons' are written out in that test file.
 """
 
 from __future__ import annotations
