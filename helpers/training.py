@@ -7,7 +7,6 @@ lives there), and stops with ``FloatingPointError`` naming the step if the loss 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .data import Corpus
 from .device import pick_device
+from .timing import synced_clock
 from .validate import InputTypeError, check_int, check_number
 
 
@@ -125,7 +125,7 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
     hist = History()
     model.train()
-    t0 = time.perf_counter()
+    t0 = synced_clock()  # helpers.timing's clock: the accelerator is synchronised before each reading
     bar = tqdm(range(tc.steps), disable=not progress, desc="training", leave=False)
     for step in bar:
         for group in opt.param_groups:
@@ -150,11 +150,11 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
         if callback is not None:
             callback(step, out, batch)
         if (step + 1) % tc.eval_every == 0 or step == tc.steps - 1:
-            t_eval = time.perf_counter()
+            t_eval = synced_clock()
             hist.val_step.append(step)
             hist.val_loss.append(evaluate(model, data, batch_size=tc.batch_size,
                                           seq_len=tc.seq_len, iters=tc.eval_iters, autocast=autocast))
             bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", val=f"{hist.val_loss[-1]:.3f}")
-            t0 += time.perf_counter() - t_eval  # leave validation out of the throughput
-    hist.seconds = time.perf_counter() - t0
+            t0 += synced_clock() - t_eval  # leave validation out of the throughput
+    hist.seconds = synced_clock() - t0
     return hist

@@ -3,6 +3,7 @@ parity checks are in test_interop_deepseek.py, the exercises in test_exercises.p
 
 import pytest
 import torch
+from conftest import randomise
 
 from helpers.attention import apply_rope, rope_tables
 from helpers.config import preset
@@ -24,18 +25,6 @@ CONFIGS = {
     "wide-latent-dv": preset("test", attn_type="mla", q_lora_rank=16, kv_lora_rank=48,
                              qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=12, n_heads=2),
 }
-
-
-def randomise(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
-    """Weights large enough that a wrong path gives visibly different outputs (init std 0.02 would
-    make every attention nearly uniform); RMSNorm weights away from 1 so they are exercised too."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0.0, std)
-    return module.eval()
 
 
 def layer_and_inputs(cfg, B=2, T=11):
