@@ -21,8 +21,9 @@ so for an MoE model the memory to hold it, not the compute per token).
 ``calculator_widget()`` is the live calculator (ipywidgets); ``cache_size_figure()`` draws the same
 plot statically for readers without a kernel.
 
-Glossary: l layers, H query heads, G KV heads, Dh head width, Dc KV latent width, Dr RoPE key width,
-Dn / Dv non-RoPE key / value head width, B batch, S context length (tokens cached).
+Shape letters (``docs/GLOSSARY.md``): l layers, H query heads, G KV heads, Dh head width, Dc KV latent
+width, Dr RoPE key width, Dn / Dv non-RoPE key / value head width, B batch, S context length (tokens
+cached).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20,
                title=f"routing, last {min(last, len(routing.step))} steps")
         ax.legend(fontsize=7, loc="upper center", ncol=3, framealpha=0.9)
         ax = axes[0, 2]
-        bias = routing.bias_array()  # (S, L, E)
+        bias = routing.bias_array()  # (St, Lm, E)
         styles = ["-", "--", ":", "-."]
         for i in range(L):
             for e in range(E):

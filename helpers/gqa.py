@@ -16,8 +16,8 @@ this module holds what the lesson adds around it:
 - ``attention_maps`` and ``within_group_tv``: per-head attention maps of a model and how differently
   the heads of one group attend (mean total-variation distance).
 
-Glossary: B batch, T query length, S key length, D model width, H query heads, G KV heads (groups),
-Dh head width, L layers.
+Shape letters (``docs/GLOSSARY.md``): B batch, T query length, S key length, D model width, H query
+heads, G KV heads (groups), Dh head width, l layers.
 """
 
 from __future__ import annotations

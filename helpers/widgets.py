@@ -17,7 +17,8 @@ first L traces are the bar traces named ``"layer <i>"`` (one per MoE layer, E ba
 share of the routed assignments in percent over the last ``every`` steps), so plotly renders one
 ``.barlayer .trace`` group per layer with one ``path.point`` per expert inside ``.js-plotly-plot``.
 
-Glossary: L MoE layers, E routed experts, K experts per token, S recorded steps.
+Shape letters (``docs/GLOSSARY.md``): Lm MoE layers, E routed experts, K experts per token, St recorded
+steps.
 """
 
 from __future__ import annotations
@@ -48,19 +49,19 @@ class RoutingHistory:
     bias: list[torch.Tensor] = field(default_factory=list)  # per step: (L, E) selection bias after it
 
     def counts_array(self) -> torch.Tensor:
-        return torch.stack(self.counts)  # (S, L, E)
+        return torch.stack(self.counts)  # (St, Lm, E)
 
     def bias_array(self) -> torch.Tensor:
-        return torch.stack(self.bias)  # (S, L, E)
+        return torch.stack(self.bias)  # (St, Lm, E)
 
     @property
     def max_vio(self) -> torch.Tensor:
-        """MaxVio_batch per step and layer, (S, L)."""
+        """MaxVio_batch per step and layer, (St, Lm)."""
         return max_vio(self.counts_array())
 
     @property
     def entropy(self) -> torch.Tensor:
-        """Load entropy (bits) per step and layer, (S, L)."""
+        """Load entropy (bits) per step and layer, (St, Lm)."""
         return load_entropy(self.counts_array())
 
     def recent_share(self, last: int) -> torch.Tensor:
@@ -217,7 +218,7 @@ def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", sm
             ax.legend(loc="upper right", fontsize=8)
     half = max(L, 2) // 2
     ax_e, ax_v = fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:])
-    ent, vio = moving_average(history.entropy, smooth), moving_average(history.max_vio, smooth)  # (S, L)
+    ent, vio = moving_average(history.entropy, smooth), moving_average(history.max_vio, smooth)  # (St, Lm)
     for i, c in enumerate(expert_colors(L)):
         ax_e.plot(history.step, ent[:, i].tolist(), color=c, label=f"layer {i}")
         ax_v.plot(history.step, vio[:, i].tolist(), color=c, label=f"layer {i}")
@@ -234,13 +235,13 @@ def plot_routing(history: RoutingHistory, *, last: int = 10, title: str = "", sm
 
 def plot_load_over_time(loads: torch.Tensor, ax=None, *, title: str = "", step_label: str = "step",
                         smooth: int = 1):
-    """Stacked area of each expert's share of the load over steps; loads (S, E) counts (``smooth`` > 1:
+    """Stacked area of each expert's share of the load over steps; loads (St, E) counts (``smooth`` > 1:
     a trailing moving average of that many steps)."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.gca()
     loads = moving_average(loads.double(), smooth)
-    share = 100 * loads / loads.sum(-1, keepdim=True).clamp_min(1)  # (S, E)
+    share = 100 * loads / loads.sum(-1, keepdim=True).clamp_min(1)  # (St, E)
     E = share.shape[1]
     ax.stackplot(range(share.shape[0]), share.T.tolist(), colors=expert_colors(E),
                  labels=[f"expert {e}" for e in range(E)])
@@ -253,7 +254,7 @@ def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over tr
     """The aux-loss-free biases over steps, one panel per MoE layer, one line per expert."""
     import matplotlib.pyplot as plt
 
-    bias = history.bias_array()  # (S, L, E)
+    bias = history.bias_array()  # (St, Lm, E)
     S, L, E = bias.shape
     fig = fig or plt.figure(figsize=(4.2 * max(L, 2), 3.0))
     axes = fig.subplots(1, L, squeeze=False)[0]
