@@ -31,12 +31,31 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.benchmark import Measurement, Timer
-from torch.utils.benchmark import timer as synced_clock  # perf_counter after an accelerator sync
 
 from .generate import generate
+
+if TYPE_CHECKING:
+    from torch.utils.benchmark import Measurement, Timer
+
+
+def _benchmark():
+    """``torch.utils.benchmark``, imported on the first timing rather than with ``import helpers``
+    (it takes about 0.2 s to import, and the training loop, which imports this module, needs only
+    ``synced_clock``)."""
+    import torch.utils.benchmark as benchmark
+
+    return benchmark
+
+
+def synced_clock() -> float:
+    """``time.perf_counter()`` after synchronising the accelerator (the clock ``Timer`` reads), so a
+    reading counts the kernels launched before it, not just their launch."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,7 @@ def _timer(fn: Callable[[], object], threads: int | None, cpu_time: bool, label:
     if cpu_time and threads != 1:
         raise ValueError("cpu_time=True reads the calling thread's CPU time: pass threads=1")
     clock = {"timer": time.thread_time} if cpu_time else {}
-    return Timer(stmt="fn()", globals={"fn": fn}, label=label, **clock,
+    return _benchmark().Timer(stmt="fn()", globals={"fn": fn}, label=label, **clock,
                  num_threads=torch.get_num_threads() if threads is None else threads)
 
 
@@ -111,7 +130,7 @@ def interleaved(fns: dict[Hashable, Callable[[], object]], rounds: int = 3, *, n
         for name, timer in timers.items():
             m = timer.timeit(number) if number else timer.blocked_autorange(min_run_time=min_run_time)
             turns[name].append(m)
-    return {name: Timing.of(Measurement.merge(ms)[0]) for name, ms in turns.items()}
+    return {name: Timing.of(_benchmark().Measurement.merge(ms)[0]) for name, ms in turns.items()}
 
 
 def interleaved_best(fns: dict, rounds: int = 3) -> dict[str, float]:
