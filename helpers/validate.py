@@ -108,7 +108,7 @@ def check_activations(x, width: int, weight: torch.Tensor, *, name: str = "x") -
         raise ValueError(f"{name} is on {x.device} but the module's weights are on {weight.device}")
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise InputTypeError(f"{name} has dtype {x.dtype} but the module's weights are {weight.dtype}; "
-                        f"convert one of them (x.to({weight.dtype}) or module.to({x.dtype}))")
+                             f"convert one of them (x.to({weight.dtype}) or module.to({x.dtype}))")
 
 
 def check_rope_tables(cos, sin, t: int, width: int) -> None:
