@@ -5,8 +5,8 @@ rendered by Sphinx + MyST-NB with the book theme (configuration: ``docs/conf.py`
 what a reader sees is what the notebook was saved with, and it needs no kernel.
 
 Steps: stage the sources under ``build/site-src`` (README → ``index.md`` with a table of contents and the
-lesson names linked to their pages; ``notebooks/NN_*.ipynb``; ``docs/img``), run ``sphinx-build -W -n``
-(any warning, a broken cross-reference above all, fails the build), then check the built pages: every
+lesson names linked to their pages; ``notebooks/NN_*.ipynb``; ``docs/img``; the glossary), run
+``sphinx-build -W -n`` (any warning, a broken cross-reference above all, fails the build), then check the built pages: every
 figure a notebook holds must be an image file on its page.
 """
 
@@ -38,7 +38,8 @@ def home_page(readme: str, stems: list[str]) -> str:
 
     text = re.sub(r"(?<!\[)`(\d\d_[a-z0-9_]+)`", link, readme)
     toc = "\n".join(f"notebooks/{s}" for s in stems)
-    return f"{text.rstrip()}\n\n```{{toctree}}\n:hidden:\n:caption: Lessons\n\n{toc}\n```\n"
+    reference = "```{toctree}\n:hidden:\n:caption: Reference\n\ndocs/GLOSSARY\n```\n"
+    return f"{text.rstrip()}\n\n{reference}\n```{{toctree}}\n:hidden:\n:caption: Lessons\n\n{toc}\n```\n"
 
 
 TITLE_RE = re.compile(r"""(?:set_title|suptitle|title)\s*[(=]\s*f?(["'])(.+?)\1""")
@@ -81,6 +82,8 @@ def stage(src: Path) -> list[Path]:
         (src / "notebooks" / nb.name).write_text(json.dumps(staged, ensure_ascii=False), encoding="utf-8")
     if (ROOT / "docs" / "img").exists():
         shutil.copytree(ROOT / "docs" / "img", src / "docs" / "img")
+    (src / "docs").mkdir(exist_ok=True)
+    shutil.copy2(ROOT / "docs" / "GLOSSARY.md", src / "docs" / "GLOSSARY.md")  # a page of its own
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (src / "index.md").write_text(home_page(readme, [nb.stem for nb in nbs]), encoding="utf-8")
     return nbs
