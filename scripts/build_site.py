@@ -6,8 +6,8 @@ what a reader sees is what the notebook was saved with, and it needs no kernel.
 
 Steps: stage the sources under ``build/site-src`` (README → ``index.md`` with a table of contents and the
 lesson names linked to their pages; ``notebooks/NN_*.ipynb``; ``docs/img``; the glossary), run
-``sphinx-build -W -n`` (any warning, a broken cross-reference above all, fails the build), then check the built pages: every
-figure a notebook holds must be an image file on its page.
+``sphinx-build -W -n`` (any warning, a broken cross-reference above all, fails the build), then check
+the built pages: every figure a notebook holds must be an image file on its page, with alt text.
 """
 
 from __future__ import annotations
