@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .validate import InputTypeError
+from .validate import InputTypeError, check_int
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DOMAINS = ("docs", "code")
@@ -197,12 +197,8 @@ class Corpus:
 
         Each domain is drawn with equal probability unless ``domain`` fixes it.
         """
-        for arg, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise InputTypeError(f"{arg} must be an int, not {value!r} ({type(value).__name__})")
-            if value <= 0:
-                raise ValueError(f"{arg}={value} must be positive")
-        batch_size, seq_len = int(batch_size), int(seq_len)
+        batch_size = check_int("batch_size", batch_size, min_value=1)
+        seq_len = check_int("seq_len", seq_len, min_value=1)
         parts = self._split(split)
         if domain is not None and domain not in DOMAINS:
             raise ValueError(f"domain={domain!r} must be one of {DOMAINS}")

@@ -260,7 +260,7 @@ def test_corpus_refuses_unknown_domains_and_non_text():
 def test_get_batch_needs_integer_sizes(arg, bad):
     corpus = Corpus({"docs": "x" * 500, "code": "y" * 500})
     sizes = {"batch_size": 2, "seq_len": 8, arg: bad}
-    with pytest.raises(TypeError, match=f"{arg} must be an int, not {bad!r}"):
+    with pytest.raises(TypeError, match=f"{arg} must be an int, got {bad!r}"):
         corpus.get_batch("train", **sizes)
     with pytest.raises(ValueError, match=f"{arg}=-1 must be positive"):
         corpus.get_batch("train", **{**sizes, arg: -1})
