@@ -308,6 +308,34 @@ def plot_differences(diffs: Mapping[str, Difference], ax=None, *, metric: str = 
     return ax.figure
 
 
+def plot_difference_curve(xs: Mapping[str, float], diffs: Mapping[str, Difference], ax=None, *,
+                          xlabel: str, metric: str = "validation loss", unit: str = "nats",
+                          colors: Mapping[str, str] | None = None, annotate: bool = True):
+    """Each comparison's paired difference (mean and interval, filled when it excludes zero) placed at
+    ``xs[label]`` (e.g. the cache bytes of the arm being compared), with a zero line: a cost curve whose
+    every point carries its own evidence."""
+    import matplotlib.pyplot as plt
+
+    if not diffs or set(xs) < set(diffs):
+        raise ValueError(f"give an x for every comparison: missing {sorted(set(diffs) - set(xs))}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.8))
+    ax.axhline(0.0, color=color("reference"), lw=1, zorder=1)
+    for label, d in diffs.items():
+        c = (colors or {}).get(label) or _arm_color(d.b)
+        c = c if c.startswith("#") else color(c)
+        if d.n >= 2:
+            ax.plot([xs[label]] * 2, [d.low, d.high], color=c, lw=2.5, solid_capstyle="butt", gid="interval")
+        ax.plot([xs[label]], [d.mean], "o", ms=8, color=c, markerfacecolor=c if d.excludes_zero else "white",
+                zorder=3, gid="mean")
+        if annotate:
+            ax.annotate(d.b, (xs[label], d.mean), textcoords="offset points", xytext=(7, -3), fontsize=8)
+    pct = f"{next(iter(diffs.values())).confidence * 100:g}%"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric} − baseline{f' ({unit})' if unit else ''}\nmean and {pct} interval")
+    return ax.figure
+
+
 def plot_paired(runs: PairedRuns, a: str, b: str, ax=None, *, metric: str = "validation loss"):
     """Each seed's two values joined by a line: parallel lines mean a consistent paired difference even
     when the seeds themselves spread widely."""

@@ -3,7 +3,8 @@
 Sources: each model's released ``config.json`` on its official repository (Llama-2-7b-hf,
 Meta-Llama-3-8B, Meta-Llama-3-70B, Mistral-7B-v0.1) and DeepSeek-V3's
 ``inference/configs/config_671B.json`` (numbers also in the course REFERENCE).
-Parameter counts are the published totals.
+Parameter counts are the published totals. Only Mistral-7B (v0.1) uses sliding-window attention; no
+model here mixes windowed and full-attention layers, so a window, where there is one, covers every layer.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class PublishedModel:
     qk_rope_head_dim: int = 0  # Dr
     v_head_dim: int = 0  # Dv
     n_active_params: float | None = None  # per token, for MoE models
+    # Sliding-window attention: every layer attends to (and a rolling cache keeps) only the last
+    # ``sliding_window`` positions; None = full attention. The config field of the same name.
+    sliding_window: int | None = None
     source: str = ""
 
     @property
@@ -57,8 +61,10 @@ PUBLISHED: dict[str, PublishedModel] = {
         PublishedModel("Llama-3-70B", n_layers=80, dim=8192, n_heads=64, n_kv_heads=8, head_dim=128,
                        n_params=70.6e9, max_seq_len=8192,
                        source="meta-llama/Meta-Llama-3-70B config.json"),
+        # v0.1's config.json: "max_position_embeddings": 32768, "sliding_window": 4096 (on every
+        # layer). v0.2 and v0.3 set "sliding_window": null; no Llama config has a window.
         PublishedModel("Mistral-7B", n_layers=32, dim=4096, n_heads=32, n_kv_heads=8, head_dim=128,
-                       n_params=7.24e9, max_seq_len=32768,
+                       n_params=7.24e9, max_seq_len=32768, sliding_window=4096,
                        source="mistralai/Mistral-7B-v0.1 config.json"),
         PublishedModel("DeepSeek-V3", n_layers=V3["n_layers"], dim=V3["dim"], n_heads=V3["n_heads"],
                        n_kv_heads=V3["n_heads"], head_dim=V3["v_head_dim"], n_params=671e9,

@@ -36,12 +36,33 @@ class NotebookFailed(Exception):
     """A notebook that raised or holds an error output; the message is its failing cell's error line."""
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+TQDM_RE = re.compile(r"^[^\n|]*\d+%\|")  # a bar's text: "training:   0%|    | 0/1000 [00:00<?, ?it/s]"
+REPR_RE = re.compile(r"^[A-Z][A-Za-z]*\((children|\{|'data'|data=|layout=)")  # VBox(children=…
+WIDGET_NOTE = ("Live widget: it renders in a running Jupyter kernel; the static figure or table below "
+               "shows the same result")
+
+
 def clean_outputs(nb) -> None:
+    """Strip widget state and machine paths, and make what a reader without a kernel sees readable: a
+    progress bar widget is dropped (its saved text is the bar's first frame, "0/N"; the cell's printed
+    summary stays), and a widget whose saved text is its constructor repr gets a one-line note instead."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        kept = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
                 out["text"] = PATH_RE.sub("<path>", out["text"])
+            data = out.get("data", {})
+            if WIDGET_VIEW in data:
+                text = "".join(data.get("text/plain", ""))
+                if TQDM_RE.match(text):
+                    continue
+                if not text or REPR_RE.match(text):
+                    data["text/plain"] = WIDGET_NOTE
+            kept.append(out)
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = kept
 
 
 def first_error(nb) -> tuple[int, dict] | None:

@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from helpers import compare
-from helpers.compare import PairedRuns, difference, plot_differences, plot_paired, run_paired
+from helpers.compare import (
+    PairedRuns,
+    difference,
+    plot_difference_curve,
+    plot_differences,
+    plot_paired,
+    run_paired,
+)
 from helpers.style import PALETTE
 
 JUDGING = re.compile(r"\b(better|worse|beats?)\b", re.I)
@@ -206,4 +213,22 @@ def test_forest_plot_draws_one_interval_per_comparison():
     assert len(fig2.axes[0].lines) == 5  # one line per seed
     import matplotlib.pyplot as plt
 
+    plt.close("all")
+
+
+def test_difference_curve_places_each_interval_at_its_x_and_fills_only_clear_ones():
+    import matplotlib.pyplot as plt
+
+    clear = difference([1.0, 1.1, 0.9, 1.0], [1.5, 1.62, 1.41, 1.5], names=("MHA", "MQA"))
+    noise = difference([1.0, 1.1, 0.9, 1.0], [1.05, 1.0, 0.95, 1.02], names=("MHA", "GQA"))
+    fig = plot_difference_curve({"MQA − MHA": 32, "GQA − MHA": 64}, {"MQA − MHA": clear, "GQA − MHA": noise},
+                                xlabel="cache numbers per token")
+    ax = fig.axes[0]
+    intervals = {tuple(l.get_xdata())[0]: l.get_ydata() for l in ax.lines if l.get_gid() == "interval"}
+    assert set(intervals) == {32, 64}
+    assert tuple(intervals[32]) == pytest.approx((clear.low, clear.high))
+    means = {tuple(l.get_xdata())[0]: l.get_markerfacecolor() for l in ax.lines if l.get_gid() == "mean"}
+    assert means[64] == "white" and means[32] != "white"  # hollow where the interval covers zero
+    with pytest.raises(ValueError, match="missing"):
+        plot_difference_curve({"MQA − MHA": 32}, {"MQA − MHA": clear, "GQA − MHA": noise}, xlabel="x")
     plt.close("all")

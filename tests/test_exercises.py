@@ -249,3 +249,13 @@ def test_l06_exercise_checks():
     assert not l06.check_rope_permutation(lambda d: torch.arange(d))
     assert l06.check_tokens_per_forward(solution_l06_tokens_per_forward)
     assert not l06.check_tokens_per_forward(lambda a: 2 * a)
+
+
+def test_a_check_displays_nothing_more_than_its_printed_verdict(capsys):
+    """A check ends its notebook cell: a bare True/False would be echoed (and saved) under the verdict."""
+    from helpers.exercises import report
+
+    ok, bad = report(True, "x"), report(False, "y", "hint")
+    assert ok and not bad and ok == True and bad == False  # noqa: E712 (the comparison is the point)
+    assert ok._ipython_display_() is None and repr(bad) == "Checked(False)"
+    assert "✅ x: correct" in capsys.readouterr().out

@@ -1,17 +1,28 @@
-"""int8 KV cache: round-trip error <= half a step, bytes saved, generate works with it."""
+"""Quantised KV cache: round-trip error <= half a step, exact packing, bytes saved, generate works."""
+
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import KVCache, Transformer, generate, preset
 from helpers.kv_quant import (
     QuantizedKVCache,
     attention_error,
     capture_qkv,
+    field_bits,
+    pack,
     prediction_error,
     quant_error,
     quantize,
+    unpack,
 )
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
 
 
 @pytest.mark.parametrize("axis,group", [("token", None), ("channel", None), ("channel", 4)])
@@ -52,6 +63,48 @@ def test_quantize_errors():
         QuantizedKVCache(2, key_axis="head")
 
 
+@pytest.mark.parametrize("bad", [1, 9, 4.0, True, "4"])
+def test_bad_bits_are_named(bad):
+    for make in (lambda: quantize(torch.randn(1, 4, 4), bits=bad), lambda: QuantizedKVCache(1, bits=bad),
+                 lambda: pack(torch.zeros(1, 4, dtype=torch.int8), bad)):
+        with pytest.raises(ValueError, match=rf"bits={bad!r} must be an int in \[2, 8\]"):
+            make()
+
+
+def test_field_bits():
+    assert [field_bits(b) for b in range(2, 9)] == [2, 4, 4, 8, 8, 8, 8]
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9])
+def test_unpack_inverts_pack_for_every_value(bits, n):
+    w = field_bits(bits)
+    values = torch.arange(-2 ** (w - 1), 2 ** (w - 1), dtype=torch.int8)  # every value a field can hold
+    rows = values[torch.randint(0, len(values), (2, 3, 2 * len(values), n))]  # (2, 3, rows, n)
+    rows[0, 0, :len(values), 0] = values  # each value at least once, in the first field of a byte
+    packed = pack(rows, bits)
+    assert packed.shape == (*rows.shape[:-1], math.ceil(n * w / 8))  # padding: one part-filled byte per row
+    assert packed.dtype == (torch.int8 if w == 8 else torch.uint8)
+    assert torch.equal(unpack(packed, bits, n), rows)
+
+
+def test_pack_layout_is_offset_binary_low_bits_first():
+    # 4 bits: v + 8, first value in the low nibble; the odd last value shares its byte with zero padding
+    assert pack(torch.tensor([-8, 7, 0], dtype=torch.int8), 4).tolist() == [0 + (15 << 4), 8]
+    # 2 bits: v + 2, four to a byte
+    two_bit = pack(torch.tensor([1, -2, 0, 1, 1], dtype=torch.int8), 2)
+    assert two_bit.tolist() == [3 + (0 << 2) + (2 << 4) + (3 << 6), 3]
+
+
+def test_pack_and_unpack_reject_what_they_cannot_hold():
+    with pytest.raises(ValueError, match=r"\[-2, 1\]"):
+        pack(torch.tensor([2], dtype=torch.int8), 2)
+    with pytest.raises(ValueError, match="int8"):
+        pack(torch.tensor([1, 2]), 4)
+    with pytest.raises(ValueError, match="width=5"):
+        unpack(torch.zeros(2, dtype=torch.uint8), 4, 5)
+
+
 def test_more_bits_less_error():
     x = torch.randn(1, 2, 32, 16)
     errs = [quant_error(x, "token", bits=b).rel_rms for b in (3, 4, 6, 8)]
@@ -87,6 +140,67 @@ def test_cache_update_matches_quantised_history_and_counts_bytes():
     assert cache.nbytes() == expected
     float_bytes = KVCache(1).update(0, K, V)[0].numel() * 4 * 2
     assert cache.nbytes() < float_bytes / 2  # ~4x less for long sequences; scales + residual cost here
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
+@pytest.mark.parametrize("key_axis", ["channel", "token"])
+def test_cache_stores_packed_and_reads_back_the_quantised_values(bits, key_axis):
+    B, G, Dh, R = 2, 2, 6, 4
+    cache = QuantizedKVCache(1, key_axis=key_axis, group_size=R, bits=bits)
+    K, V = torch.randn(B, G, 11, Dh), torch.randn(B, G, 11, Dh)
+    for lo, hi in [(0, 5), (5, 6), (6, 9), (9, 11)]:  # a prefill, then decode steps
+        full_k, full_v = cache.update(0, K[:, :, lo:hi], V[:, :, lo:hi])
+    k_stream, v_stream = cache.streams[0]
+    assert v_stream.payload.dtype == (torch.int8 if bits > 4 else torch.uint8)
+    assert v_stream.payload.shape == (B, G, 11, math.ceil(Dh * field_bits(bits) / 8))
+    assert torch.equal(unpack(v_stream.payload, bits, Dh), quantize(V, "token", bits=bits).q)
+    assert torch.equal(full_v, quantize(V, "token", bits=bits).dequantize())
+    if key_axis == "channel":  # 2 full groups of R = 4 keys, 3 recent keys exact
+        assert torch.equal(full_k[:, :, :8], quantize(K[:, :, :8], "channel", R, bits).dequantize())
+        assert torch.equal(full_k[:, :, 8:], K[:, :, 8:])
+    else:
+        assert torch.equal(full_k, quantize(K, "token", bits=bits).dequantize())
+    k, v = cache.dequantized(0)
+    assert torch.equal(k, full_k) and torch.equal(v, full_v)
+
+
+def expected_nbytes(B, G, S, Dh, R, bits, key_axis):
+    """What the cache holds, written out: per stored row of Dh values ceil(Dh · w / 8) payload bytes
+    (w = 8, 4, 2 for bits = 8, 4, 2); float32 scales; float32 residual keys."""
+    row = math.ceil(Dh * bits / 8)
+    values = B * G * S * (row + 4)  # payload + one scale per token and head
+    if key_axis == "token":
+        keys = B * G * S * (row + 4)
+    else:
+        grouped = S // R * R
+        keys = B * G * (grouped * row + grouped // R * Dh * 4 + (S - grouped) * Dh * 4)
+    return keys + values
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("key_axis", ["channel", "token"])
+@pytest.mark.parametrize("Dh", [8, 5])  # 5: every packed row ends in a padded byte
+def test_cache_nbytes_is_what_it_stores(bits, key_axis, Dh):
+    B, G, R = 2, 3, 4
+    cache = QuantizedKVCache(2, key_axis=key_axis, group_size=R, bits=bits)
+    for layer in range(2):
+        for t in [7, 1, 2]:  # 10 positions: 2 key groups + 2 residual keys per layer
+            cache.update(layer, torch.randn(B, G, t, Dh), torch.randn(B, G, t, Dh))
+    assert cache.nbytes() == 2 * expected_nbytes(B, G, 10, Dh, R, bits, key_axis)
+    assert sum(t.numel() * t.element_size() for pair in cache.streams for s in pair
+               for t in (s.payload, s.scale, s.residual) if t is not None) == cache.nbytes()
+
+
+def test_fewer_bits_fewer_bytes():
+    x = torch.randn(1, 2, 64, 16)
+    sizes = {}
+    for bits in (2, 3, 4, 6, 8):
+        cache = QuantizedKVCache(1, group_size=32, bits=bits)
+        cache.update(0, x, x)
+        sizes[bits] = cache.nbytes()
+    payload = 2 * 2 * 64 * 16  # K and V, one byte per number at 8 bits
+    assert sizes[8] - sizes[4] == payload // 2 and sizes[4] - sizes[2] == payload // 4
+    assert sizes[3] == sizes[4] and sizes[6] == sizes[8]  # 3 bits in a 4-bit field, 6 bits in int8
 
 
 def test_cache_crop_and_reset():
@@ -127,6 +241,11 @@ def test_prediction_error_and_capture():
     assert exact.positions == 2 * 13 and exact.top1_agreement == 1.0 and exact.max_kl < 1e-6
     q = prediction_error(model, tokens, QuantizedKVCache(2, group_size=4, bits=4), prompt_len=8)
     assert q.mean_kl > exact.mean_kl and q.max_logit_diff > exact.max_logit_diff
+    # the loss fields: the exact one is the model's own next-token loss on the 12 known next tokens
+    with torch.no_grad():
+        want = F.cross_entropy(model(tokens)[:, 7:-1].flatten(0, 1), tokens[:, 8:].flatten()).item()
+    assert exact.exact_loss == pytest.approx(want, rel=1e-5) and abs(exact.loss_increase) < 1e-5
+    assert q.exact_loss == pytest.approx(want, rel=1e-5) and q.quantised_loss != q.exact_loss
     with pytest.raises(ValueError, match="prompt_len"):
         prediction_error(model, tokens, KVCache(2), prompt_len=20)
     qkv = capture_qkv(model, tokens)

@@ -132,3 +132,26 @@ def test_create_new_never_replaces_a_file(tmp_path):
     assert safe.create_new(tmp_path / "a.txt", b"course") is False
     assert (tmp_path / "a.txt").read_bytes() == b"mine"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_clean_outputs_drops_frozen_bars_and_replaces_widget_reprs():
+    """What a reader without a kernel sees: no '0/1000' bar, no 'VBox(children=…' repr, a fallback kept."""
+    import nbformat
+
+    view = {"model_id": "x", "version_major": 2, "version_minor": 0}
+
+    def widget(text):
+        return nbformat.v4.new_output("display_data",
+                                      data={run_notebooks.WIDGET_VIEW: view, "text/plain": text})
+
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [widget("training:   0%|          | 0/1000 [00:00<?, ?it/s]"),
+                    nbformat.v4.new_output("stream", name="stdout", text="1000 steps in 12 s\n"),
+                    widget("VBox(children=(HBox(children=(Dropdown(…"),
+                    widget("FigureWidget({\n    'data': [], 'layout': {}\n})"),
+                    widget("Live loss curves (they render in a running Jupyter kernel)")]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    run_notebooks.clean_outputs(nb)
+    texts = [o.get("text") or o["data"]["text/plain"] for o in nb.cells[0].outputs]
+    assert texts == ["1000 steps in 12 s\n", run_notebooks.WIDGET_NOTE, run_notebooks.WIDGET_NOTE,
+                     "Live loss curves (they render in a running Jupyter kernel)"]

@@ -7,10 +7,10 @@ import torch
 from ..attention import causal_mask
 from ..config import ModelConfig
 from ..model import RMSNorm, Transformer
-from . import call_or_none, close, not_attempted, report
+from . import Checked, call_or_none, close, not_attempted, report
 
 
-def check_param_count(answer: int | None, cfg: ModelConfig) -> bool:
+def check_param_count(answer: int | None, cfg: ModelConfig) -> Checked:
     name = "parameter count"
     if answer is None:
         return not_attempted(name)
@@ -20,7 +20,7 @@ def check_param_count(answer: int | None, cfg: ModelConfig) -> bool:
                   "wq, wk, wv, wo, w1, w2, w3 and two norm weights, and the final norm")
 
 
-def check_rmsnorm(fn) -> bool:
+def check_rmsnorm(fn) -> Checked:
     """``fn(x, weight, eps)`` must equal RMSNorm."""
     name = "RMSNorm"
     torch.manual_seed(0)
@@ -36,7 +36,7 @@ def check_rmsnorm(fn) -> bool:
                   "then multiply by weight")
 
 
-def check_causal_mask(fn) -> bool:
+def check_causal_mask(fn) -> Checked:
     """``fn(t, s)``: boolean (t, s) mask, True where the query may attend, queries the last t of s."""
     name = "causal mask"
     cases = [(4, 4), (1, 6), (3, 7)]

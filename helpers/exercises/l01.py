@@ -10,13 +10,13 @@ from ..config import preset
 from ..generate import generate
 from ..kv_quant import quantize
 from ..model import Transformer
-from . import call_or_none, not_attempted, report
+from . import Checked, call_or_none, not_attempted, report
 
 # Llama-3-70B (80 layers, G = 8 K/V heads of Dh = 128), 32,768 tokens of context, batch 4, fp16.
 SIZE_CASE = dict(model="Llama-3-70B", variant="GQA", context_len=32_768, batch_size=4, dtype="fp16")
 
 
-def check_cache_size(answer: int | None) -> bool:
+def check_cache_size(answer: int | None) -> Checked:
     """Bytes of Llama-3-70B's KV cache at a 32,768-token context, batch 4, fp16."""
     name = "Llama-3-70B cache size"
     if answer is None:
@@ -31,7 +31,7 @@ def check_cache_size(answer: int | None) -> bool:
     return report(int(answer) == expected, name, hint)
 
 
-def check_cache_update(cache_cls) -> bool:
+def check_cache_update(cache_cls) -> Checked:
     """``cache_cls(n_layers)``: a ``KVCache`` subclass whose ``update(layer_idx, k, v)`` stores the new
     positions in ``self.layers[layer_idx]`` and returns the full history."""
     name = "KV cache update"
@@ -53,7 +53,7 @@ def check_cache_update(cache_cls) -> bool:
                   "result in self.layers[layer_idx] and return it; the first update has nothing to join")
 
 
-def check_quantize_per_token(fn) -> bool:
+def check_quantize_per_token(fn) -> Checked:
     """``fn(x)`` for x (..., S, Dh) → (q, scale): int8 q of x's shape and scale (..., S, 1) with
     q · scale ≈ x, symmetric, max |q| = 127."""
     name = "int8 per-token quantisation"

@@ -8,14 +8,14 @@ import torch
 from ..attention import explicit_attention
 from ..gqa import pool_heads
 from ..kv_cache import kv_elements_per_token
-from . import call_or_none, close, not_attempted, report
+from . import Checked, call_or_none, close, not_attempted, report
 
 # (layers l, K/V heads G, head width Dh, bytes per element): Llama-3-8B in bf16, its MHA sibling
 # Llama-2-7B in fp16, our small preset as MQA in fp32, an int8 cache.
 CACHE_CASES = [(32, 8, 128, 2), (32, 32, 128, 2), (4, 1, 32, 4), (80, 8, 128, 1)]
 
 
-def check_cache_bytes(fn) -> bool:
+def check_cache_bytes(fn) -> Checked:
     """``fn(n_layers, n_kv_heads, head_dim, bytes_per_element)`` → cache bytes per token."""
     name = "cache bytes per token"
     answers = [call_or_none(fn, *case) for case in CACHE_CASES]
@@ -25,7 +25,7 @@ def check_cache_bytes(fn) -> bool:
     return report(ok, name, "a token stores a key AND a value vector for each K/V head in every layer")
 
 
-def check_repeat_kv(fn) -> bool:
+def check_repeat_kv(fn) -> Checked:
     """``fn(k, n_rep)``: (B, G, S, Dh) → (B, G·n_rep, S, Dh) such that plain MHA on the repeated keys
     and values gives grouped-query attention."""
     name = "repeat K/V heads"
@@ -41,7 +41,7 @@ def check_repeat_kv(fn) -> bool:
                   "place (kv0, kv0, kv0, kv1, ...), not the whole stack (kv0, kv1, kv0, kv1, ...)")
 
 
-def check_mean_pool(fn) -> bool:
+def check_mean_pool(fn) -> Checked:
     """``fn(weight, n_from, n_to, head_dim)``: pool a K or V projection (n_from·Dh, D) into n_to heads."""
     name = "mean-pool K/V heads"
     torch.manual_seed(0)

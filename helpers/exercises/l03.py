@@ -8,14 +8,14 @@ import torch
 from ..attention import rope_tables
 from ..config import ModelConfig
 from ..mla import MLA, mla_cache_bill
-from . import call_or_none, close, not_attempted, report
+from . import Checked, call_or_none, close, not_attempted, report
 
 # (layers l, heads H, Dc, Dn, Dr, Dv, bytes per element): DeepSeek-V3 in bf16, DeepSeek-V2-Lite-like
 # sizes in fp8, our tiny MLA in fp32.
 CACHE_CASES = [(61, 128, 512, 128, 64, 128, 2), (27, 16, 512, 128, 64, 128, 1), (3, 6, 32, 16, 8, 16, 4)]
 
 
-def check_mla_cache_bytes(fn) -> bool:
+def check_mla_cache_bytes(fn) -> Checked:
     """``fn(n_layers, n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
     bytes_per_element)`` → bytes the absorbed MLA cache holds per token (whole model)."""
     name = "MLA cache bytes per token"
@@ -52,7 +52,7 @@ def _layer_and_attention(seed: int = 0):
     return layer, x, cos, sin, weights, c_kv, v
 
 
-def check_value_absorption(fn) -> bool:
+def check_value_absorption(fn) -> Checked:
     """``fn(weights, c_kv, wkv_b, n_heads, qk_nope_head_dim, v_head_dim)`` → per-head outputs
     (B, H, T, Dv) equal to ``weights @ V`` — without building V for the cached positions: take the
     weighted sum of the latents first, then apply W_UV once."""
@@ -67,7 +67,7 @@ def check_value_absorption(fn) -> bool:
                   "o_lat = weights @ c_kv is (B, H, T, Dc); then multiply by W_UVᵀ per head")
 
 
-def check_output_fold(fn) -> bool:
+def check_output_fold(fn) -> Checked:
     """``fn(wkv_b, wo, n_heads, qk_nope_head_dim, v_head_dim)`` → a (D, H·Dc) matrix W such that
     ``o_lat.transpose(1, 2).reshape(B, T, H·Dc) @ W.T`` equals the layer's output: W_UV folded into
     W_O, so the per-head values never exist at all."""

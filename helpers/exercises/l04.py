@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..moe import loss_free_update, max_vio, switch_aux_loss
-from . import call_or_none, not_attempted, report
+from . import Checked, call_or_none, not_attempted, report
 
 
 def _routing_case(seed: int, N: int = 12, E: int = 6, K: int = 2):
@@ -16,7 +16,7 @@ def _routing_case(seed: int, N: int = 12, E: int = 6, K: int = 2):
     return probs, indices
 
 
-def check_f_and_P(fn) -> bool:
+def check_f_and_P(fn) -> Checked:
     """``fn(probs (N, E), indices (N, K))`` → ``(f, P)``, each (E,): f_i = share of the N·K routed
     assignments that went to expert i (hard counts), P_i = mean router probability of expert i; then
     ``α·E·Σ f_i P_i`` must be the Switch loss."""
@@ -46,7 +46,7 @@ def check_f_and_P(fn) -> bool:
     return report(ok, name, hint)
 
 
-def check_bias_update(fn) -> bool:
+def check_bias_update(fn) -> Checked:
     """``fn(bias (E,), load (E,), gamma)`` → the new bias after one aux-loss-free step."""
     name = "bias update"
     cases = [(torch.zeros(4), torch.tensor([10.0, 2.0, 4.0, 4.0]), 0.001),
@@ -67,7 +67,7 @@ def check_bias_update(fn) -> bool:
     return report(ok, name, hint)
 
 
-def check_max_vio(fn) -> bool:
+def check_max_vio(fn) -> Checked:
     """``fn(counts (E,))`` → MaxVio = (max load − mean load) / mean load, as a float."""
     name = "MaxVio"
     cases = [torch.tensor([4, 4, 4, 4]), torch.tensor([8, 0, 0, 0]), torch.tensor([5, 1, 3, 3, 0, 6])]

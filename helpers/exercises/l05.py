@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from ..mtp import depth_inputs
-from . import call_or_none, not_attempted, report
+from . import Checked, call_or_none, not_attempted, report
 
 
-def check_depth_targets(fn) -> bool:
+def check_depth_targets(fn) -> Checked:
     """``fn(idx, targets, k)`` → (tokens depth k embeds, tokens it must predict), each (B, T-k)."""
     name = "depth-k inputs and targets"
     gen = torch.Generator().manual_seed(5)
@@ -32,7 +32,7 @@ def check_depth_targets(fn) -> bool:
     return report(ok, name, hint)
 
 
-def check_mtp_loss(fn) -> bool:
+def check_mtp_loss(fn) -> Checked:
     """``fn(depth_losses, lam)`` → the MTP loss DeepSeek-V3 adds to the main loss (Eq. 25)."""
     name = "MTP loss"
     cases = [([2.0], 0.3), ([2.0, 3.0, 4.0], 0.3), ([1.5, 2.5], 0.1)]
@@ -47,7 +47,7 @@ def check_mtp_loss(fn) -> bool:
     return report(ok, name, hint)
 
 
-def check_tokens_per_forward(fn) -> bool:
+def check_tokens_per_forward(fn) -> Checked:
     """``fn(acceptance)`` → tokens per main forward pass in the long run (one draft per pass)."""
     name = "tokens per forward pass"
     cases = [0.0, 0.5, 0.85, 1.0]
@@ -58,7 +58,7 @@ def check_tokens_per_forward(fn) -> bool:
     return report(ok, name, "every pass yields the main model's own token, plus the draft when accepted")
 
 
-def check_predicted_speedup(fn) -> bool:
+def check_predicted_speedup(fn) -> Checked:
     """``fn(acceptance, step_ms, verify_ms, draft_ms)`` → speed-up over plain cached decoding, where
     one plain step costs ``step_ms``, and one speculative round a 2-token ``verify_ms`` pass plus a
     ``draft_ms`` MTP pass."""

@@ -7,13 +7,13 @@ import torch
 
 from ..capstone import CPU_CONFIG, GPU_CONFIG, deepseek_v3_config, param_count
 from ..interop import rope_deinterleave_perm
-from . import call_or_none, not_attempted, report
+from . import Checked, call_or_none, not_attempted, report
 
 ACTIVE_CASES = {"the CPU capstone": CPU_CONFIG, "the GPU capstone": GPU_CONFIG,
                 "DeepSeek-V3": deepseek_v3_config()}
 
 
-def check_active_params(fn) -> bool:
+def check_active_params(fn) -> Checked:
     """``fn(cfg)`` → parameters one token's forward pass uses (embedding and head included, MTP excluded)."""
     name = "active parameters per token"
     answers = {k: call_or_none(fn, cfg) for k, cfg in ACTIVE_CASES.items()}
@@ -37,7 +37,7 @@ def check_active_params(fn) -> bool:
     return report(not wrong, name, hint)
 
 
-def check_rope_permutation(fn) -> bool:
+def check_rope_permutation(fn) -> Checked:
     """``fn(rope_dim)`` → a LongTensor p with ``ours = theirs[p]``: the row order that turns DeepSeek's
     interleaved RoPE pairs (x0, x1), (x2, x3), ... into our rotate-half layout."""
     name = "RoPE de-interleave permutation"
@@ -53,7 +53,7 @@ def check_rope_permutation(fn) -> bool:
     return report(ok, name, hint)
 
 
-def check_tokens_per_forward(fn) -> bool:
+def check_tokens_per_forward(fn) -> Checked:
     """``fn(acceptance)`` → expected tokens per main-model forward pass when one MTP draft is checked per
     pass and accepted with probability ``acceptance`` (long generations, prefill ignored)."""
     name = "tokens per forward pass from the acceptance rate"

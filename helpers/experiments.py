@@ -1,0 +1,244 @@
+"""The committed seed sweeps behind lessons 02 and 03: what sharing or compressing K/V costs in quality.
+
+A verdict needs several seeds (``helpers.compare``), and several seeds of every configuration do not fit
+in a lesson's three minutes on a CPU. So the full sweep is run once by a committed script,
+``python scripts/sweep.py attention`` (about 12 minutes on 2 idle cores), and its results are committed in
+``results/sweeps/attention.json`` together with the recipe that made them. A lesson loads the sweep, runs
+one seed of one or two arms live, and shows that its live run reproduces the committed number: training
+is bit-deterministic for a fixed seed, recipe and thread count, which is why every run here trains with
+``THREADS`` threads. ``tests/test_experiments.py`` re-runs one arm of each sweep the same way.
+
+The arms share one recipe and differ only in the attention (shape letters from ``docs/GLOSSARY.md``):
+
+- ``MHA``, ``GQA-2``, ``MQA``: the ``tiny`` preset (H = 6 heads of Dh = 16) with G = 6, 2, 1 K/V heads;
+  the cache holds 2·G·Dh numbers per token and layer.
+- ``MLA Dc=…``: the same model with MLA (Dn = Dv = Dh, Dr = Dh/2, no query compression); it caches
+  Dc + Dr numbers per token and layer. Dc = 24 and 56 give exactly MQA's and GQA-2's cache bytes (32 and
+  64 numbers), so each has a same-size rival; Dc = 4 goes far below everything, towards the knee.
+- ``uptrain``: seed s's trained MHA converted to G = 2 by mean pooling and by keeping the first head of
+  each group (Ainslie et al. §2.1), measured right after conversion and after a fine-tune of 5% of the
+  pre-training steps (the paper's budget), beside the control that gives MHA the same extra steps.
+
+Each run records the validation loss on fixed batches (``EVAL``) and ``copy_gain``: the loss on the
+first copy of a random 48-letter string minus the loss on its exact repeat right after it (see
+``copy_probe``). A model that can look a token up in its cache and copy what followed it (an "induction
+head") predicts the repeat almost perfectly, and that skill is what K/V capacity is for; a gain near zero
+says the model does not copy yet, so a smaller cache has little to take away.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .compare import PairedRuns
+from .config import ModelConfig, preset
+from .data import Corpus
+from .gqa import to_gqa
+from .mla import set_mla_mode
+from .model import Transformer
+from .style import PALETTE, latent_colors
+from .timing import torch_threads
+from .training import History, evaluate, train
+from .validate import check_choice, check_int
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP_DIR = ROOT / "results" / "sweeps"
+THREADS = 1  # every sweep run, live re-run and test trains with this many threads: bit-identical results
+SEEDS = (0, 1, 2, 3, 4)
+RECIPE = dict(steps=300, batch_size=8, seq_len=128, lr=3e-3, eval_every=50, eval_iters=16)
+EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=1234)  # the same fixed batches for every run
+UPTRAIN = dict(n_kv_heads=2, fraction=0.05, lr_factor=1 / 3, warmup=2, eval_every=5, seed_offset=1000)
+MLA_TRAIN_MODE = "naive"  # MLA trains through the mode that re-expands K/V from the latent (lesson 03 §4)
+COPY_PROBE = dict(n=16, length=48, seed=0)
+
+
+def attention_arms(base: ModelConfig | None = None) -> dict[str, ModelConfig]:
+    """The sweep's configurations by name, all from one base (the ``tiny`` preset by default)."""
+    base = preset("tiny") if base is None else base
+    Dh = base.hd
+    mla = dict(attn_type="mla", qk_nope_head_dim=Dh, v_head_dim=Dh, qk_rope_head_dim=Dh // 2, q_lora_rank=0)
+    arms = {"MHA": base}
+    for g in (2, 1):
+        arms["MQA" if g == 1 else f"GQA-{g}"] = base.replace(n_kv_heads=g)
+    for dc in (4, 24, 56):
+        arms[f"MLA Dc={dc}"] = base.replace(kv_lora_rank=dc, **mla)
+    return arms
+
+
+def cache_numbers_per_token(cfg: ModelConfig) -> int:
+    """Numbers one token adds to one layer's cache: 2·G·Dh for MHA/GQA/MQA, Dc + Dr for MLA."""
+    if cfg.attn_type == "mla":
+        return cfg.kv_lora_rank + cfg.qk_rope_head_dim
+    return 2 * cfg.kv_heads * cfg.hd
+
+
+def arm_color(name: str) -> str:
+    """An arm's colour: its family's from the course palette; MLA arms in shades, darker as Dc grows."""
+    family = "GQA" if name.startswith("GQA") else name.split()[0]
+    if family == "MLA":
+        widths = [c.kv_lora_rank for c in attention_arms().values() if c.attn_type == "mla"]
+        return latent_colors(widths)[int(name.split("=")[1])]
+    return PALETTE[family]
+
+
+def train_arm(cfg: ModelConfig, seed: int, corpus: Corpus, *, callback=None,
+              recipe: dict | None = None) -> tuple[Transformer, History]:
+    """One run of the recipe: seed ``seed`` sets the initial weights and the batch order, on ``THREADS``
+    threads, on the CPU (the committed numbers are CPU numbers)."""
+    seed = check_int("seed", seed, min_value=0)
+    with torch_threads(THREADS):
+        torch.manual_seed(seed)
+        model = Transformer(cfg)
+        if cfg.attn_type == "mla":
+            set_mla_mode(model, MLA_TRAIN_MODE)
+        hist = train(model, corpus, progress=False, callback=callback, device="cpu",
+                     **{**(recipe or RECIPE), "seed": seed})
+    return model.eval(), hist
+
+
+@torch.no_grad()
+def copy_probe(model: Transformer, *, n: int = COPY_PROBE["n"], length: int = COPY_PROBE["length"],
+               seed: int = COPY_PROBE["seed"]) -> tuple[float, float]:
+    """Mean loss on a random lowercase string of ``length`` letters and on its exact repeat after a
+    space (``n`` strings; the first two letters of each copy are left out). Nothing but the first copy
+    predicts the repeat, so the gap between the two numbers measures copying through the cache."""
+    g = torch.Generator().manual_seed(seed)
+    letters = torch.randint(ord("a"), ord("z") + 1, (n, length), generator=g)  # (n, L)
+    x = torch.cat([letters, torch.full((n, 1), ord(" ")), letters], dim=1)  # (n, 2L+1)
+    with torch_threads(THREADS):
+        logits = model(x[:, :-1].to(model.device)).float()  # (n, 2L, V)
+    loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten().to(model.device),
+                           reduction="none").view(n, -1)  # (n, 2L): position t predicts x[t+1]
+    first, repeat = loss[:, 1:length - 1], loss[:, length + 2:]  # skip each copy's first two letters
+    return first.mean().item(), repeat.mean().item()
+
+
+def measure(model: Transformer, corpus: Corpus) -> dict[str, float]:
+    """The numbers recorded for every run: validation loss on ``EVAL``'s batches, and copy_gain."""
+    with torch_threads(THREADS):
+        val = evaluate(model, corpus, **EVAL)
+    first, repeat = copy_probe(model)
+    return {"val_loss": val, "copy_gain": first - repeat}
+
+
+def uptrain(mha: Transformer, seed: int, corpus: Corpus) -> dict[str, dict]:
+    """Ainslie et al.'s recipe on one seed's trained MHA: convert to G = ``UPTRAIN['n_kv_heads']`` by mean
+    pooling and by first-head selection, fine-tune each for ``fraction`` of the pre-training steps, and
+    fine-tune an unconverted copy of MHA the same way (the control). Per arm: the validation loss right
+    after conversion (``at_0``), the fine-tune's validation curve and its final value."""
+    steps = max(1, round(RECIPE["steps"] * UPTRAIN["fraction"]))
+    tune = {**RECIPE, "steps": steps, "lr": RECIPE["lr"] * UPTRAIN["lr_factor"], "warmup": UPTRAIN["warmup"],
+            "eval_every": UPTRAIN["eval_every"], "seed": seed + UPTRAIN["seed_offset"]}
+    out = {}
+    for arm, make in (("MHA + same steps", lambda: to_gqa(mha, mha.config.kv_heads)),
+                      ("mean-pool", lambda: to_gqa(mha, UPTRAIN["n_kv_heads"], method="mean")),
+                      ("first-head", lambda: to_gqa(mha, UPTRAIN["n_kv_heads"], method="first"))):
+        with torch_threads(THREADS):
+            model = make()
+            at_0 = evaluate(model, corpus, **EVAL)
+            hist = train(model, corpus, progress=False, device="cpu", **tune)
+            final = evaluate(model, corpus, **EVAL)
+        out[arm] = {"at_0": at_0, "final": final, "curve_step": [0] + [s + 1 for s in hist.val_step],
+                    "curve": [at_0] + hist.val_loss}
+    return out
+
+
+def run_attention_seed(seed: int, corpus: Corpus, arms: list[str] | None = None, log=None) -> dict:
+    """Every arm of the attention sweep on one seed (and the uptraining from its MHA): the records
+    ``scripts/sweep.py`` writes."""
+    configs = attention_arms()
+    names = list(configs) if arms is None else [check_choice("arm", a, list(configs)) for a in arms]
+    runs, curves, up = [], {}, None
+    for name in names:
+        model, hist = train_arm(configs[name], seed, corpus)
+        m = measure(model, corpus)
+        runs += [{"arm": name, "seed": seed, "metric": k, "value": v} for k, v in m.items()]
+        curves[name] = {"step": [s + 1 for s in hist.val_step], "val_loss": hist.val_loss}
+        if log:
+            log(f"seed {seed} {name:<11} val {m['val_loss']:.4f} copy_gain {m['copy_gain']:+.3f} "
+                f"({hist.seconds:.0f} s)")
+        if name == "MHA":
+            up = uptrain(model, seed, corpus)
+    return {"seed": seed, "runs": runs, "curves": curves, "uptrain": up}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A committed sweep: its recipe, per-run records and curves, read from ``results/sweeps``."""
+
+    name: str
+    meta: dict
+    records: list[dict]
+    curves: dict  # {seed: {arm: {"step": [...], "val_loss": [...]}}}
+    uptrain_records: dict  # {seed: {arm: {...}}}
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r["seed"] for r in self.records})
+
+    @property
+    def arms(self) -> list[str]:
+        return list(dict.fromkeys(r["arm"] for r in self.records))
+
+    def runs(self, metric: str = "val_loss", arms: list[str] | None = None) -> PairedRuns:
+        """One metric as paired runs (arm × seed) for ``helpers.compare``."""
+        rows = [r for r in self.records if r["metric"] == metric and (arms is None or r["arm"] in arms)]
+        if not rows:
+            raise KeyError(f"sweep {self.name!r} has no metric {metric!r} for arms {arms}")
+        runs = PairedRuns.from_rows(rows)
+        order = arms or self.arms
+        return PairedRuns({a: runs.values[a] for a in order if a in runs.values})
+
+    def value(self, arm: str, seed: int, metric: str = "val_loss") -> float:
+        for r in self.records:
+            if (r["arm"], r["seed"], r["metric"]) == (arm, seed, metric):
+                return r["value"]
+        raise KeyError(f"sweep {self.name!r} has no {metric} for arm {arm!r}, seed {seed}")
+
+    def uptrain_runs(self, key: str = "final") -> PairedRuns:
+        """Uptraining arms as paired runs: ``key`` 'at_0' (right after conversion) or 'final'."""
+        key = check_choice("key", key, ["at_0", "final"])
+        return PairedRuns({arm: {s: self.uptrain_records[s][arm][key] for s in self.uptrain_records}
+                           for arm in next(iter(self.uptrain_records.values()))})
+
+
+def sweep_path(name: str) -> Path:
+    return SWEEP_DIR / f"{name}.json"
+
+
+def load_sweep(name: str = "attention", path: Path | None = None) -> Sweep:
+    """Read a committed sweep; the error says how to make it when the file is missing."""
+    path = Path(path) if path is not None else sweep_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep results at {path}; make them with "
+                                f"`python scripts/sweep.py {name}`")
+    blob = json.loads(path.read_text(encoding="utf-8"))
+    for rec in blob["records"]:
+        if not math.isfinite(rec["value"]):
+            raise ValueError(f"{path}: a non-finite value in {rec}")
+    return Sweep(name, blob["meta"], blob["records"],
+                 {int(s): c for s, c in blob["curves"].items()},
+                 {int(s): u for s, u in blob.get("uptrain", {}).items()})
+
+
+def write_sweep(name: str, per_seed: list[dict], path: Path | None = None) -> Path:
+    """Merge per-seed results (``run_attention_seed``) into one committed JSON file with its recipe."""
+    path = Path(path) if path is not None else sweep_path(name)
+    per_seed = sorted(per_seed, key=lambda r: r["seed"])
+    meta = {"recipe": RECIPE, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
+            "mla_train_mode": MLA_TRAIN_MODE, "torch": torch.__version__, "device": "cpu",
+            "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
+                     for a, c in attention_arms().items()},
+            "made_by": f"python scripts/sweep.py {name}"}
+    blob = {"meta": meta, "records": [r for s in per_seed for r in s["runs"]],
+            "curves": {str(s["seed"]): s["curves"] for s in per_seed},
+            "uptrain": {str(s["seed"]): s["uptrain"] for s in per_seed if s.get("uptrain")}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(blob, indent=1) + "\n", encoding="utf-8")
+    return path
