@@ -6,7 +6,7 @@ weight names follow the official ``inference/model.py`` class ``MLA`` (deepseek-
     query  c_q  = RMSNorm(W_DQ x)                     (B, T, Dq)   wq_a, q_norm   (no compression:
            q    = W_UQ c_q  → per head [q_nope; q_pe]  (B, H, T, Dn + Dr)  wq_b    one wq: D → H·(Dn+Dr))
     key/value
-           [c_kv; k_pe] = W_DKV x                      (B, T, Dc + Dr)    wkv_a
+           [c_kv; k_pe] = [W_DKV; W_KR] x              (B, T, Dc + Dr)    wkv_a = W_DKV and W_KR fused
            c_kv = RMSNorm(c_kv)                        the latent, cached  kv_norm
            k_pe = RoPE(k_pe)                           ONE RoPE key shared by all heads, cached
            [k_nope; v] = W_UKV c_kv  (per head)        (B, H, S, Dn + Dv) wkv_b = [W_UK; W_UV]
@@ -20,24 +20,34 @@ query. With RoPE moved to the small shared ``k_pe``, inference can *absorb* the 
     q_nope·(W_UK c_j) = (W_UKᵀ q_nope)·c_j      → attend with a Dc-wide query over the latents
     Σ_j p_j (W_UV c_j) = W_UV (Σ_j p_j c_j)     → apply W_UV once, after the weighted sum
 
-Three paths, selected by ``MLA.mode`` (or ``forward(..., mode=...)``), all computing the same function:
+The paper's two key/value down-projections, W_DKV (W^DKV: D → Dc, to the latent) and W_KR (W^KR:
+D → Dr, to the shared RoPE key), are fused into one projection ``wkv_a``, as in the official code.
 
-* ``"absorbed"`` (default; DeepSeek's ``attn_impl="absorb"``): caches ``(c_kv, k_pe)`` and attends
-  over the latents directly. Seen from the cache this is multi-*query* attention with one key of width
-  Dc + Dr and one value of width Dc shared by all H heads.
-* ``"naive"`` (what Hugging Face ``DeepseekV3Attention`` does): caches the same ``(c_kv, k_pe)`` but
-  rebuilds the per-head K and V of every cached position from the latent at every step.
-* ``"kv"`` (DeepSeek's ``attn_impl="naive"``): caches the expanded per-head K ``(B, H, S, Dn+Dr)`` and
-  V ``(B, H, S, Dv)``: nothing to recompute, but ``H·(Dn+Dr) + H·Dv`` elements per token per layer
-  (40,960 for DeepSeek-V3) instead of ``Dc + Dr`` (576).
+Three paths, selected by ``MLA.mode`` (or ``forward(..., mode=...)``), all computing the same function.
+The course's names against DeepSeek's ``attn_impl`` (official ``model.py``), whose ``"naive"`` is our
+``"kv"``; the course has no mode called ``"naive"``, so that no name means two things:
+
+    course mode   DeepSeek attn_impl   caches                          per decode step
+    "kv"          "naive"              expanded per-head K and V       attend over per-head K/V
+    "latent"      (no DeepSeek name)   latent c_kv and k_pe            re-expand K/V of all S, attend
+    "absorbed"    "absorb"             latent c_kv and k_pe            attend over the latents
+
+* ``"absorbed"`` (default): caches ``(c_kv, k_pe)`` and attends over the latents directly, W_UK folded
+  into the query and W_UV into the output. Seen from the cache this is multi-*query* attention with
+  one key of width Dc + Dr and one value of width Dc shared by all H heads.
+* ``"latent"``: caches the same ``(c_kv, k_pe)`` but rebuilds the per-head K and V of every cached
+  position from the latent at every step (what Hugging Face ``DeepseekV3Attention`` does since
+  transformers 5.15; earlier releases cached the expanded K and V, like ``"kv"``).
+* ``"kv"``: caches the expanded per-head K ``(B, H, S, Dn+Dr)`` and V ``(B, H, S, Dv)``: nothing to
+  recompute, but ``H·(Dn+Dr) + H·Dv`` elements per token per layer (40,960 for DeepSeek-V3) instead of
+  ``Dc + Dr`` (576).
 
 ``cfg.attn_impl`` picks the readable path (``"explicit"``: scores written out term by term) or the
 fused one (``"sdpa"``); they are tested equal. The cache bill (DeepSeek-V2 Table 1) is at the bottom.
 
 Shape letters (``docs/GLOSSARY.md``): B batch, T new positions, S key positions (cached + new), D model
-width, H heads, Dq query
-latent (q_lora_rank), Dc KV latent (kv_lora_rank), Dn non-RoPE head part (qk_nope_head_dim), Dr RoPE
-part (qk_rope_head_dim), Dv value head width (v_head_dim), l layers.
+width, H heads, Dq query latent (q_lora_rank), Dc KV latent (kv_lora_rank), Dn non-RoPE head part
+(qk_nope_head_dim), Dr RoPE part (qk_rope_head_dim), Dv value head width (v_head_dim), l layers.
 """
 
 from __future__ import annotations
@@ -54,10 +64,17 @@ from .kv_cache import kv_elements_per_token, mla_elements_per_token
 from .layers import RMSNorm
 from .validate import check_activations, check_rope_tables
 
-MODES = ("absorbed", "naive", "kv")
+MODES = ("absorbed", "latent", "kv")
+# The former course mode "naive" meant the opposite of DeepSeek's attn_impl="naive": refused, with the map.
+RENAMED = ('mode="naive" was renamed "latent", because DeepSeek\'s own "naive" means something else. '
+           'Course "kv" = DeepSeek attn_impl="naive" (expanded K/V cached); course "latent" = latent '
+           'cached, K/V re-expanded each step (no DeepSeek name); course "absorbed" = DeepSeek '
+           'attn_impl="absorb"')
 
 
 def _check_mode(mode: str) -> str:
+    if mode == "naive":
+        raise ValueError(f"{RENAMED}; modes are {MODES}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} must be one of {MODES}")
     return mode
@@ -104,7 +121,7 @@ class MLA(nn.Module):
     """Multi-head latent attention; ``forward(x, cos, sin, cache=None)`` like ``helpers.attention.Attention``.
 
     ``cos``/``sin`` are the RoPE tables for the current positions, ``(T, Dr)``. With a cache, the
-    ``"absorbed"`` and ``"naive"`` modes call ``cache.update(layer_idx, c_kv, k_pe)`` with
+    ``"absorbed"`` and ``"latent"`` modes call ``cache.update(layer_idx, c_kv, k_pe)`` with
     ``(B, T, Dc)`` and ``(B, T, Dr)``; ``"kv"`` stores ``(k, v)``. Don't switch a cache between
     ``"kv"`` and the other two modes mid-sequence (they store different tensors).
     """
@@ -129,7 +146,8 @@ class MLA(nn.Module):
             self.wq_a = nn.Linear(self.dim, self.q_lora_rank, bias=False)  # W_DQ: D → Dq
             self.q_norm = RMSNorm(self.q_lora_rank, cfg.norm_eps)
             self.wq_b = nn.Linear(self.q_lora_rank, H * self.qk_dim, bias=False)  # W_UQ (+ W_QR)
-        self.wkv_a = nn.Linear(self.dim, self.kv_lora_rank + self.rope_dim, bias=False)  # [W_DKV; W_KR]
+        # W_DKV (D → Dc) and W_KR (D → Dr), fused: D → Dc + Dr
+        self.wkv_a = nn.Linear(self.dim, self.kv_lora_rank + self.rope_dim, bias=False)
         self.kv_norm = RMSNorm(self.kv_lora_rank, cfg.norm_eps)
         # [W_UK; W_UV]: Dc → H·(Dn + Dv), rows grouped per head as [k_nope (Dn); v (Dv)]
         self.wkv_b = nn.Linear(self.kv_lora_rank, H * (self.nope_dim + self.v_dim), bias=False)
@@ -163,7 +181,8 @@ class MLA(nn.Module):
         return torch.cat([k_nope, k_pe], dim=-1), v  # (B, H, S, Dn + Dr), (B, H, S, Dv)
 
     # --- the three paths --------------------------------------------------------------------------
-    def attend_naive(self, q_nope, q_pe, k, v) -> torch.Tensor:
+    def attend_expanded(self, q_nope, q_pe, k, v) -> torch.Tensor:
+        """Plain attention over per-head K (B, H, S, Dn + Dr) and V (B, H, S, Dv): modes kv and latent."""
         q = torch.cat([q_nope, q_pe], dim=-1)  # (B, H, T, Dn + Dr)
         return attend(q, k, v, self.impl, self.softmax_scale)  # (B, H, T, Dv)
 
@@ -186,12 +205,12 @@ class MLA(nn.Module):
             k, v = self.expand(c_kv, k_pe)  # only the new positions
             if cache is not None:
                 k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, Dn + Dr), (B, H, S, Dv)
-            out = self.attend_naive(q_nope, q_pe, k, v)
+            out = self.attend_expanded(q_nope, q_pe, k, v)
         else:
             if cache is not None:
                 c_kv, k_pe = cache.update(self.layer_idx, c_kv, k_pe)  # (B, S, Dc), (B, S, Dr)
-            if mode == "naive":
-                out = self.attend_naive(q_nope, q_pe, *self.expand(c_kv, k_pe))  # every step, all S
+            if mode == "latent":
+                out = self.attend_expanded(q_nope, q_pe, *self.expand(c_kv, k_pe))  # every step, all S
             else:
                 out = self.attend_absorbed(q_nope, q_pe, c_kv, k_pe)
         return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.v_dim))  # (B, T, D)
@@ -231,7 +250,7 @@ def cache_table(n_heads: int, head_dim: int, n_groups: int, kv_lora_rank: int,
 
 @dataclass(frozen=True)
 class MLACacheBill:
-    latent: int  # Dc + Dr: what the absorbed/naive MLA caches, elements per token per layer
+    latent: int  # Dc + Dr: what the absorbed/latent MLA caches, elements per token per layer
     expanded_kv: int  # H·(Dn + Dr) + H·Dv: per-head K and V ("kv" mode), elements per token per layer
     n_layers: int
 

@@ -2,7 +2,8 @@
 
     python scripts/sweep.py attention                      # every seed, one process (~25 min on 1 core)
     python scripts/sweep.py attention --seeds 0 1 --part a # a share of the seeds, into a part file
-    python scripts/sweep.py attention --merge              # the part files -> results/sweeps/attention.json
+    python scripts/sweep.py attention --merge              # parts + the committed sweep -> attention.json
+    python scripts/sweep.py attention --seeds 5 6 7 8 9 --arms MHA GQA-2 MQA "MLA Dc=4" --part x  # +seeds
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on ``helpers.experiments.THREADS`` thread(s), so the numbers do not depend on how the work is split.
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(SWEEPS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(ex.SEEDS))
+    p.add_argument("--arms", nargs="+", help="only these arms (default: all); e.g. extra seeds for a few")
     p.add_argument("--part", help="write a part file (merge them with --merge) instead of the sweep")
     p.add_argument("--merge", action="store_true", help="merge the part files into the committed sweep")
     args = p.parse_args(argv)
@@ -42,12 +44,15 @@ def main(argv=None) -> int:
         if not parts:
             print(f"no part files {args.name}.part-*.json in {ex.SWEEP_DIR}", file=sys.stderr)
             return 1
-        per_seed = [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
-        seeds = [s["seed"] for s in per_seed]
-        if len(set(seeds)) != len(seeds):
-            print(f"the part files repeat seeds: {sorted(seeds)}", file=sys.stderr)
+        committed = ex.sweep_path(args.name)
+        per_seed = ex.per_seed_results(committed) if committed.is_file() else []  # keep what is there
+        per_seed += [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
+        seeds = sorted({s["seed"] for s in per_seed})
+        try:
+            path = ex.write_sweep(args.name, per_seed)
+        except ValueError as err:  # the same (arm, seed) twice
+            print(f"not merged: {err}", file=sys.stderr)
             return 1
-        path = ex.write_sweep(args.name, per_seed)
         for f in parts:
             f.unlink()
         print(f"wrote {path} (seeds {sorted(seeds)})")
@@ -55,7 +60,7 @@ def main(argv=None) -> int:
     corpus = load_corpus()
     start, per_seed = time.perf_counter(), []
     for seed in args.seeds:
-        per_seed.append(SWEEPS[args.name](seed, corpus, log=lambda s: print(s, flush=True)))
+        per_seed.append(SWEEPS[args.name](seed, corpus, arms=args.arms, log=lambda s: print(s, flush=True)))
         if args.part:  # rewritten after every seed, so an interrupted run keeps its finished seeds
             part_path(args.name, args.part).parent.mkdir(parents=True, exist_ok=True)
             part_path(args.name, args.part).write_text(json.dumps(per_seed) + "\n", encoding="utf-8")

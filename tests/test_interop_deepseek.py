@@ -68,7 +68,7 @@ def test_layer_equals_hf_deepseek_v3_attention(q_lora_rank, rope_interleave):
     x = torch.randn(2, 9, cfg.hidden_size)
     expected = hf_forward(hf, rotary, x)
     with torch.no_grad():
-        for mode in ["absorbed", "naive", "kv"]:
+        for mode in ["absorbed", "latent", "kv"]:
             torch.testing.assert_close(ours(x, cos[:9], sin[:9], mode=mode), expected, atol=1e-5, rtol=1e-5)
         # cached decoding against HF's own cache: prefill 5, then 4 single steps
         hf_cache, our_cache = DynamicCache(config=cfg), KVCache(cfg.num_hidden_layers)
@@ -117,7 +117,7 @@ MOE_CASES = {
 }
 
 
-def hf_moe(**changes):
+def hf_moe(bias_mean: float = 0.0, **changes):
     from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
 
     hcfg = tiny_deepseek_hf_config(**changes)
@@ -126,13 +126,18 @@ def hf_moe(**changes):
     with torch.no_grad():
         for p in hf.parameters():
             p.normal_(std=0.2)
-        hf.gate.e_score_correction_bias.normal_(std=0.1)  # nonzero, so the bias must be copied
+        hf.gate.e_score_correction_bias.normal_(bias_mean, 0.1)  # nonzero, so the bias must be copied
     return hf
 
 
+@pytest.mark.parametrize("bias_mean", [0.0, -1.0], ids=["bias~0", "bias~-1"])
 @pytest.mark.parametrize("case", list(MOE_CASES))
-def test_moe_equals_hugging_face(case):
-    hf = hf_moe(**MOE_CASES[case])
+def test_moe_equals_hugging_face(case, bias_mean):
+    """Same output, experts and gates. With the bias around -1 almost every selection score is negative,
+    so the group limit must mask dropped groups with -inf on both sides (a 0.0 fill would pick them)."""
+    from helpers.moe import group_limit_mask
+
+    hf = hf_moe(bias_mean, **MOE_CASES[case])
     ours = from_hf(hf)
     assert ours.cfg == deepseek_config(hf.config)
     assert ours.cfg.n_expert_groups == hf.config.n_group and ours.cfg.score_func == "sigmoid"
@@ -148,6 +153,12 @@ def test_moe_equals_hugging_face(case):
         ours_sorted, ours_order = r.indices.sort(-1)
         assert torch.equal(ours_sorted, hf_sorted)
         torch.testing.assert_close(r.weights.gather(1, ours_order), hf_w.gather(1, hf_order))
+    cfg = ours.cfg
+    if bias_mean < 0 and cfg.n_limited_groups < cfg.n_expert_groups:  # teeth: a 0.0 fill would differ
+        biased = r.scores + ours.gate.bias
+        dropped = ~group_limit_mask(biased, cfg.n_expert_groups, cfg.n_limited_groups)
+        zero_filled = biased.masked_fill(dropped, 0.0).topk(cfg.n_activated_experts).indices.sort(-1).values
+        assert (zero_filled != ours_sorted).any(-1).float().mean() > 0.5
     # reusable with an explicit config (the full-model converter passes its own)
     again = moe_from_hf(hf, ours.cfg)
     with torch.no_grad():

@@ -251,3 +251,27 @@ def test_prediction_error_and_capture():
     qkv = capture_qkv(model, tokens)
     assert len(qkv) == 2 and qkv[0][0].shape == (2, 4, 20, 8) and qkv[0][1].shape == (2, 4, 20, 8)
     assert attention_error(*qkv[0], key_axis=None, value_axis=None) == 0.0
+
+
+def test_per_token_scales_survive_one_large_token_where_a_per_tensor_scale_does_not():
+    """One token 100 times larger than the rest (an attention-sink-like row). One scale for the whole
+    tensor is set by that token, so the other tokens get a step 100 times too coarse; one scale per
+    token (quantize's axis="token") keeps each row's step fitted to the row."""
+    v = torch.randn(2, 2, 16, 8)  # (B, G, S, Dh)
+    v[:, :, 5] *= 100.0
+    others = torch.ones(16, dtype=torch.bool)
+    others[5] = False
+    per_token = quantize(v, "token").dequantize()
+    s = v.abs().amax() / 127  # per-tensor by hand: one scale, the same absmax rule
+    per_tensor = torch.round(v / s).clamp(-127, 127) * s
+    err_token = (per_token - v).abs()
+    err_tensor = (per_tensor - v).abs()
+    assert err_tensor.max() <= s / 2 + 1e-6  # the hand-made per-tensor round trip is right...
+    # ...and on the ordinary tokens its error is an order of magnitude larger than per token
+    ordinary_token = err_token[..., others, :].norm() / v[..., others, :].norm()
+    ordinary_tensor = err_tensor[..., others, :].norm() / v[..., others, :].norm()
+    assert ordinary_tensor > 10 * ordinary_token
+    # per token, each ordinary row's error stays within half of its own step max|row| / 127
+    own_half_step = v[..., others, :].abs().amax(-1, keepdim=True) / 254
+    assert (err_token[..., others, :] <= own_half_step * (1 + 1e-5)).all()
+    assert err_tensor.norm() > 2 * err_token.norm()  # and over the whole tensor too

@@ -1,4 +1,4 @@
-"""MLA: absorbed == naive == expanded-KV, cache contents and bytes, RoPE only on Dr (the Hugging Face
+"""MLA: absorbed == latent == expanded-KV, cache contents and bytes, RoPE only on Dr (the Hugging Face
 parity checks are in test_interop_deepseek.py, the exercises in test_exercises.py)."""
 
 import pytest
@@ -35,17 +35,17 @@ def layer_and_inputs(cfg, B=2, T=11):
 
 @pytest.mark.parametrize("impl", ["sdpa", "explicit"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_absorbed_equals_naive_equals_kv(name, impl):
+def test_absorbed_equals_latent_equals_kv(name, impl):
     cfg = CONFIGS[name].replace(attn_impl=impl)
     layer, x, cos, sin = layer_and_inputs(cfg)
     T = x.shape[1]
-    naive = layer(x, cos[:T], sin[:T], mode="naive")
+    latent = layer(x, cos[:T], sin[:T], mode="latent")
     for mode in ["absorbed", "kv"]:
-        torch.testing.assert_close(layer(x, cos[:T], sin[:T], mode=mode), naive, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(layer(x, cos[:T], sin[:T], mode=mode), latent, atol=1e-5, rtol=1e-5)
     # and the check can fail: a different W_UK in the absorbed path changes the output
     with torch.no_grad():
         layer.wkv_b.weight[: cfg.qk_nope_head_dim] += 0.5
-    assert not torch.allclose(layer(x, cos[:T], sin[:T], mode="absorbed"), naive, atol=1e-3)
+    assert not torch.allclose(layer(x, cos[:T], sin[:T], mode="absorbed"), latent, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -53,20 +53,20 @@ def test_explicit_equals_sdpa(name):
     cfg = CONFIGS[name]
     layer, x, cos, sin = layer_and_inputs(cfg)
     T = x.shape[1]
-    for mode in ["absorbed", "naive"]:
+    for mode in ["absorbed", "latent"]:
         fused = layer(x, cos[:T], sin[:T], mode=mode)
         layer.impl = "explicit"
         torch.testing.assert_close(layer(x, cos[:T], sin[:T], mode=mode), fused, atol=1e-5, rtol=1e-5)
         layer.impl = "sdpa"
 
 
-@pytest.mark.parametrize("mode", ["absorbed", "naive", "kv"])
+@pytest.mark.parametrize("mode", ["absorbed", "latent", "kv"])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_cached_decoding_equals_full_sequence(name, mode):
     """Prefill 4 positions, then decode 7 single steps: every step equals the uncached output."""
     cfg = CONFIGS[name]
     layer, x, cos, sin = layer_and_inputs(cfg)
-    full = layer(x, cos[: x.shape[1]], sin[: x.shape[1]], mode="naive")
+    full = layer(x, cos[: x.shape[1]], sin[: x.shape[1]], mode="latent")
     cache, P = KVCache(1), 4
     steps = [layer(x[:, :P], cos[:P], sin[:P], cache=cache, mode=mode)]
     for t in range(P, x.shape[1]):
@@ -75,7 +75,7 @@ def test_cached_decoding_equals_full_sequence(name, mode):
     assert cache.length == x.shape[1]
 
 
-@pytest.mark.parametrize("mode", ["absorbed", "naive"])
+@pytest.mark.parametrize("mode", ["absorbed", "latent"])
 @pytest.mark.parametrize("q_lora_rank", [0, 24])
 def test_generate_cached_equals_uncached(mode, q_lora_rank):
     model = randomise(Transformer(preset("test", attn_type="mla", q_lora_rank=q_lora_rank)), std=0.1)
@@ -88,23 +88,23 @@ def test_generate_cached_equals_uncached(mode, q_lora_rank):
 
 
 def test_gradients_agree_between_paths():
-    """Training through the absorbed path gives the naive path's gradients (same function)."""
+    """Training through the absorbed path gives the latent path's gradients (same function)."""
     cfg = CONFIGS["q-lora"]
     layer, x, cos, sin = layer_and_inputs(cfg)
     T = x.shape[1]
     grads = {}
-    for mode in ["naive", "absorbed"]:
+    for mode in ["latent", "absorbed"]:
         layer.zero_grad()
         layer(x, cos[:T], sin[:T], mode=mode).square().sum().backward()
         grads[mode] = {n: p.grad.clone() for n, p in layer.named_parameters()}
-    for n, g in grads["naive"].items():
+    for n, g in grads["latent"].items():
         torch.testing.assert_close(grads["absorbed"][n], g, atol=1e-4, rtol=1e-4, msg=n)
 
 
 def test_cache_stores_only_the_latent_and_the_rope_key():
     cfg = CONFIGS["q-lora"]
     layer, x, cos, sin = layer_and_inputs(cfg, B=3, T=6)
-    for mode in ["absorbed", "naive"]:
+    for mode in ["absorbed", "latent"]:
         cache = KVCache(1)
         layer(x, cos[:6], sin[:6], cache=cache, mode=mode)
         c_kv, k_pe = cache.layers[0]
@@ -117,7 +117,7 @@ def test_cache_stores_only_the_latent_and_the_rope_key():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("mode", ["absorbed", "naive", "kv"])
+@pytest.mark.parametrize("mode", ["absorbed", "latent", "kv"])
 def test_measured_cache_bytes_equal_formula(mode, dtype):
     cfg = preset("test", attn_type="mla", q_lora_rank=16, n_layers=3)
     model = Transformer(cfg).to(dtype)
@@ -148,7 +148,7 @@ def test_rope_touches_only_the_rope_part():
     q1, p1 = layer.queries(x, cos[shift:shift + 8], sin[shift:shift + 8])
     assert torch.equal(q0, q1) and not torch.allclose(p0, p1)
     # scores depend on relative positions only: shifting every position leaves the output unchanged
-    for mode in ["absorbed", "naive"]:
+    for mode in ["absorbed", "latent"]:
         torch.testing.assert_close(layer(x, cos[shift:shift + 8], sin[shift:shift + 8], mode=mode),
                                    layer(x, cos[:8], sin[:8], mode=mode), atol=1e-5, rtol=1e-4)
 
@@ -189,3 +189,55 @@ def test_invalid_ranks_and_inputs_raise():
         mla_cache_bill(1, 4, 0, 16, 8, 16)
     with pytest.raises(ValueError, match="n_groups=0"):
         cache_table(4, 16, 0, 32, 8)
+
+
+def test_the_former_mode_name_naive_is_refused_with_the_map():
+    """The course's old "naive" meant the opposite of DeepSeek's attn_impl="naive": every entry point
+    refuses it and says where it went."""
+    cfg = CONFIGS["no-q-lora"]
+    layer, x, cos, sin = layer_and_inputs(cfg, T=5)
+    model = Transformer(cfg)
+    calls = [lambda: MLA(cfg, mode="naive"), lambda: layer(x, cos[:5], sin[:5], mode="naive"),
+             lambda: set_mla_mode(model, "naive"), lambda: cache_bill(cfg).bytes_per_token(2, mode="naive")]
+    for call in calls:
+        with pytest.raises(ValueError, match='renamed "latent"') as err:
+            call()
+        msg = str(err.value)
+        for pair in ['"kv" = DeepSeek attn_impl="naive"', '"latent" = latent cached',
+                     '"absorbed" = DeepSeek attn_impl="absorb"']:
+            assert pair in msg
+
+
+def explicit_mla(layer: MLA, x, cos, sin, scale: float) -> torch.Tensor:
+    """MLA written out from the weights (no q_lora), causal softmax attention at the given ``scale``."""
+    B, T, _ = x.shape
+    H, Dn, Dr, Dv, Dc = layer.n_heads, layer.nope_dim, layer.rope_dim, layer.v_dim, layer.kv_lora_rank
+    q = (x @ layer.wq.weight.T).view(B, T, H, Dn + Dr).transpose(1, 2)  # (B, H, T, Dn + Dr)
+    q_nope, q_pe = q[..., :Dn], apply_rope(q[..., Dn:], cos, sin)
+    kv_a = x @ layer.wkv_a.weight.T  # (B, T, Dc + Dr)
+    c_kv, k_pe = layer.kv_norm(kv_a[..., :Dc]), apply_rope(kv_a[..., Dc:], cos, sin)  # (B, T, Dc), (B, T, Dr)
+    kv = (c_kv @ layer.wkv_b.weight.T).view(B, T, H, Dn + Dv).transpose(1, 2)  # (B, H, T, Dn + Dv)
+    k_nope, v = kv[..., :Dn], kv[..., Dn:]
+    scores = (q_nope @ k_nope.transpose(-1, -2) + q_pe @ k_pe.unsqueeze(1).transpose(-1, -2)) * scale
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    out = scores.masked_fill(future, float("-inf")).softmax(-1) @ v  # (B, H, T, Dv)
+    return out.transpose(1, 2).reshape(B, T, H * Dv) @ layer.wo.weight.T  # (B, T, D)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "explicit"])
+def test_softmax_scale_is_one_over_sqrt_of_nope_plus_rope(impl):
+    """DeepSeek-V2 Eq. 18: the scores are divided by sqrt(Dn + Dr), the width of a whole query head,
+    not by sqrt(Dn), sqrt(Dv) or the latent's width. Sizes chosen so every candidate differs."""
+    cfg = preset("test", attn_type="mla", attn_impl=impl, kv_lora_rank=32, qk_nope_head_dim=16,
+                 qk_rope_head_dim=8, v_head_dim=12)
+    layer, x, cos, sin = layer_and_inputs(cfg, T=9)
+    Dn, Dr = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
+    assert layer.softmax_scale == pytest.approx((Dn + Dr) ** -0.5)
+    with torch.no_grad():
+        want = explicit_mla(layer, x, cos[:9], sin[:9], scale=(Dn + Dr) ** -0.5)
+        for mode in ["absorbed", "latent", "kv"]:
+            torch.testing.assert_close(layer(x, cos[:9], sin[:9], mode=mode), want, atol=1e-5, rtol=1e-5)
+        # the check has teeth: any other candidate scale gives a visibly different output
+        for wrong in [Dn, cfg.v_head_dim, cfg.kv_lora_rank + Dr]:
+            assert not torch.allclose(explicit_mla(layer, x, cos[:9], sin[:9], scale=wrong ** -0.5), want,
+                                      atol=1e-3)

@@ -249,6 +249,27 @@ def test_group_limited_routing_stays_inside_top_groups():
     assert not torch.equal(free(x).indices.sort(-1).values, r.indices.sort(-1).values)
 
 
+def test_group_limit_holds_when_every_biased_score_is_negative():
+    """Sigmoid scores plus a bias around -1.2: every selection score is negative. Dropped groups must
+    be masked with -inf; a 0.0 fill (the bug Hugging Face fixed in transformers 5.6) would make every
+    dropped expert beat every kept one, so top-K would pick only experts of groups that were dropped."""
+    cfg = moe_cfg(score_func="sigmoid", n_routed_experts=16, n_expert_groups=4, n_limited_groups=2,
+                  n_activated_experts=3)
+    gate = Gate(cfg)
+    randomise_gate(gate)
+    with torch.no_grad():
+        gate.bias.normal_(-1.2, 0.05)
+    x = torch.randn(50, cfg.dim)
+    r = gate(x)
+    biased = r.scores + gate.bias  # (N, E)
+    assert biased.max() < 0  # the case the test is about
+    group_scores = biased.view(50, 4, 4).topk(2, dim=-1).values.sum(-1)  # (N, G)
+    top_groups = group_scores.topk(2, dim=-1).indices  # (N, 2)
+    in_top_group = (r.indices // 4).unsqueeze(-1) == top_groups.unsqueeze(1)  # (N, K, 2)
+    assert in_top_group.any(-1).all()  # every chosen expert lies in one of the token's kept groups
+    assert torch.isfinite(r.weights).all() and (r.weights > 0).all()
+
+
 @pytest.mark.parametrize("shared", [0, 2])
 def test_dispatch_equals_reference_loop(shared):
     cfg = moe_cfg(n_shared_experts=shared, n_activated_experts=3)

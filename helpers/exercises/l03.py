@@ -80,7 +80,7 @@ def check_output_fold(fn) -> Checked:
     B, T = x.shape[:2]
     with torch.no_grad():
         o_lat = weights @ c_kv.unsqueeze(1)  # (B, H, T, Dc)
-        expected = layer(x, cos, sin, mode="naive")
+        expected = layer(x, cos, sin, mode="latent")
         ok = (torch.is_tensor(W) and W.shape == (layer.dim, layer.n_heads * layer.kv_lora_rank)
               and close(o_lat.transpose(1, 2).reshape(B, T, -1) @ W.T, expected, atol=1e-4))
     return report(ok, name, "wo.weight is (D, H·Dv): view it as (D, H, Dv) and contract its Dv with "

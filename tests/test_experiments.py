@@ -1,0 +1,117 @@
+"""The committed attention sweep: its design (equal-byte rivals), its file format, and (slow) that one
+arm of it and its uptraining re-run here reproduce the committed numbers."""
+
+import json
+
+import pytest
+import torch
+
+from helpers import experiments as ex
+from helpers import load_corpus, preset
+from helpers.compare import PairedRuns
+from helpers.model import Transformer
+
+
+def test_mla_arms_cache_exactly_as_much_as_their_rivals():
+    arms = ex.attention_arms()
+    n = {a: ex.cache_numbers_per_token(c) for a, c in arms.items()}
+    assert n["MHA"] == 2 * 6 * 16 and n["GQA-2"] == 64 and n["MQA"] == 32
+    assert n["MLA Dc=24"] == n["MQA"] and n["MLA Dc=56"] == n["GQA-2"] and n["MLA Dc=4"] < n["MQA"]
+    base = preset("tiny")
+    for name, cfg in arms.items():  # one recipe, one base: only the attention differs
+        assert (cfg.dim, cfg.n_layers, cfg.n_heads, cfg.inter_dim) == (base.dim, base.n_layers,
+                                                                          base.n_heads, base.inter_dim), name
+
+
+def test_cache_numbers_match_the_measured_cache():
+    from helpers.kv_cache import measured_cache_bytes_per_token
+    from helpers.mla import set_mla_mode
+
+    for name, cfg in ex.attention_arms(preset("test")).items():
+        model = Transformer(cfg)
+        if cfg.attn_type == "mla":
+            set_mla_mode(model, "absorbed")  # inference caches the latent
+        want = ex.cache_numbers_per_token(cfg) * cfg.n_layers * 4  # float32
+        assert measured_cache_bytes_per_token(model) == want, name
+
+
+def test_copy_probe_sees_a_model_that_copies():
+    """A stand-in 'model' that predicts the repeat perfectly (it looks back L+1 positions) has a large
+    copy gain; the probe's numbers are the loss on the first copy and on the repeat."""
+    class Copier(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, x):  # (n, T) -> (n, T, 256): position t >= L predicts x[t - L] (the first copy)
+            L = 48
+            logits = torch.zeros(*x.shape, 256)
+            logits[:, L:].scatter_(2, x[:, :x.shape[1] - L].unsqueeze(-1), 30.0)
+            return logits
+
+    first, repeat = ex.copy_probe(Copier())
+    assert repeat < 1e-6 and first == pytest.approx(torch.log(torch.tensor(256.0)).item(), rel=1e-4)
+
+
+def fake_seed(seed: int) -> dict:
+    runs = [{"arm": a, "seed": seed, "metric": "val_loss", "value": 2.0 + 0.01 * i + 0.001 * seed}
+            for i, a in enumerate(["MHA", "MQA"])]
+    up = {arm: {"at_0": 3.0 + i, "final": 2.0 + i / 10, "curve_step": [0, 5], "curve": [3.0 + i, 2.5]}
+          for i, arm in enumerate(["MHA + same steps", "mean-pool", "first-head"])}
+    return {"seed": seed, "runs": runs, "curves": {"MHA": {"step": [50], "val_loss": [2.0]}}, "uptrain": up}
+
+
+def test_a_written_sweep_loads_back_as_paired_runs(tmp_path):
+    path = ex.write_sweep("attention", [fake_seed(1), fake_seed(0)], path=tmp_path / "s.json")
+    sweep = ex.load_sweep(path=path)
+    assert sweep.seeds == [0, 1] and sweep.arms == ["MHA", "MQA"]
+    runs = sweep.runs("val_loss")
+    assert isinstance(runs, PairedRuns) and runs.difference("MHA", "MQA").mean == pytest.approx(0.01)
+    assert sweep.value("MQA", 1) == pytest.approx(2.011)
+    assert sweep.uptrain_runs("at_0").difference("mean-pool", "first-head").mean == pytest.approx(1.0)
+    assert json.loads(path.read_text())["meta"]["threads"] == ex.THREADS
+    with pytest.raises(KeyError, match="no metric"):
+        sweep.runs("copy_gain")
+    with pytest.raises(FileNotFoundError, match="scripts/sweep.py"):
+        ex.load_sweep(path=tmp_path / "missing.json")
+
+
+def test_entries_for_one_seed_merge_and_a_repeat_is_refused(tmp_path):
+    extra = fake_seed(0)
+    extra["runs"] = [dict(r, arm="MLA Dc=4") for r in extra["runs"][:1]]
+    extra["uptrain"] = None
+    sweep = ex.load_sweep(path=ex.write_sweep("attention", [fake_seed(0), fake_seed(1), extra],
+                                              path=tmp_path / "s.json"))
+    assert sweep.seeds_of("MLA Dc=4") == [0] and sweep.seeds_of("MHA") == [0, 1]
+    assert sweep.runs("val_loss", ["MHA", "MQA"]).seeds == [0, 1]  # the seeds both arms have
+    assert sweep.runs("val_loss", ["MHA", "MLA Dc=4"]).seeds == [0]
+    with pytest.raises(ValueError, match="two results"):
+        ex.write_sweep("attention", [fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
+
+
+def test_the_committed_sweep_is_complete_and_paired():
+    sweep = ex.load_sweep("attention")
+    assert sweep.arms == list(ex.attention_arms())
+    for arm in sweep.arms:
+        want = sorted(ex.SEEDS + (ex.EXTRA_SEEDS if arm in ex.EXTRA_ARMS else ()))
+        assert sweep.seeds_of(arm) == want, arm
+    assert sweep.meta["recipe"] == ex.RECIPE and sweep.meta["eval"] == ex.EVAL
+    for metric in ("val_loss", "copy_gain"):
+        assert set(sweep.runs(metric).values) == set(sweep.arms)
+    assert sorted(sweep.uptrain_records) == sorted(ex.SEEDS + ex.EXTRA_SEEDS)
+
+
+@pytest.mark.slow
+def test_one_arm_and_its_uptraining_reproduce_the_committed_sweep():
+    """Training is bit-deterministic for a fixed seed, recipe and thread count: MQA and MLA Dc=24 on
+    seed 0 and seed 0's uptraining land on the committed numbers (re-make the sweep if the recipe
+    changes: ``python scripts/sweep.py attention``)."""
+    sweep, corpus, arms = ex.load_sweep("attention"), load_corpus(), ex.attention_arms()
+    for arm in ("MQA", "MLA Dc=24"):
+        model, _ = ex.train_arm(arms[arm], 0, corpus)
+        got = ex.measure(model, corpus)
+        assert got["val_loss"] == pytest.approx(sweep.value(arm, 0), abs=1e-5), arm
+        assert got["copy_gain"] == pytest.approx(sweep.value(arm, 0, "copy_gain"), abs=1e-5), arm
+    mha, _ = ex.train_arm(arms["MHA"], 0, corpus)
+    up = ex.uptrain(mha, 0, corpus)
+    for arm, rec in sweep.uptrain_records[0].items():
+        assert up[arm]["at_0"] == pytest.approx(rec["at_0"], abs=1e-5), arm
+        assert up[arm]["final"] == pytest.approx(rec["final"], abs=1e-5), arm
