@@ -6,6 +6,10 @@ each group reading one K/V head; G = H is MHA, G = 1 is MQA.
 
 Two paths compute the same attention and are tested equal: ``explicit_attention`` (softmax(QKᵀ/√d)V,
 written out, and able to return the attention weights) and ``sdpa_attention`` (PyTorch's fused kernel).
+Likewise two projections: ``Attention.project`` (three products, RoPE on q and on k) for training, and
+``Attention.project_fused`` (one product with the stacked ``[W_Q; W_K; W_V]``, RoPE on q and k in one
+call), which the layer takes under ``torch.inference_mode()``, i.e. in ``helpers.generate``: a decode
+step of a small model costs what its operator calls cost, not its arithmetic.
 
 Shape letters (``docs/GLOSSARY.md``): B batch, T new positions, S key positions (cache + new), H query
 heads, G KV heads, Dh head width.
@@ -20,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .layers import stacked_weight
 from .validate import check_activations, check_rope_tables
 
 
@@ -118,16 +123,28 @@ class Attention(nn.Module):
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, G, T, Dh)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
+    def project_fused(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """The same q, k, v as ``project`` in fewer operator calls (the decode path): one product with
+        the stacked ``[wq; wk; wv]``, and RoPE on the H query heads and the G key heads together."""
+        B, T, _ = x.shape
+        H, G, Dh = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = x @ stacked_weight(self, self.wq, self.wk, self.wv)  # (B, T, (H + 2G)·Dh)
+        qk, v = qkv.split([(H + G) * Dh, G * Dh], dim=-1)
+        qk = apply_rope(qk.view(B, T, H + G, Dh).transpose(1, 2), cos, sin)  # (B, H + G, T, Dh)
+        q, k = qk.split([H, G], dim=1)  # (B, H, T, Dh), (B, G, T, Dh)
+        return q, k, v.view(B, T, G, Dh).transpose(1, 2)  # v: (B, G, T, Dh)
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
                 impl: str | None = None) -> torch.Tensor:
         check_activations(x, self.wq.in_features, self.wq.weight)
         B, T, _ = x.shape
         check_rope_tables(cos, sin, T, self.head_dim)
-        q, k, v = self.project(x, cos, sin)
+        fused = torch.is_inference_mode_enabled()  # generate(): the decode path, tested equal
+        q, k, v = self.project_fused(x, cos, sin) if fused else self.project(x, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, G, S, Dh): the whole history
-        out = attend(q, k, v, impl or self.impl)  # (B, H, T, Dh)
-        return self.wo(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+        out = attend(q, k, v, impl or self.impl).transpose(1, 2).reshape(B, T, -1)  # (B, T, H·Dh)
+        return out @ stacked_weight(self, self.wo) if fused else self.wo(out)  # (B, T, D)
 
     def attention_weights(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """The (B, H, T, T) attention map of a fresh sequence, for plotting."""

@@ -10,8 +10,11 @@ Context policy: no sliding window. A request whose prompt plus new tokens exceed
 The cached loop is kept lean, because per-token time on a small model is mostly framework overhead:
 it runs under ``torch.inference_mode()`` (no autograd bookkeeping at all, cheaper than ``no_grad``) and,
 unless the caller passes a cache, writes into a ``StaticKVCache`` pre-allocated for prompt + new tokens
-(no re-concatenation of the growing history at every step). The returned tensors are cloned out of
-inference mode, so callers can use them in autograd code afterwards.
+(no re-concatenation of the growing history at every step); each step calls ``model.decode_step``
+(no per-step input check, the head for the last position only), and under inference mode the layers
+take their fused decode paths (``helpers.layers``, ``helpers.attention``), tested equal to the
+readable ones. A greedy loop checks all step logits for NaN/inf once, at the end. The returned tensors
+are cloned out of inference mode, so callers can use them in autograd code afterwards.
 """
 
 from __future__ import annotations
@@ -93,20 +96,36 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
 def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator, cache):
     """The loop itself: one forward per new token, over the new token only (cache) or the whole
     prefix (no cache, the readable reference)."""
-    tokens, all_logits = idx, []
-    if use_cache:
-        if cache is None:
-            cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
-        cache.reset()
-        step_input = idx
-    for step in range(max_new_tokens):
-        if use_cache:
-            logits = model(step_input, cache=cache)[:, -1]  # (B, V)
-        else:
+    if not use_cache:
+        tokens, all_logits = idx, []
+        for step in range(max_new_tokens):
             logits = model(tokens)[:, -1]  # (B, V): the whole prefix again
-        check_finite_logits(logits, step)
-        nxt = sample_next(logits, temperature, top_k, generator)  # (B, 1)
-        tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
+            check_finite_logits(logits, step)
+            nxt = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+            tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
+            all_logits.append(logits)
+        return tokens, all_logits
+    if cache is None:
+        cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
+    cache.reset()
+    new, all_logits, step_input = [], [], idx
+    for step in range(max_new_tokens):
+        logits = model.decode_step(step_input, cache)  # (B, V): model(step_input, cache)[:, -1]
+        if temperature > 0:  # sampling would fail on NaN before a later check could name the step
+            check_finite_logits(logits, step)
+        step_input = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+        new.append(step_input)
         all_logits.append(logits)
-        step_input = nxt
-    return tokens, all_logits
+    if temperature == 0:  # greedy: one check for all steps, naming the first bad one
+        _check_all_finite(all_logits)
+    return torch.cat([idx, *new], dim=1), all_logits  # (B, T + n)
+
+
+def _check_all_finite(all_logits: list[torch.Tensor]) -> None:
+    """``check_finite_logits`` for every step at once (one operator call instead of three per step):
+    raises for the first step whose logits hold NaN or inf. Argmax simply picks a NaN, so a greedy loop
+    can run on and be checked at the end; the caller gets the same error either way."""
+    if not all_logits or bool(torch.isfinite(torch.stack(all_logits)).all()):
+        return
+    for step, logits in enumerate(all_logits):
+        check_finite_logits(logits, step)

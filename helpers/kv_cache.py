@@ -28,6 +28,8 @@ class KVCache:
         self.layers: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
         # per layer: what its stored tensors look like (batch, middle dims, width, dtype, device)
         self.signatures: list[tuple | None] = [None] * n_layers
+        # per layer: (shape, dtype, device) of each tensor of the last update that passed the checks
+        self.accepted: list[tuple | None] = [None] * n_layers
 
     def _check_layer(self, layer_idx: int) -> None:
         if not 0 <= layer_idx < self.n_layers:
@@ -40,6 +42,15 @@ class KVCache:
         if isinstance(layer_idx, bool) or not isinstance(layer_idx, int):
             raise InputTypeError(f"layer_idx must be an int, got {layer_idx!r}")
         self._check_layer(layer_idx)
+        # Every decode step brings tensors shaped like the step before: if this layer accepted exactly
+        # these shapes last time (and still holds positions), the checks below would pass again.
+        key = tuple((t.shape, t.dtype, t.device) if torch.is_tensor(t) else None for t in new)
+        if key == self.accepted[layer_idx] and self.layer_length(layer_idx) > 0:
+            return
+        self._check_signature(layer_idx, new)
+        self.accepted[layer_idx] = key
+
+    def _check_signature(self, layer_idx: int, new: tuple) -> None:
         sig = _signature(new, layer_idx)
         old = self.signatures[layer_idx] if self.layer_length(layer_idx) > 0 else None
         if old is not None:
@@ -84,6 +95,7 @@ class KVCache:
     def reset(self) -> None:
         self.layers = [None] * self.n_layers
         self.signatures = [None] * self.n_layers
+        self.accepted = [None] * self.n_layers
 
     def crop(self, length: int) -> None:
         """Forget every position from ``length`` on (speculative decoding rolls back with this)."""
@@ -198,7 +210,7 @@ def mla_elements_per_token(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: i
 
 def config_cache_bytes_per_token(cfg, bytes_per_element: int = 4) -> int:
     """The formula: whole-model KV cache per token, ``l·(Dc + Dr)`` elements for MLA (absorbed or
-    naive), ``2·l·G·Dh`` otherwise (DeepSeek-V2 Table 1), times ``bytes_per_element``."""
+    latent), ``2·l·G·Dh`` otherwise (DeepSeek-V2 Table 1), times ``bytes_per_element``."""
     if cfg.attn_type == "mla":
         elements = mla_elements_per_token(cfg.n_layers, cfg.kv_lora_rank, cfg.qk_rope_head_dim)
     else:

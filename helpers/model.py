@@ -24,7 +24,7 @@ from .attention import rope_tables
 from .blocks import Block, BlockOutput, make_attention, make_ffn  # noqa: F401  (re-exported)
 from .config import ModelConfig
 from .kv_cache import KVCache, StaticKVCache
-from .layers import MLP, RMSNorm  # noqa: F401  (re-exported: helpers.model.RMSNorm keeps working)
+from .layers import MLP, RMSNorm, stacked_weight  # noqa: F401  (MLP, RMSNorm re-exported)
 from .mtp import MTP
 from .validate import InputTypeError, check_int, check_token_ids
 
@@ -113,6 +113,26 @@ class Transformer(nn.Module):
                 out.mtp_loss = out.mtp.loss
                 out.loss = out.loss + out.mtp_loss
         return out
+
+    def decode_step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The generation loop's forward: idx (B, T) new token ids → logits (B, V) of the LAST position.
+
+        The same computation as ``self(idx, cache=cache)[:, -1]``, minus what a decode step does not
+        need: the token-id check (the loop checked the prompt and makes every later id itself), the
+        head over all T positions, and the result object. Under ``torch.inference_mode()`` (as in
+        ``helpers.generate``) the layers take their fused decode paths."""
+        start, T = cache.length, idx.shape[1]
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} positions ({start} cached + {T} new) exceeds "
+                             f"max_seq_len={self.config.max_seq_len}")
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, rope_dim)
+        x = self.tok_emb(idx)  # (B, T, D)
+        for layer in self.layers:
+            x = layer(x, cos, sin, cache).hidden
+        x = self.norm(x[:, -1])  # (B, D)
+        if torch.is_inference_mode_enabled():
+            return x @ stacked_weight(self, self.head)  # (B, V): the transposed copy, as in the layers
+        return self.head(x)  # (B, V)
 
     def check_inputs(self, idx, targets=None, cache=None) -> None:
         check_token_ids(idx, self.config.vocab_size, self.device)

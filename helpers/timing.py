@@ -159,16 +159,18 @@ class Stopwatch:
 
 
 @contextmanager
-def stopwatch() -> Iterator[Stopwatch]:
+def stopwatch(cpu_time: bool = False) -> Iterator[Stopwatch]:
     """``with stopwatch() as clock: ...`` puts the wall time of the block in ``clock.seconds``, with the
     accelerator synchronised at both ends. One reading of one run: for a training run or a step inside
-    a loop, not for comparing speeds (use ``interleaved``)."""
+    a loop, not for comparing speeds (use ``interleaved``). ``cpu_time=True``: the calling thread's CPU
+    time instead (``time.thread_time``, as in ``time_call``; CPU-only, for a block on one thread)."""
     clock = Stopwatch()
-    start = synced_clock()
+    read = time.thread_time if cpu_time else synced_clock
+    start = read()
     try:
         yield clock
     finally:
-        clock.seconds = synced_clock() - start
+        clock.seconds = read() - start
 
 
 def _best_ms_per_token(fn: Callable[[], object], new_tokens: int, repeats: int) -> float:

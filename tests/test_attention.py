@@ -135,3 +135,38 @@ def test_rope_scores_depend_on_offset_only():
 
     torch.testing.assert_close(score(9, 4), score(40, 35), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(score(9, 4), score(9, 0), atol=1e-4)
+
+
+@pytest.mark.parametrize("g", [4, 2, 1], ids=IDS)
+def test_fused_projection_equals_readable(g):
+    """project_fused (one stacked matmul, RoPE on q and k together) == project (three matmuls)."""
+    from conftest import randomise
+
+    cfg = preset("test", n_kv_heads=g)
+    attn = randomise(Attention(cfg))
+    x = torch.randn(2, 7, cfg.dim)
+    cos, sin = rope_tables(cfg.hd, 16)
+    c, s = cos[3:10], sin[3:10]
+    with torch.no_grad():
+        for fast, slow in zip(attn.project_fused(x, c, s), attn.project(x, c, s)):
+            assert fast.shape == slow.shape
+            torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("g", [4, 2, 1], ids=IDS)
+def test_decode_path_with_cache_equals_readable(g):
+    """Under inference_mode the layer takes the fused projection; with a cache, step by step, it gives
+    what the readable path gives."""
+    from conftest import randomise
+
+    cfg = preset("test", n_kv_heads=g)
+    attn = randomise(Attention(cfg))
+    x = torch.randn(2, 9, cfg.dim)
+    cos, sin = rope_tables(cfg.hd, 16)
+    outs = {}
+    for name, mode in (("readable", torch.no_grad), ("fused", torch.inference_mode)):
+        cache = StaticKVCache(1, 9)
+        with mode():
+            outs[name] = torch.cat([attn(x[:, a:b], cos[a:b], sin[a:b], cache=cache)
+                                    for a, b in [(0, 6), (6, 7), (7, 8), (8, 9)]], dim=1)
+    torch.testing.assert_close(outs["fused"], outs["readable"], atol=1e-5, rtol=1e-5)

@@ -106,3 +106,35 @@ def test_exact_context_fits(model):
     out = generate(model, torch.zeros(1, 4, dtype=torch.long), n)
     assert out.shape == (1, model.config.max_seq_len)
     assert generate(model, torch.zeros(1, 4, dtype=torch.long), 0).shape == (1, 4)
+
+
+def test_greedy_generate_equals_the_readable_forward(model):
+    """generate runs the fused decode paths (inference mode); its tokens and step logits equal a greedy
+    loop over the readable no_grad forward without a cache."""
+    from conftest import randomise
+
+    randomise(model)
+    idx = torch.randint(0, model.config.vocab_size, (2, 5))
+    out = generate(model, idx, 6, return_logits=True)
+    tokens = idx
+    with torch.no_grad():
+        for step in range(6):
+            logits = model(tokens)[:, -1]
+            torch.testing.assert_close(out.step_logits[:, step], logits, atol=1e-4, rtol=1e-4)
+            tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out.tokens, tokens)
+
+
+def test_greedy_nan_at_a_later_step_is_named(model):
+    """The greedy loop checks the logits of all steps at the end; the error names the first bad step."""
+    calls = {"n": 0}
+    decode_step = model.decode_step
+
+    def poisoned(idx, cache):
+        logits = decode_step(idx, cache)
+        calls["n"] += 1
+        return logits.clone().fill_(float("nan")) if calls["n"] == 3 else logits
+
+    model.decode_step = poisoned
+    with pytest.raises(FloatingPointError, match="generation step 2 "):
+        generate(model, torch.zeros(1, 3, dtype=torch.long), 5)

@@ -136,3 +136,23 @@ def test_cache_bytes_formula_equals_measured():
     for cfg in [CPU_CONFIG.replace(max_seq_len=64), preset("tiny", max_seq_len=64)]:
         assert measured_cache_bytes_per_token(Transformer(cfg)) == config_cache_bytes_per_token(cfg)
     assert config_cache_bytes_per_token(CPU_CONFIG) * 4 < config_cache_bytes_per_token(preset("tiny"))
+
+
+@pytest.mark.parametrize("cls", [KVCache, StaticKVCache])
+def test_repeated_shapes_skip_the_checks_but_a_change_is_still_caught(cls):
+    """After an update passes the checks, the next one with the very same shapes takes a shortcut; a
+    different batch or width must still raise, and reset() forgets what was accepted."""
+    cache = cls(2) if cls is KVCache else cls(2, 16)
+    k = torch.randn(2, 3, 4, 8)
+    cache.update(0, k, k)
+    step = torch.randn(2, 3, 1, 8)
+    cache.update(0, step, step)
+    cache.update(0, step, step)  # the shortcut
+    assert cache.layer_length(0) == 6
+    with pytest.raises(ValueError, match="cache.reset"):
+        cache.update(0, step[:1], step[:1])  # batch 1 after batch 2
+    with pytest.raises(ValueError, match="cache.reset"):
+        cache.update(0, step[..., :4], step[..., :4])  # another width
+    cache.reset()
+    cache.update(0, step[:1], step[:1])  # a new sequence may change the batch
+    assert cache.layer_length(0) == 1

@@ -63,3 +63,30 @@ def test_context_overflow_is_a_clear_error():
     model = Transformer(cfg)
     with pytest.raises(ValueError, match=f"max_seq_len={cfg.max_seq_len}"):
         model(torch.zeros(1, cfg.max_seq_len + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("attn_type", ["mha", "mla"])
+def test_decode_step_equals_last_logits_of_the_readable_forward(attn_type):
+    """decode_step under inference_mode (fused layers, head on the last position only) gives the
+    logits the readable no_grad forward gives, at the prefill and at every later step."""
+    cfg = preset("test", n_kv_heads=2, attn_type=attn_type)
+    model = randomise(Transformer(cfg))
+    idx = torch.randint(0, cfg.vocab_size, (2, 9))
+    with torch.no_grad():
+        expected = model(idx)  # (B, T, V) the readable path, no cache
+    cache = model.new_cache(static=True, max_len=9)
+    with torch.inference_mode():
+        got = [model.decode_step(idx[:, :6], cache)] + [model.decode_step(idx[:, t:t + 1], cache)
+                                                         for t in range(6, 9)]
+    for t, logits in zip([5, 6, 7, 8], got):
+        torch.testing.assert_close(logits, expected[:, t], atol=1e-4, rtol=1e-4)
+
+
+def test_decode_step_refuses_to_overflow_the_context():
+    cfg = preset("test", max_seq_len=8)
+    model = Transformer(cfg).eval()
+    cache = model.new_cache()
+    with torch.inference_mode():
+        model.decode_step(torch.zeros(1, 8, dtype=torch.long), cache)
+        with pytest.raises(ValueError, match="exceeds max_seq_len=8"):
+            model.decode_step(torch.zeros(1, 1, dtype=torch.long), cache)

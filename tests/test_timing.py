@@ -128,3 +128,16 @@ def test_no_hand_written_timing_outside_the_timing_module():
                  for i, line in enumerate(p.read_text().splitlines(), 1)
                  if clock.search(line) or (p.parent.name == "bench" and threads.search(line))]
     assert offenders == []
+
+
+def test_stopwatch_can_read_cpu_time():
+    """cpu_time=True reads the thread's CPU time: a sleep costs (almost) none of it, busy work does."""
+    import time
+
+    with stopwatch(cpu_time=True) as idle:
+        time.sleep(0.05)
+    with stopwatch(cpu_time=True) as busy:
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+    assert idle.seconds < 0.02 <= busy.seconds

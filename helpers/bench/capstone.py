@@ -7,8 +7,18 @@
   exported with ``helpers.interop.to_hf``), ``helpers.generate`` (absorbed MLA, latent cache) against
   transformers' ``DeepseekV3ForCausalLM.generate`` (eager attention, its DynamicCache). The two token
   sequences must be identical, or the run raises. The two take turns (``helpers.timing.interleaved``,
-  1 round with ``--quick``, full: 4; each turn a warm-up run and a timed run); each figure is the best
-  (minimum) run, per new token.
+  2 rounds with ``--quick``, full: 4; each turn a warm-up run and a timed run); each figure is the best
+  (minimum) run, per new token, on one CPU thread and in that thread's CPU time, as in the ``kv``
+  suite (``helpers.bench.kv``, "Threads" and "Clock"), so that other processes on a shared machine
+  do not decide the ratio. (Training runs on torch's default threads, in wall time.)
+
+What limits the ratio (``torch.profiler``, one decode step): ~320 top-level operator calls per step
+(~1,500 counting nested ones). The dense parts use the fused decode paths of ``helpers.layers``
+(RMSNorm, the shared expert's and the dense layer's MLP); most of the rest is MLA's absorbed path
+(two ``einsum`` per layer; its SDPA variant concatenates ``[c_kv; k_pe]`` and falls back to torch's
+unfused kernel because the value width Dc differs from the key width Dc + Dr) and the MoE router
+and dispatch (``argsort``, ``bincount``, ``index_add_``, masks), which live in ``helpers.mla`` and
+``helpers.moe``.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ def run(quick: bool, cfg: ModelConfig = CPU_CONFIG, new_tokens: int = NEW_TOKENS
         raise RuntimeError(f"capstone bench: our greedy tokens differ from transformers' at position {first}")
     t = interleaved({"ours": lambda: generate(model, prompt, new_tokens),
                      "hf": lambda: hf_generate(hf, prompt, new_tokens)},
-                    rounds=1 if quick else 4, min_run_time=0)
+                    rounds=2 if quick else 4, min_run_time=0, threads=1, cpu_time=device.type == "cpu")
     ours_ms, hf_ms = (t[name].min / new_tokens * 1e3 for name in ("ours", "hf"))
     return {
         "capstone.train_tokens_per_s": hist.tokens_per_sec,

@@ -1,0 +1,270 @@
+"""Decode against the memory-bandwidth roofline: how close does one decode step come to the time it
+takes just to read what it must read?
+
+A decode step of one attention layer reads every weight of the layer once and the whole KV cache of
+every sequence in the batch once; at a long context the cache dominates. The fastest the step can run
+on this machine is therefore ``bytes / bandwidth`` (the memory roof), unless its arithmetic takes
+longer (``FLOPs / peak FLOP/s``, the compute roof). Williams, Waterman & Patterson, "Roofline" (CACM
+2009); STREAM: McCalpin 1995.
+
+Figures (one CPU thread throughout, ``THREADS``, the setting the ``kv`` suite decodes on; float32):
+
+* ``roofline.copy_gb_s``, ``roofline.triad_gb_s``, ``roofline.read_gb_s``: STREAM-style kernels in
+  torch on arrays of ``STREAM_MB`` MB each (several times the 32 MB L3 of the course's machine):
+  copy ``c = a`` (counted as 2 arrays moved), triad ``a = b + s·c`` (3 arrays), and read ``sum(a)``
+  (1 array: decode mostly reads, so this is its natural roof). Each is the best (fastest) of the
+  repeats, which take turns (``helpers.timing.interleaved``). STREAM's byte counts: a write-allocate
+  read of the destination is not counted.
+* ``roofline.bandwidth_gb_s``: the largest of those three, the bound used below (the most this
+  machine was seen to sustain, so the bound is not loose).
+* ``roofline.peak_gflop_s``: the best of a few ``MATMUL_N``-square float32 matrix products, an
+  estimate of peak FLOP/s; ``roofline.ridge_flop_per_byte`` = peak / bandwidth, the arithmetic
+  intensity above which a kernel is compute-bound.
+* For each path and batch (``[absorbed,b1]``, ``[absorbed,b8]``, ``[kv,b1]``, ...), one decode step
+  (one new token per sequence) of ONE attention layer with ``CONTEXT`` cached positions:
+  ``roofline.ms_per_step@32768[...]`` (best of the turns; a step makes B tokens, one per
+  sequence), ``roofline.mb_per_step@32768[...]`` (weights + cache read, ``step_bytes``),
+  ``roofline.flop_per_byte@32768[...]`` (arithmetic intensity, ``step_flops / step_bytes``) and
+  ``roofline.fraction_of_bound@32768[...]`` = (bytes / bandwidth) / measured time: 1 means the step
+  ran at the memory roof.
+* ``roofline.fraction_of_bound@32768``: the absorbed-MLA path at batch 1, the headline figure.
+
+``--quick`` measures the absorbed path at batch 1 and 8 and the other paths at batch 1, in fewer
+rounds (2 instead of 5; the STREAM kernels 3 instead of 5).
+
+The paths, all ``helpers`` modules in float32 (``PATHS`` names each one's ``attn_impl``), with the
+same model width and heads, sized after DeepSeek-V3's per-head shapes (Dc 512, Dr 64, Dn 128, Dv 128)
+but with 4 heads and D = 512, so that the cache of a 32K context (75 MB per sequence for MLA's
+latents) dwarfs the ~3-6 MB of weights and a step takes tens of milliseconds on a CPU:
+
+* ``absorbed``: ``helpers.mla.MLA`` in mode ``"absorbed"``, caching ``Dc + Dr`` = 576 elements per
+  token and attending over the latents (explicit attention); ``absorbed-sdpa``: the same through
+  SDPA;
+* ``kv``: the same layer in mode ``"kv"``, caching the expanded per-head K and V, ``H·(Dn + Dr + Dv)``
+  = 1,280 elements per token (explicit attention);
+* ``gqa``: ``helpers.attention.Attention`` with H = 4 query heads, G = 2 K/V heads of Dh = 128,
+  ``2·G·Dh`` = 512 elements per token (about MLA's cache), through SDPA.
+
+What the figures showed on the course's 2-core machine (``--quick``, busy with training sweeps):
+~9.4 GB/s and ~45 GFLOP/s on one core (ridge ~5 FLOP/byte); the ``kv`` path reached ~0.45 of its
+memory bound, the absorbed path ~0.17 and GQA ~0.2, absorbed through SDPA ~0.05. The absorbed path
+reads its latents twice per step (scores, then the weighted sum; a fused kernel would read them once,
+so 0.5 is its ceiling as written) and both of its products have only H·T = 4 rows: for such skinny
+products torch's CPU matmul streams ``q @ c_kvᵀ`` at ~2.7 GB/s but the same product written as
+``c_kv @ q`` at ~6.5 GB/s (measured on one core). Its intensity, ~3.5 FLOP/byte at 4 heads (about
+H FLOP per byte in general: every float32 latent meets every head twice), sits near this CPU's ridge;
+with DeepSeek-V3's 128 heads it is ~120 FLOP/byte, so absorption turns a memory-bound step into one
+that does real arithmetic per byte read.
+
+Clock: every figure here is timed in CPU time of the one computing thread (``helpers.timing``,
+``cpu_time=True``), which still counts the cycles a core stalls waiting for memory, but not the time
+other processes hold the core: on a shared machine a wall-clock "best of" favours short kernels (a
+5 ms STREAM pass often runs undisturbed, a 100 ms decode step rarely does), which would bias every
+fraction low. Other processes still compete for the memory bus, so on a busy machine the bandwidth
+and the decode steps both read low, and their ratio is what to trust.
+
+Each cache is a ``StaticKVCache`` holding ``CONTEXT`` random positions (speed does not depend on the
+values); a timed call appends one position and crops it off again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..attention import Attention, rope_tables
+from ..config import ModelConfig
+from ..kv_cache import StaticKVCache
+from ..mla import MLA
+from ..timing import interleaved, torch_threads
+
+THREADS = 1
+CPU_TIME = True  # see "Clock" in the module docstring
+CONTEXT = 32768
+BATCHES = (1, 8)
+STREAM_MB = 128  # per array
+MATMUL_N = 1024
+KINDS = ("absorbed", "kv", "gqa")
+# name: (which attention, attn_impl). torch's SDPA kernel on the CPU falls back to its unfused "math"
+# path when the value width differs from the key width (MLA: Dv ≠ Dn + Dr, and the absorbed path's
+# Dc ≠ Dc + Dr), which scales a copy of all keys; the absorbed SDPA path also concatenates
+# [c_kv; k_pe] into a new tensor every step. So the MLA paths are measured with the readable
+# "explicit" attention (two passes over the latents: scores, then the weighted sum), and the SDPA
+# version of the absorbed path is kept as its own figure to show what those copies cost.
+PATHS: dict[str, tuple[str, str]] = {
+    "absorbed": ("absorbed", "explicit"),
+    "absorbed-sdpa": ("absorbed", "sdpa"),
+    "kv": ("kv", "explicit"),
+    "gqa": ("gqa", "sdpa"),
+}
+
+# One MLA layer with DeepSeek-V3's per-head shapes, few heads; and a GQA layer of the same width.
+MLA_CONFIG = ModelConfig(dim=512, n_heads=4, attn_type="mla", q_lora_rank=0, kv_lora_rank=512,
+                         qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_layers=1,
+                         max_seq_len=CONTEXT + 1)
+GQA_CONFIG = ModelConfig(dim=512, n_heads=4, n_kv_heads=2, head_dim=128, n_layers=1,
+                         max_seq_len=CONTEXT + 1)
+
+
+# --- the machine's roofs ------------------------------------------------------------------------------
+def stream_bandwidth(n_elements: int, rounds: int = 3) -> dict[str, float]:
+    """GB/s (1e9 bytes per second) of STREAM-style copy, triad and read on float32 arrays of
+    ``n_elements``; each the best (fastest) of ``rounds`` turns (``interleaved``, each turn a warm-up
+    and a timed call)."""
+    a = torch.rand(n_elements)
+    b = torch.rand(n_elements)
+    c = torch.rand(n_elements)
+    array_bytes = n_elements * a.element_size()
+    kernels: dict[str, tuple[Callable[[], object], int]] = {
+        "copy": (lambda: c.copy_(a), 2 * array_bytes),  # read a, write c
+        "triad": (lambda: torch.add(b, c, alpha=3.0, out=a), 3 * array_bytes),  # read b, c, write a
+        "read": (lambda: a.sum(), array_bytes),  # read a
+    }
+    best = interleaved({name: fn for name, (fn, _) in kernels.items()}, rounds, min_run_time=0,
+                       threads=THREADS, cpu_time=CPU_TIME)
+    return {name: nbytes / best[name].min / 1e9 for name, (_, nbytes) in kernels.items()}
+
+
+def peak_flops(n: int = MATMUL_N, rounds: int = 3) -> float:
+    """FLOP/s of the best (fastest) of ``rounds`` float32 ``n × n`` matrix products (2n³ FLOPs each)."""
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    best = interleaved({"mm": lambda: x @ y}, rounds, min_run_time=0, threads=THREADS, cpu_time=CPU_TIME)
+    return 2 * n ** 3 / best["mm"].min
+
+
+# --- what one decode step moves and computes ----------------------------------------------------------
+@dataclass(frozen=True)
+class StepCost:
+    """One decode step of one attention layer: B sequences, one new token each, S cached positions."""
+
+    weight_bytes: int  # every weight of the layer, read once
+    cache_bytes: int  # the cache of all B sequences, S + 1 positions (the new one included), read once
+    flops: int  # multiply-adds × 2: the projections and the attention over S + 1 positions
+
+    @property
+    def bytes(self) -> int:
+        return self.weight_bytes + self.cache_bytes
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOPs per byte moved."""
+        return self.flops / self.bytes
+
+
+def cache_elements_per_token(path: str, cfg: ModelConfig) -> int:
+    """Per layer: ``Dc + Dr`` (absorbed MLA), ``H·(Dn + Dr + Dv)`` (MLA caching expanded K/V),
+    ``2·G·Dh`` (GQA)."""
+    if path == "absorbed":
+        return cfg.kv_lora_rank + cfg.qk_rope_head_dim
+    if path == "kv":
+        return cfg.n_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
+    if path == "gqa":
+        return 2 * cfg.kv_heads * cfg.hd
+    raise ValueError(f"path={path!r} must be one of {KINDS}")
+
+
+def attention_flops_per_position(path: str, cfg: ModelConfig) -> int:
+    """FLOPs one new token spends on ONE cached position, all heads: scores plus weighted sum.
+    Absorbed: a (Dc + Dr)-wide score and a Dc-wide sum per head; expanded K/V: (Dn + Dr) and Dv;
+    GQA: Dh and Dh."""
+    H = cfg.n_heads
+    if path == "absorbed":
+        return 2 * H * (cfg.kv_lora_rank + cfg.qk_rope_head_dim + cfg.kv_lora_rank)
+    if path == "kv":
+        return 2 * H * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
+    if path == "gqa":
+        return 2 * H * 2 * cfg.hd
+    raise ValueError(f"path={path!r} must be one of {KINDS}")
+
+
+def step_cost(path: str, layer: nn.Module, cfg: ModelConfig, batch: int, context: int,
+              bytes_per_element: int = 4) -> StepCost:
+    """Bytes and FLOPs of one decode step of ``layer`` (its parameters are the weights read).
+
+    Projections: every matrix weight is used once per token, 2 FLOPs per weight element (absorbed
+    MLA uses ``wkv_b`` as W_UK on the query and W_UV on the output: still each element once). The
+    RMSNorm weights are read but do no multiply-add worth counting."""
+    weights = list(layer.parameters())
+    weight_bytes = sum(w.numel() * w.element_size() for w in weights)
+    matrix_elements = sum(w.numel() for w in weights if w.ndim == 2)
+    positions = context + 1
+    cache_bytes = batch * positions * cache_elements_per_token(path, cfg) * bytes_per_element
+    flops = batch * (2 * matrix_elements + positions * attention_flops_per_position(path, cfg))
+    return StepCost(weight_bytes, cache_bytes, flops)
+
+
+# --- the measured decode step -------------------------------------------------------------------------
+def make_layer(path: str) -> tuple[nn.Module, ModelConfig]:
+    """The layer of a ``PATHS`` entry and its configuration."""
+    kind, impl = PATHS[path]
+    if kind == "gqa":
+        cfg = GQA_CONFIG.replace(attn_impl=impl)
+        return Attention(cfg).eval(), cfg
+    cfg = MLA_CONFIG.replace(attn_impl=impl)
+    return MLA(cfg, mode=kind).eval(), cfg
+
+
+def decode_step(path: str, batch: int, context: int, seed: int = 0) -> tuple[Callable[[], object], StepCost]:
+    """A function that runs one decode step of ``path`` against ``context`` cached random positions
+    (and crops the new one off again), and the step's cost."""
+    torch.manual_seed(seed)
+    layer, cfg = make_layer(path)
+    kind = PATHS[path][0]
+    rope_dim = cfg.qk_rope_head_dim if kind != "gqa" else cfg.hd
+    cos, sin = rope_tables(rope_dim, context + 1, cfg.rope_theta)
+    cache = StaticKVCache(1, context + 1)
+    if kind == "absorbed":
+        history = (torch.rand(batch, context, cfg.kv_lora_rank), torch.rand(batch, context, rope_dim))
+    elif kind == "kv":
+        H = cfg.n_heads
+        history = (torch.rand(batch, H, context, cfg.qk_nope_head_dim + rope_dim),
+                   torch.rand(batch, H, context, cfg.v_head_dim))
+    else:
+        history = tuple(torch.rand(batch, cfg.kv_heads, context, cfg.hd) for _ in range(2))
+    cache.update(0, *history)
+    del history
+    x = torch.randn(batch, 1, cfg.dim)
+    new_cos, new_sin = cos[context:], sin[context:]
+
+    @torch.inference_mode()
+    def step():
+        out = layer(x, new_cos, new_sin, cache)
+        cache.crop(context)
+        return out
+
+    return step, step_cost(kind, layer, cfg, batch, context)
+
+
+def run(quick: bool, context: int = CONTEXT, batches: tuple[int, ...] = BATCHES,
+        paths: tuple[str, ...] = tuple(PATHS), stream_mb: int = STREAM_MB) -> dict[str, float]:
+    results: dict[str, float] = {}
+    with torch_threads(THREADS):
+        bw = stream_bandwidth(stream_mb * 2 ** 20 // 4, rounds=3 if quick else 5)
+        bandwidth = max(bw.values()) * 1e9  # bytes/s
+        peak = peak_flops(rounds=2 if quick else 5)
+        results.update({f"roofline.{name}_gb_s": v for name, v in bw.items()})
+        results["roofline.bandwidth_gb_s"] = bandwidth / 1e9
+        results["roofline.peak_gflop_s"] = peak / 1e9
+        results["roofline.ridge_flop_per_byte"] = peak / bandwidth
+        steps, costs = {}, {}
+        for path in paths:
+            # --quick: the headline path at every batch, the others at the first batch only
+            for b in batches if path == "absorbed" or not quick else batches[:1]:
+                tag = f"{path},b{b}"
+                steps[tag], costs[tag] = decode_step(path, b, context)
+        best = interleaved(steps, rounds=2 if quick else 5, min_run_time=0, threads=THREADS,
+                           cpu_time=CPU_TIME)
+    at = f"@{context}"
+    for tag, cost in costs.items():
+        seconds = best[tag].min
+        results[f"roofline.ms_per_step{at}[{tag}]"] = seconds * 1e3
+        results[f"roofline.mb_per_step{at}[{tag}]"] = cost.bytes / 1e6
+        results[f"roofline.flop_per_byte{at}[{tag}]"] = cost.intensity
+        results[f"roofline.fraction_of_bound{at}[{tag}]"] = cost.bytes / bandwidth / seconds
+    headline = f"roofline.fraction_of_bound{at}[absorbed,b{batches[0]}]"
+    if headline in results:
+        results[f"roofline.fraction_of_bound{at}"] = results[headline]
+    return results
