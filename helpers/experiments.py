@@ -40,6 +40,7 @@ from .compare import PairedRuns
 from .config import ModelConfig, preset
 from .data import Corpus
 from .gqa import to_gqa
+from .kv_cache import config_cache_bytes_per_token
 from .mla import set_mla_mode
 from .model import Transformer
 from .style import PALETTE, latent_colors
@@ -76,10 +77,9 @@ def attention_arms(base: ModelConfig | None = None) -> dict[str, ModelConfig]:
 
 
 def cache_numbers_per_token(cfg: ModelConfig) -> int:
-    """Numbers one token adds to one layer's cache: 2·G·Dh for MHA/GQA/MQA, Dc + Dr for MLA."""
-    if cfg.attn_type == "mla":
-        return cfg.kv_lora_rank + cfg.qk_rope_head_dim
-    return 2 * cfg.kv_heads * cfg.hd
+    """Numbers one token adds to one layer's cache: 2·G·Dh for MHA/GQA/MQA, Dc + Dr for MLA (the
+    course's one cache formula, ``kv_cache.config_cache_bytes_per_token``, at one byte per number)."""
+    return config_cache_bytes_per_token(cfg, bytes_per_element=1) // cfg.n_layers
 
 
 def arm_color(name: str) -> str:

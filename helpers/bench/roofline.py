@@ -77,8 +77,8 @@ from torch import nn
 
 from ..attention import Attention, rope_tables
 from ..config import ModelConfig
-from ..kv_cache import StaticKVCache
-from ..mla import MLA
+from ..kv_cache import StaticKVCache, kv_elements_per_token
+from ..mla import MLA, cache_bill
 from ..timing import interleaved, torch_threads
 
 THREADS = 1
@@ -157,12 +157,11 @@ class StepCost:
 def cache_elements_per_token(path: str, cfg: ModelConfig) -> int:
     """Per layer: ``Dc + Dr`` (absorbed MLA), ``H·(Dn + Dr + Dv)`` (MLA caching expanded K/V),
     ``2·G·Dh`` (GQA)."""
-    if path == "absorbed":
-        return cfg.kv_lora_rank + cfg.qk_rope_head_dim
-    if path == "kv":
-        return cfg.n_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
+    if path in ("absorbed", "kv"):  # the MLA cache bill (DeepSeek-V2 Table 1), per layer
+        bill = cache_bill(cfg)
+        return bill.latent if path == "absorbed" else bill.expanded_kv
     if path == "gqa":
-        return 2 * cfg.kv_heads * cfg.hd
+        return kv_elements_per_token(1, cfg.kv_heads, cfg.hd)
     raise ValueError(f"path={path!r} must be one of {KINDS}")
 
 
