@@ -156,6 +156,21 @@ class Difference:
         return f"{self.b} − {self.a}: {_signed(self.mean, d)}{spread}"
 
 
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """One arm's mean over seeds and the half-width of its Student-t interval (NaN for one value).
+
+    For error bars on a single arm (a frontier plot); comparisons between arms use the paired
+    ``Difference``, whose interval is narrower because the seed-to-seed spread cancels."""
+    vals = [_check_value("values", i, v) for i, v in enumerate(values)]
+    if not vals:
+        raise ValueError("mean_interval needs at least one value")
+    n, mean = len(vals), sum(vals) / len(vals)
+    if n < 2:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    return mean, t_critical(n - 1, _check_confidence(confidence)) * sd / math.sqrt(n)
+
+
 def difference(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = ("a", "b"),
                seeds: Sequence[int] | None = None, confidence: float = 0.95) -> Difference:
     """The paired difference ``b − a`` of two equally long lists of per-seed values (the i-th entries

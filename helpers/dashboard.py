@@ -1,13 +1,17 @@
 """Lesson 06's training dashboard: live loss curves above lesson 04's routing histogram, and its
-static twin ``plot_training_summary``."""
+static twin ``plot_training_summary``.
+
+Shape letters (``docs/GLOSSARY.md``): Lm MoE layers of the main model, E routed experts, St recorded
+steps.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .live import LiveLoss, in_live_kernel
-from .style import PALETTE, expert_colors
-from .widgets import RoutingMonitor
+from .style import PALETTE
+from .widgets import RoutingMonitor, draw_bias_heatmap, draw_share_heatmap, legend_outside
 
 
 # --- the training dashboard ---------------------------------------------------------------------------
@@ -44,8 +48,8 @@ class Dashboard:
                                legend=dict(orientation="h", y=-0.3))
         self.curves.add_curve(self.MAIN, PALETTE["main"])
         self.curves.add_curve(self.MTP, PALETTE["MTP"])
-        # model.layers, not model: the MTP block's MoE is routed too, but out.moe lists the main layers
-        self.routing = (RoutingMonitor(model.layers, every=every, max_rate=max_rate, live=live, label=label)
+        # the main model's MoE layers only (RoutingMonitor leaves out the MTP block's, as out.moe does)
+        self.routing = (RoutingMonitor(model, every=every, max_rate=max_rate, live=live, label=label)
                         if model.config.is_moe else None)
 
     @property
@@ -79,48 +83,54 @@ class Dashboard:
 
 
 def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20, title: str = ""):
-    """The static twin of the dashboard: losses (train, MTP, validation) and, per MoE layer, each
-    expert's share of the routed tokens over the last ``last`` steps and its selection bias over time."""
+    """The static twin of the dashboard, one figure (``layout="constrained"``, legends outside the axes).
+
+    Top: the losses (next-token and MTP depth-1 on the training batches, next-token validation from
+    ``history``, a ``helpers.History``), and each expert's share of every MoE layer's routed tokens over
+    the last ``last`` steps (``widgets.draw_share_heatmap``: white = uniform). Bottom, for a MoE model:
+    one expert × step heatmap of the selection biases b_i per MoE layer (``widgets.draw_bias_heatmap``)
+    with one colour bar. A dense model gets the loss panel alone."""
     import matplotlib.pyplot as plt
 
     routing = dashboard.routing.history if dashboard.routing is not None else None
-    L = routing.counts_array().shape[1] if routing is not None else 0
-    fig, axes = plt.subplots(1, 1 + 2 * min(L, 1), figsize=(4.6 * (1 + 2 * min(L, 1)), 3.6), squeeze=False)
-    ax = axes[0, 0]
-    lh = dashboard.losses
-    ax.plot(lh.step, lh.main, color=PALETTE["main_train"], lw=1, label="next-token (train batch)")
+    if routing is not None and not routing.step:
+        routing = None  # nothing recorded yet: the losses alone
+    if routing is None:
+        fig = plt.figure(figsize=(8.5, 3.8), layout="constrained")
+        _plot_losses(fig.add_subplot(), dashboard.losses, history)
+        fig.suptitle(title or "Training summary")
+        return fig
+    L = routing.counts_array().shape[1]
+    fig = plt.figure(figsize=(13, 7.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 0.95], hspace=0.04)
+    ax_loss, ax_share = top.subplots(1, 2, width_ratios=[1.25, 1])
+    _plot_losses(ax_loss, dashboard.losses, history)
+    image = draw_share_heatmap(ax_share, routing, last)
+    ax_share.set_title(f"routing: share of each layer's routed tokens, last {min(last, len(routing.step))} "
+                       "steps", fontsize=10)
+    E = routing.n_experts
+    bar = top.colorbar(image, ax=ax_share, label=f"% of routed tokens (white: uniform {100 / E:.3g} %)")
+    bar.ax.axhline(100 / E, color="black", lw=0.8)
+    axes = bottom.subplots(1, L, sharey=True, squeeze=False)[0]
+    vmax = routing.bias_array().abs().max().item()
+    for i, ax in enumerate(axes):
+        image = draw_bias_heatmap(ax, routing, i, vmax)
+    axes[0].set_ylabel("routed expert")
+    bottom.colorbar(image, ax=list(axes), label="selection bias b_i\n(> 0: picked more readily)")
+    bottom.suptitle("aux-loss-free balancing: the selection bias of each expert over training", fontsize=11)
+    fig.suptitle(title or "Training summary", fontsize=13)
+    return fig
+
+
+def _plot_losses(ax, lh: LossHistory, history=None) -> None:
+    """The loss panel: train-batch losses (faint) and validation loss (dark), legend at the right."""
+    ax.plot(lh.step, lh.main, color=PALETTE["main_train"], lw=1, label="next-token\n(train batch)")
     if any(m == m for m in lh.mtp):
         ax.plot(lh.step, lh.mtp, color=PALETTE["MTP_train"], lw=1,
-                label="MTP depth 1: token after next (train)")
+                label="MTP depth 1: token\nafter next (train batch)")
     if history is not None and history.val_loss:
         ax.plot([s + 1 for s in history.val_step], history.val_loss, "o-", color=PALETTE["main"],
-                label="next-token (validation)")
-    ax.set(xlabel="step", ylabel="cross-entropy (nats per byte)", title="losses")
-    ax.legend(fontsize=8)
-    if routing is not None:
-        share = routing.recent_share(last)  # (L, E)
-        E = share.shape[1]
-        width = 0.8 / L
-        ax = axes[0, 1]
-        for i in range(L):
-            ax.bar([e + (i - (L - 1) / 2) * width for e in range(E)], share[i].tolist(), width=width,
-                   color=expert_colors(E), alpha=1.0 - 0.45 * i / max(L - 1, 1), edgecolor="black", lw=0.4,
-                   label=f"MoE layer {i} (lighter = later)" if L > 1 else "MoE layer 0")
-        ax.axhline(100 / E, ls="--", color="gray", lw=1, label="uniform")
-        ax.set(xlabel="expert", ylabel="% of routed tokens", xticks=range(E),
-               ylim=(0, max(share.max().item(), 100 / E) * 1.6),
-               title=f"routing, last {min(last, len(routing.step))} steps")
-        ax.legend(fontsize=7, loc="upper center", ncol=3, framealpha=0.9)
-        ax = axes[0, 2]
-        bias = routing.bias_array()  # (St, Lm, E)
-        styles = ["-", "--", ":", "-."]
-        for i in range(L):
-            for e in range(E):
-                ax.plot(routing.step, bias[:, i, e].tolist(), styles[i % 4], color=expert_colors(E)[e], lw=1)
-        ax.axhline(0, color="gray", lw=0.8)
-        ax.set(xlabel="step", ylabel="b_i", title="selection bias (one line per expert; "
-               + ", ".join(f"layer {i} {styles[i % 4]}" for i in range(L)) + ")")
-        ax.title.set_fontsize(9)
-    fig.suptitle(title or "Training summary")
-    fig.tight_layout()
-    return fig
+                label="next-token\n(validation)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats per byte)")
+    ax.set_title("losses", fontsize=10)
+    legend_outside(ax)

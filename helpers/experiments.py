@@ -264,11 +264,14 @@ def _merge_seeds(per_seed: list[dict]) -> list[dict]:
     return [merged[s] for s in sorted(merged)]
 
 
-def write_sweep(name: str, per_seed: list[dict], path: Path | None = None) -> Path:
-    """Merge per-seed results (``run_attention_seed``) into one committed JSON file with its recipe."""
+def write_sweep(name: str, per_seed: list[dict], path: Path | None = None, *,
+                meta: dict | None = None) -> Path:
+    """Merge per-seed results (``run_attention_seed``) into one committed JSON file with its recipe
+    (``meta``; the attention sweep's by default)."""
     path = Path(path) if path is not None else sweep_path(name)
     per_seed = _merge_seeds(per_seed)
-    meta = {"recipe": RECIPE, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
+    meta = meta if meta is not None else {
+            "recipe": RECIPE, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
             "mla_train_mode": MLA_TRAIN_MODE, "torch": torch.__version__, "device": "cpu",
             "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
                      for a, c in attention_arms().items()},

@@ -8,6 +8,11 @@ MaxVio curves. Redraws follow ``helpers.live.Throttle``: every ``every`` steps a
 times a second, each as one batched message, so a fast training loop cannot flood the kernel's message
 channel. Colours come from ``helpers.style`` (one per expert, one per layer).
 
+Which layers: the MoE layers of the main model, in order. ``RoutingMonitor(model)`` on a
+``helpers.Transformer`` with multi-token prediction leaves out the MoE inside the MTP block(s): their
+results travel in ``ModelOutput.mtp.moe``, not in ``ModelOutput.moe``, which lists the main model's MoE
+layers only, in order (``helpers.model``). ``model.layers``, one block or a list of modules work too.
+
 Outside a live kernel (a script, CI, a static export) nothing is drawn and nothing fails: the monitor
 only records. ``plot_routing`` draws the same final state as a static matplotlib figure, which a
 notebook always shows after the live widget so the result is visible on GitHub too.
@@ -24,14 +29,18 @@ steps.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from .live import Throttle, figure_widget, in_live_kernel, show_widget  # the last two lived here
-from .moe import load_entropy, max_vio, moe_layers
+from .moe import MoE, load_entropy, max_vio, moe_layers  # noqa: F401  (moe_layers: old import)
+from .mtp import MTP
 from .style import EXPERT_COLORS as PALETTE  # noqa: F401  (old name: the expert colours, tab10)
+from .style import color as course_color
 from .style import expert_colors
 
 FALLBACK_TEXT = ("Live routing histogram (it renders in a running Jupyter kernel; the static figure "
@@ -47,6 +56,13 @@ class RoutingHistory:
     step: list[int] = field(default_factory=list)
     counts: list[torch.Tensor] = field(default_factory=list)  # per step: (L, E) tokens per expert
     bias: list[torch.Tensor] = field(default_factory=list)  # per step: (L, E) selection bias after it
+    layer_names: list[str] = field(default_factory=list)  # per MoE layer: its module path, "layers.1.ffn"
+
+    def layer_label(self, i: int) -> str:
+        """``"MoE layer i (block j)"``, the block read from the layer's module path when it has one."""
+        name = self.layer_names[i] if i < len(self.layer_names) else ""
+        block = re.search(r"(?:^|layers\.)(\d+)\.", name)
+        return f"MoE layer {i} (block {block.group(1)})" if block else f"MoE layer {i}"
 
     def counts_array(self) -> torch.Tensor:
         return torch.stack(self.counts)  # (St, Lm, E)
@@ -70,23 +86,51 @@ class RoutingHistory:
         return 100 * c / c.sum(-1, keepdim=True).clamp_min(1)
 
 
+def main_moe_layers(model) -> list[tuple[str, MoE]]:
+    """The main model's MoE layers, in forward order, with their module paths: ``[("layers.1.ffn", moe),
+    ...]``.
+
+    ``model`` is a ``helpers.Transformer`` (or any ``nn.Module``), ``model.layers``, or a list/tuple of
+    modules. MoE layers inside an ``MTP`` submodule are left out: they are not layers of the main model,
+    and ``ModelOutput.moe`` does not list them (``helpers.moe.moe_layers`` would find them too).
+    """
+    if isinstance(model, nn.Module):
+        parts = [("", model)]
+    elif isinstance(model, (list, tuple)) and all(isinstance(m, nn.Module) for m in model):
+        parts = [(str(i), m) for i, m in enumerate(model)]
+    else:
+        kind = type(model).__name__ if not isinstance(model, (list, tuple)) else (
+            f"a {type(model).__name__} of " + ", ".join(sorted({type(m).__name__ for m in model})))
+        raise TypeError(f"expected a model, model.layers or a list of modules, got {kind}")
+    found = []
+    for prefix, part in parts:
+        inside_mtp = {id(m) for sub in part.modules() if isinstance(sub, MTP) and sub is not part
+                      for m in sub.modules()}
+        found += [(name, m) for name, m in part.named_modules(prefix=prefix)
+                  if isinstance(m, MoE) and id(m) not in inside_mtp]
+    return found
+
+
 class RoutingMonitor:
     """``helpers.train`` callback: records routing every step and draws a live histogram.
 
     ``monitor = RoutingMonitor(model); monitor.show(); train(model, data, callback=monitor)``;
-    afterwards ``plot_routing(monitor.history)`` draws the static figure.
+    afterwards ``plot_routing(monitor.history)`` draws the static figure. It watches the main model's MoE
+    layers (``main_moe_layers``: not the MTP block's), one row per layer in every recorded step.
     """
 
     TITLE = "Routing: share of tokens per expert"
 
     def __init__(self, model, *, every: int = 10, max_rate: float = 10.0, live: bool | None = None,
                  label: str = "", height: int = 540):
-        self.layers = moe_layers(model)
-        if not self.layers:
+        named = main_moe_layers(model)
+        if not named:
             raise ValueError("RoutingMonitor needs a model with MoE layers (n_routed_experts > 0)")
+        self.layers = [m for _, m in named]  # the main model's MoE layers, in order
         self.throttle = Throttle(every, max_rate)
         cfg = self.layers[0].cfg
-        self.history = RoutingHistory(cfg.n_routed_experts, cfg.n_activated_experts)
+        self.history = RoutingHistory(cfg.n_routed_experts, cfg.n_activated_experts,
+                                      layer_names=[name for name, _ in named])
         self.every, self.max_rate, self.label, self.height = every, max_rate, label, height
         self._recent: deque = deque(maxlen=every)
         self.figure = None
@@ -94,8 +138,20 @@ class RoutingMonitor:
             self.figure = self._build()
 
     # --- recording ------------------------------------------------------------------------------
+    def main_results(self, out) -> list:
+        """The MoE results of the monitored layers from a forward output, one per layer, in order.
+
+        ``ModelOutput.moe`` lists the main model's MoE layers in forward order (the MTP block's results
+        are in ``out.mtp.moe``); should a list carry more results (the MTP block's appended after the
+        main ones), the first ``Lm`` are the main model's and the rest are left out."""
+        results, L = list(getattr(out, "moe", None) or []), len(self.layers)
+        if len(results) < L:
+            raise ValueError(f"the forward output lists {len(results)} MoE result(s) but the monitor "
+                             f"watches {L} MoE layer(s); feed it the output of the model it was built on")
+        return results[:L]
+
     def __call__(self, step: int, out, batch=None) -> None:
-        counts = torch.stack([r.counts for r in out.moe]).detach().cpu()  # (L, E)
+        counts = torch.stack([r.counts for r in self.main_results(out)]).detach().cpu()  # (Lm, E)
         self.history.step.append(step)
         self.history.counts.append(counts)
         self.history.bias.append(torch.stack([m.gate.bias for m in self.layers]).detach().cpu())
@@ -250,19 +306,108 @@ def plot_load_over_time(loads: torch.Tensor, ax=None, *, title: str = "", step_l
     return ax
 
 
-def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over training", fig=None):
-    """The aux-loss-free biases over steps, one panel per MoE layer, one line per expert."""
+def legend_outside(ax, **kwargs):
+    """A legend just right of ``ax``, outside its data area and tick labels (lay the figure out with
+    ``layout="constrained"`` so it makes room)."""
+    kwargs = {"loc": "upper left", "bbox_to_anchor": (1.02, 1), "borderaxespad": 0.0, "fontsize": 8,
+              **kwargs}
+    return ax.legend(**kwargs)
+
+
+def draw_share_heatmap(ax, history: RoutingHistory, last: int = 10):
+    """Each expert's share (%) of a layer's routed assignments over the last ``last`` steps, as an
+    Lm × E heatmap: white is the uniform share 100/E, red an overloaded expert, blue an idle one; the
+    cells carry the numbers when they fit. Returns the image (for a colour bar)."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    share = history.recent_share(last).float()  # (Lm, E)
+    L, E = share.shape
+    uniform = 100 / E
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=uniform, vmax=max(2 * uniform, share.max().item()))
+    image = ax.imshow(share.numpy(), cmap="RdBu_r", norm=norm, aspect="auto", interpolation="nearest")
+    if E <= 16 and L <= 8:  # numbers in the cells
+        fmt = "{:.1f}" if E <= 8 else "{:.0f}"
+        for i in range(L):
+            for e in range(E):
+                v = share[i, e].item()
+                dark = abs(norm(v) - 0.5) > 0.3
+                ax.text(e, i, fmt.format(v), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(E))
+    ax.set_yticks(range(L), [history.layer_label(i).replace(" (", "\n(") for i in range(L)])
+    ax.set_xlabel("routed expert")
+    ax.grid(False)
+    return image
+
+
+def draw_bias_heatmap(ax, history: RoutingHistory, layer: int, vmax: float | None = None):
+    """Layer ``layer``'s selection biases b_i as an expert × step heatmap (orange: b_i > 0, the expert
+    is picked more readily; purple: b_i < 0), colour scale symmetric about 0 up to ``vmax`` (default:
+    the largest |b_i| of the layer). Returns the image (for a colour bar)."""
+    b = history.bias_array()[:, layer].float()  # (St, E)
+    E = b.shape[1]
+    vmax = vmax if vmax is not None else b.abs().max().item()
+    vmax = vmax if vmax > 0 else 1.0  # all zero: any scale shows white
+    steps = history.step
+    image = ax.imshow(b.T.numpy(), cmap="PuOr_r", vmin=-vmax, vmax=vmax, aspect="auto",
+                      interpolation="nearest", extent=(steps[0] - 0.5, steps[-1] + 0.5, E - 0.5, -0.5))
+    if E <= 16:
+        ax.set_yticks(range(E))
+    ax.set(xlabel="step", title=history.layer_label(layer))
+    ax.title.set_fontsize(10)
+    ax.grid(False)
+    if not b.abs().max().item():
+        ax.text(0.5, 0.5, "b = 0 throughout\n(this balance mode\nuses no bias)", transform=ax.transAxes,
+                ha="center", va="center", fontsize=9, color="gray")
+    return image
+
+
+BIAS_KINDS = ("lines", "band", "heatmap")
+
+
+def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over training", fig=None,
+              kind: str = "lines"):
+    """The aux-loss-free biases over steps, one panel per MoE layer.
+
+    ``kind="lines"``: one line per expert, in the expert's colour (legend at the right; lesson 04);
+    ``"band"``: the spread over the experts, min–max band and mean (readable with many experts);
+    ``"heatmap"``: one expert × step heatmap per layer with one labelled colour bar (which expert was
+    pushed which way, and when)."""
     import matplotlib.pyplot as plt
 
+    if kind not in BIAS_KINDS:
+        raise ValueError(f"kind={kind!r} must be one of {BIAS_KINDS}")
+    if not history.step:
+        raise ValueError("plot_bias needs a history with at least one recorded step")
     bias = history.bias_array()  # (St, Lm, E)
     S, L, E = bias.shape
-    fig = fig or plt.figure(figsize=(4.2 * max(L, 2), 3.0))
-    axes = fig.subplots(1, L, squeeze=False)[0]
-    fig.subplots_adjust(top=0.8, wspace=0.3)
-    for i, ax in enumerate(axes):
-        for e in range(E):
-            ax.plot(history.step, bias[:, i, e].tolist(), color=expert_colors(E)[e], lw=1.2)
-        ax.axhline(0, color="gray", lw=0.8)
-        ax.set(xlabel="step", ylabel="b_i", title=f"MoE layer {i}")
+    fig = fig or plt.figure(figsize=(4.2 * max(L, 2) + 1.2, 3.2))
+    if fig.get_layout_engine() is None:
+        fig.set_layout_engine("constrained")
+    axes = fig.subplots(1, L, squeeze=False, sharey=kind == "heatmap")[0]
+    if kind == "heatmap":
+        vmax = bias.abs().max().item()
+        for i, ax in enumerate(axes):
+            image = draw_bias_heatmap(ax, history, i, vmax)
+        axes[0].set_ylabel("routed expert")
+        fig.colorbar(image, ax=list(axes), label="selection bias b_i", shrink=0.9)
+    elif kind == "band":
+        color = course_color("loss_free")
+        for i, ax in enumerate(axes):
+            b = bias[:, i].double()  # (St, E)
+            ax.fill_between(history.step, b.min(-1).values.tolist(), b.max(-1).values.tolist(), color=color,
+                            alpha=0.3, lw=0, label="min–max over the experts")
+            ax.plot(history.step, b.mean(-1).tolist(), color=color, lw=1.5, label="mean over the experts")
+            ax.axhline(0, color="gray", lw=0.8)
+            ax.set(xlabel="step", ylabel="b_i", title=history.layer_label(i))
+        legend_outside(axes[-1])
+    else:
+        colors = expert_colors(E)
+        for i, ax in enumerate(axes):
+            for e in range(E):
+                ax.plot(history.step, bias[:, i, e].tolist(), color=colors[e], lw=1.2, label=f"expert {e}")
+            ax.axhline(0, color="gray", lw=0.8)
+            ax.set(xlabel="step", ylabel="b_i", title=history.layer_label(i))
+        legend_outside(axes[-1], ncol=1 if E <= 10 else 2, title="routed expert", title_fontsize=8)
     fig.suptitle(title)
     return fig

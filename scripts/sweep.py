@@ -4,6 +4,9 @@
     python scripts/sweep.py attention --seeds 0 1 --part a # a share of the seeds, into a part file
     python scripts/sweep.py attention --merge              # parts + the committed sweep -> attention.json
     python scripts/sweep.py attention --seeds 5 6 7 8 9 --arms MHA GQA-2 MQA "MLA Dc=4" --part x  # +seeds
+    python scripts/sweep.py moe --seeds 0 1 2 --part a     # lesson 04's sweep, the same way
+    python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
+    python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on ``helpers.experiments.THREADS`` thread(s), so the numbers do not depend on how the work is split.
@@ -22,9 +25,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from helpers import experiments as ex  # noqa: E402
+from helpers import model_sweeps, moe_sweep  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
-SWEEPS = {"attention": ex.run_attention_seed}
+SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
+          "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed}
+WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
+           "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
+           "capstone": model_sweeps.write_capstone_sweep}
 
 
 def part_path(name: str, part: str) -> Path:
@@ -49,7 +57,7 @@ def main(argv=None) -> int:
         per_seed += [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
         seeds = sorted({s["seed"] for s in per_seed})
         try:
-            path = ex.write_sweep(args.name, per_seed)
+            path = WRITERS[args.name](per_seed)
         except ValueError as err:  # the same (arm, seed) twice
             print(f"not merged: {err}", file=sys.stderr)
             return 1
@@ -65,7 +73,7 @@ def main(argv=None) -> int:
             part_path(args.name, args.part).parent.mkdir(parents=True, exist_ok=True)
             part_path(args.name, args.part).write_text(json.dumps(per_seed) + "\n", encoding="utf-8")
     if not args.part:
-        print(f"wrote {ex.write_sweep(args.name, per_seed)}")
+        print(f"wrote {WRITERS[args.name](per_seed)}")
     print(f"{len(per_seed)} seed(s) in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from helpers.config import ModelConfig
-from helpers.model import Transformer
+from helpers.model import ModelOutput, Transformer
+from helpers.moe import moe_layers
 from helpers.widgets import (
     RoutingMonitor,
     in_live_kernel,
+    main_moe_layers,
     moving_average,
     plot_bias,
     plot_load_over_time,
@@ -21,8 +23,9 @@ from helpers.widgets import (
 
 
 def tiny_moe(**changes):
-    cfg = ModelConfig(dim=32, n_layers=2, n_heads=4, inter_dim=64, max_seq_len=32, n_routed_experts=4,
-                      n_activated_experts=2, moe_inter_dim=16, **changes)
+    sizes = dict(dim=32, n_layers=2, n_heads=4, inter_dim=64, max_seq_len=32, n_routed_experts=4,
+                 n_activated_experts=2, moe_inter_dim=16)
+    cfg = ModelConfig(**{**sizes, **changes})
     return Transformer(cfg)
 
 
@@ -96,6 +99,93 @@ def test_static_figures():
     assert ax.get_ylim() == (0, 100)
     with pytest.raises(ValueError, match="at least one recorded step"):
         plot_routing(RoutingMonitor(model, live=False).history)
+
+
+def moe_mtp_model():
+    """A dense first block, two MoE blocks, and an MTP module whose block is MoE too."""
+    return tiny_moe(n_layers=3, n_dense_layers=1, mtp_depth=1, balance="loss_free", bias_update_speed=0.1)
+
+
+def test_monitor_leaves_out_the_mtp_block():
+    model = moe_mtp_model()
+    main = [model.layers[1].ffn, model.layers[2].ffn]
+    assert len(moe_layers(model)) == 3  # the MTP block's MoE is a module of the model too
+    mon = RoutingMonitor(model, live=False)
+    assert mon.layers == main and mon.history.layer_names == ["layers.1.ffn", "layers.2.ffn"]
+    labels = ["MoE layer 0 (block 1)", "MoE layer 1 (block 2)"]
+    assert [mon.history.layer_label(i) for i in range(2)] == labels
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    idx = torch.randint(0, 256, (2, 17))
+    model.train()
+    for step in range(3):  # what helpers.train does around its callback
+        out = model.run(idx[:, :-1], idx[:, 1:])
+        assert len(out.moe) == 2 and len(out.mtp.moe) == 1
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        model.after_optimizer_step()
+        mon(step, out)
+        torch.testing.assert_close(mon.history.counts[-1], torch.stack([r.counts for r in out.moe]))
+        torch.testing.assert_close(mon.history.bias[-1], torch.stack([m.gate.bias for m in main]))
+    h = mon.history
+    assert h.counts_array().shape == (3, 2, 4) and h.bias_array().shape == (3, 2, 4)  # one row per main layer
+    assert h.max_vio.shape == (3, 2)
+    # an output that also lists the MTP block's result (after the main ones): only the main ones count
+    mon(3, ModelOutput(logits=out.logits, moe=out.moe + out.mtp.moe))
+    torch.testing.assert_close(h.counts[-1], torch.stack([r.counts for r in out.moe]))
+    with pytest.raises(ValueError, match="1 MoE result"):
+        mon(4, ModelOutput(logits=out.logits, moe=out.moe[:1]))
+
+
+def test_monitor_takes_model_layers_or_a_list():
+    model = moe_mtp_model()
+    main = [model.layers[1].ffn, model.layers[2].ffn]
+    assert RoutingMonitor(model.layers, live=False).layers == main
+    assert RoutingMonitor(list(model.layers), live=False).layers == main
+    assert RoutingMonitor(main, live=False).history.layer_label(1) == "MoE layer 1"
+    assert [name for name, _ in main_moe_layers(model.layers)] == ["1.ffn", "2.ffn"]
+    assert RoutingMonitor(model.layers, live=False).history.layer_label(0) == "MoE layer 0 (block 1)"
+    assert len(main_moe_layers(model.mtp)) == 1  # the MTP module alone: its own MoE
+    with pytest.raises(TypeError, match="got str"):
+        main_moe_layers("model")
+    with pytest.raises(TypeError, match="list of int"):
+        main_moe_layers([1, 2])
+
+
+def test_bias_plots_of_every_kind():
+    model = moe_mtp_model()
+    mon = RoutingMonitor(model, live=False)
+    idx = torch.randint(0, 256, (2, 16))
+    model.train()
+    for step in range(5):
+        mon(step, model.run(idx))
+        model.after_optimizer_step()
+    lines = plot_bias(mon.history)
+    assert [ax.get_title() for ax in lines.axes] == ["MoE layer 0 (block 1)", "MoE layer 1 (block 2)"]
+    assert all(len(ax.lines) == 4 + 1 for ax in lines.axes)  # one per expert and the zero line
+    band = plot_bias(mon.history, kind="band")
+    assert all(len(ax.collections) == 1 and len(ax.lines) == 2 for ax in band.axes)  # band, mean, zero
+    for fig in (lines, band):
+        assert_legends_outside(fig)
+    heat = plot_bias(mon.history, kind="heatmap")
+    assert len(heat.axes) == 3 and heat.axes[-1].get_ylabel() == "selection bias b_i"  # + the colour bar
+    assert heat.axes[0].images[0].get_array().shape == (4, 5)  # expert × step
+    with pytest.raises(ValueError, match="kind"):
+        plot_bias(mon.history, kind="spaghetti")
+
+
+def assert_legends_outside(fig):
+    """Every legend lies clear of every axes' data area and of its tick labels."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + fig.legends
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            for other in (ax.get_window_extent(renderer), ax.xaxis.get_tightbbox(renderer),
+                          ax.yaxis.get_tightbbox(renderer)):
+                assert other is None or not box.overlaps(other), (legend, ax.get_title())
 
 
 def test_needs_moe_layers():

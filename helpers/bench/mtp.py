@@ -113,6 +113,60 @@ def forward_costs(model: Transformer, context: int = 64, repeats: int = 20) -> d
     return {name: t.min * 1e3 for name, t in timings.items()}
 
 
+def training_flops_ratio(cfg: ModelConfig, seq_len: int = 128) -> float:
+    """Estimated cost of a training step with the MTP modules over one without: matmul FLOPs per token
+    (6 per weight for forward and backward; 6·T·H·(Dqk + Dv)/2 more per block for causal attention
+    scores), counting for each module its block, its projection M_k and one more pass through the shared
+    output head. Norms, softmaxes and the optimiser are left out, so a measurement may run higher."""
+    from ..params import param_count
+
+    bill = param_count(cfg.replace(mtp_depth=0))
+    qk = (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim) if cfg.attn_type == "mla" else cfg.hd
+    v = cfg.v_head_dim if cfg.attn_type == "mla" else cfg.hd
+    scores = 6 * (seq_len / 2) * cfg.n_heads * (qk + v)  # per token per block, causal: half the keys
+    main = 6 * (bill.active - bill.embedding) + cfg.n_layers * scores
+    mtp_bill = param_count(cfg)
+    per_module = mtp_bill.mtp / max(1, cfg.mtp_depth)  # block (active experts only if MoE) + M_k + norms
+    if cfg.n_routed_experts:
+        unused = (cfg.n_routed_experts - cfg.n_activated_experts) * 3 * cfg.dim * cfg.moe_inter_dim
+        per_module -= unused
+    extra = cfg.mtp_depth * (6 * (per_module + bill.head) + scores)
+    return (main + extra) / main
+
+
+def training_overhead(model: Transformer, data, *, batch_size: int = 16, seq_len: int = 128,
+                      rounds: int = 3) -> dict:
+    """The MTP modules' training cost, measured once and the same way wherever a lesson quotes it: one
+    forward and backward pass of a training batch, with the modules and without them (the same weights
+    minus ``mtp.*``), taken in turns (``helpers.timing.interleaved``, CPU time on one thread, best
+    round), next to ``training_flops_ratio``. Returns ``measured_ratio``, ``flops_ratio`` and the two
+    step times in ms. No optimiser step is taken; the gradients are cleared afterwards."""
+    cfg = model.config
+    if model.mtp is None:
+        raise ValueError(f"training_overhead needs a model with MTP modules, got mtp_depth={cfg.mtp_depth}")
+    plain = Transformer(cfg.replace(mtp_depth=0)).to(model.device)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("mtp.")})
+    b = data.get_batch("train", batch_size, seq_len, generator=torch.Generator().manual_seed(3),
+                       device=model.device)
+    was_training = model.training
+
+    def step(m):
+        def go():
+            m.zero_grad(set_to_none=True)
+            m.run(b.x, targets=b.y).loss.backward()
+        return go
+
+    model.train()
+    plain.train()
+    t = interleaved({"mtp": step(model), "plain": step(plain)}, rounds=rounds, number=1, threads=1,
+                    cpu_time=True)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    mtp_ms, plain_ms = t["mtp"].min * 1e3, t["plain"].min * 1e3
+    return {"measured_ratio": mtp_ms / plain_ms, "flops_ratio": training_flops_ratio(cfg, seq_len),
+            "mtp_step_ms": mtp_ms, "plain_step_ms": plain_ms}
+
+
 def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new: int | None = None,
         prompt_len: int = 32) -> dict[str, float]:
     steps = steps or (150 if quick else 600)

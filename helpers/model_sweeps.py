@@ -1,0 +1,119 @@
+"""The committed seed sweeps behind lessons 05 and 06: whole models compared over seeds.
+
+- ``mtp`` (lesson 05): the ``tiny`` model with and without one MTP module (λ = 0.3), lesson 05's recipe.
+  Does the extra target change the main model's own next-token loss, and what does it cost to train?
+- ``capstone`` (lesson 06): the tiny DeepSeek-V3 (``helpers.capstone.CPU_CONFIG``) against lesson 00's
+  dense baseline with the same active parameters (``matched_baseline``), the same tokens, the CPU plan.
+
+A lesson trains seed 0 of each arm it shows live (on ``experiments.THREADS`` thread, so its numbers are
+the committed ones exactly) and takes its verdict from all seeds; ``python scripts/sweep.py mtp`` and
+``python scripts/sweep.py capstone`` make the files, ``tests/test_model_sweeps.py`` re-runs one arm.
+Every run records the main model's validation loss on fixed batches (``EVAL``), split by domain too, and
+its training wall time on one thread; MTP arms also record the teacher-forced acceptance of module 1's
+drafts (``helpers.speculative.teacher_forced_acceptance``) on fixed validation batches.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .capstone import CPU_CONFIG, matched_baseline, plan_for
+from .config import ModelConfig, preset
+from .data import Corpus
+from .experiments import THREADS, write_sweep
+from .model import Transformer
+from .speculative import teacher_forced_acceptance
+from .timing import torch_threads
+from .training import evaluate, train
+from .validate import check_choice, check_int
+
+SEEDS = (0, 1, 2, 3, 4)
+EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=7)  # the same fixed batches for every run
+ACCEPT = dict(batch_size=32, seq_len=128, seed=11)  # the batch the acceptance is measured on
+MTP_RECIPE = dict(steps=400, batch_size=16, seq_len=128, lr=3e-3, eval_every=100, eval_iters=8)
+_PLAN = plan_for("cpu")
+CAPSTONE_RECIPE = dict(steps=_PLAN.steps, batch_size=_PLAN.batch_size, seq_len=_PLAN.seq_len, lr=_PLAN.lr,
+                       eval_every=_PLAN.eval_every)
+
+
+def mtp_arms() -> dict[str, ModelConfig]:
+    return {"plain": preset("tiny"), "MTP (D=1)": preset("tiny", mtp_depth=1)}
+
+
+def capstone_arms() -> dict[str, ModelConfig]:
+    return {"baseline": matched_baseline(CPU_CONFIG), "tiny DeepSeek-V3": CPU_CONFIG}
+
+
+ARMS = {"mtp": mtp_arms, "capstone": capstone_arms}
+RECIPES = {"mtp": MTP_RECIPE, "capstone": CAPSTONE_RECIPE}
+
+
+def new_model(sweep: str, arm: str, seed: int) -> Transformer:
+    """The untrained model of one arm and seed, built as the sweep built it."""
+    sweep = check_choice("sweep", sweep, list(ARMS))
+    cfg = ARMS[sweep]()[check_choice("arm", arm, list(ARMS[sweep]()))]
+    with torch_threads(THREADS):
+        torch.manual_seed(check_int("seed", seed, min_value=0))
+        return Transformer(cfg)
+
+
+def train_run(sweep: str, arm: str, seed: int, corpus: Corpus, *, callback=None,
+              model: Transformer | None = None):
+    """Seed ``seed`` of one arm, on ``THREADS`` thread(s) on the CPU: (model, History). ``model`` is
+    ``new_model(sweep, arm, seed)`` made beforehand (to attach a live dashboard to it first)."""
+    model = new_model(sweep, arm, seed) if model is None else model  # checks sweep, arm and seed
+    sweep = check_choice("sweep", sweep, list(ARMS))
+    seed = check_int("seed", seed, min_value=0)
+    with torch_threads(THREADS):
+        hist = train(model, corpus, progress=False, callback=callback, device="cpu",
+                     **{**RECIPES[sweep], "seed": seed})
+    return model.eval(), hist
+
+
+@torch.no_grad()
+def measure_model(model: Transformer, corpus: Corpus) -> dict[str, float]:
+    """Validation loss (all, prose, code) on ``EVAL``'s batches; MTP models add the draft acceptance."""
+    with torch_threads(THREADS):
+        out = {"val_loss": evaluate(model, corpus, **EVAL)}
+        for dom in ("docs", "code"):
+            out[f"val_{dom}"] = evaluate(model, corpus, domain=dom, **EVAL)
+        if model.mtp is not None:
+            b = corpus.get_batch("val", ACCEPT["batch_size"], ACCEPT["seq_len"],
+                                 generator=torch.Generator().manual_seed(ACCEPT["seed"]), device=model.device)
+            out["acceptance"] = teacher_forced_acceptance(model, b.x, b.y)
+    return out
+
+
+def _run_seed(sweep: str, seed: int, corpus: Corpus, arms=None, log=None) -> dict:
+    known = list(ARMS[sweep]())
+    names = known if arms is None else [check_choice("arm", a, known) for a in arms]
+    runs, curves = [], {}
+    for name in names:
+        model, hist = train_run(sweep, name, seed, corpus)
+        m = {**measure_model(model, corpus), "train_seconds": hist.seconds}
+        runs += [{"arm": name, "seed": seed, "metric": k, "value": v} for k, v in m.items()]
+        curves[name] = {"step": [s + 1 for s in hist.val_step], "val_loss": hist.val_loss}
+        if log:
+            log(f"{sweep} seed {seed} {name:<18} val {m['val_loss']:.4f} ({hist.seconds:.0f} s)")
+    return {"seed": seed, "runs": runs, "curves": curves, "uptrain": None}
+
+
+def run_mtp_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
+    return _run_seed("mtp", seed, corpus, arms, log)
+
+
+def run_capstone_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
+    return _run_seed("capstone", seed, corpus, arms, log)
+
+
+def _writer(sweep: str):
+    def write(per_seed: list[dict], path=None):
+        meta = {"recipe": RECIPES[sweep], "eval": EVAL, "accept": ACCEPT, "threads": THREADS,
+                "torch": torch.__version__, "device": "cpu", "arms": list(ARMS[sweep]()),
+                "made_by": f"python scripts/sweep.py {sweep}"}
+        return write_sweep(sweep, per_seed, path, meta=meta)
+    return write
+
+
+write_mtp_sweep = _writer("mtp")
+write_capstone_sweep = _writer("capstone")

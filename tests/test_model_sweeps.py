@@ -1,0 +1,41 @@
+"""Lessons 05 and 06's committed sweeps: the arms compare what they claim to (same recipe, matched
+active parameters), the files hold every arm on every seed, and (slow) one arm re-run here reproduces the
+committed numbers exactly."""
+
+import pytest
+
+from helpers import load_corpus
+from helpers import model_sweeps as ms
+from helpers.experiments import load_sweep
+from helpers.params import param_count
+
+
+def test_mtp_arms_differ_only_in_the_mtp_module():
+    plain, mtp = ms.mtp_arms().values()
+    assert mtp.replace(mtp_depth=0) == plain and mtp.mtp_depth == 1
+
+
+def test_capstone_baseline_has_the_capstones_active_parameters():
+    base, ours = ms.capstone_arms().values()
+    assert abs(param_count(base).total / param_count(ours).active - 1) < 0.01
+    assert ms.CAPSTONE_RECIPE["steps"] == ms.plan_for("cpu").steps
+
+
+@pytest.mark.parametrize("name", ["mtp", "capstone"])
+def test_committed_sweep_has_every_arm_on_every_seed(name):
+    sweep = load_sweep(name)
+    assert sweep.arms == list(ms.ARMS[name]())
+    for arm in sweep.arms:
+        assert sweep.seeds_of(arm) == list(ms.SEEDS), arm
+    assert sweep.meta["recipe"] == ms.RECIPES[name] and sweep.meta["eval"] == ms.EVAL
+
+
+@pytest.mark.slow
+def test_one_arm_reproduces_the_committed_numbers():
+    corpus = load_corpus()
+    model, _ = ms.train_run("mtp", "MTP (D=1)", 1, corpus)
+    got = ms.measure_model(model, corpus)
+    sweep = load_sweep("mtp")
+    assert set(got) >= {"val_loss", "val_docs", "val_code", "acceptance"}
+    for metric, value in got.items():
+        assert value == pytest.approx(sweep.value("MTP (D=1)", 1, metric), rel=1e-6, abs=1e-9), metric
