@@ -3,7 +3,7 @@
 latent attention (``helpers.mla``) for MHA/GQA/MQA (``helpers.attention``), and layers from
 ``n_dense_layers`` on swap the dense MLP for DeepSeekMoE (``helpers.moe``) when ``n_routed_experts > 0``.
 
-Imports go one way: config → layers → attention/mla/moe → blocks → mtp → model.
+Imports go one way: config → layers → attention/mla/moe → dsa → blocks → mtp → model.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from torch import nn
 
 from .attention import Attention
 from .config import ModelConfig
+from .dsa import SparseMLA
 from .layers import MLP, RMSNorm
 from .mla import MLA
 from .moe import MoE, MoEResult
 
 
 def make_attention(cfg: ModelConfig, layer_idx: int) -> nn.Module:
-    """MLA or MHA/GQA/MQA (by ``n_kv_heads``), as the configuration asks."""
+    """MLA (sparse, DSA, when ``index_n_heads > 0``) or MHA/GQA/MQA (by ``n_kv_heads``)."""
+    if cfg.is_sparse_attention:
+        return SparseMLA(cfg, layer_idx)
     return MLA(cfg, layer_idx) if cfg.attn_type == "mla" else Attention(cfg, layer_idx)
 
 

@@ -63,11 +63,15 @@ class ModelConfig:
     # --- multi-token prediction (DeepSeek-V3 §2.2) ----------------------------------------------
     mtp_depth: int = 0  # Dm (the report's D): sequential MTP modules; 0 = none
     mtp_lambda: float = 0.3  # λ: weight of the MTP loss
+    # --- DeepSeek Sparse Attention (DeepSeek-V3.2-Exp; lesson 07) -------------------------------
+    index_n_heads: int = 0  # H_I: lightning-indexer heads; 0 = dense MLA (no indexer) (V3.2: 64)
+    index_head_dim: int = 16  # d_I: indexer query/key width, its first Dr dims rotated (V3.2: 128)
+    index_topk: int = 8  # k: latent entries each query reads (V3.2: 2048); k >= context is dense
 
     def __post_init__(self) -> None:
         problems: list[str] = []
         for check in (_check_types, _check_sizes, _check_floats, _check_choices, _check_heads,
-                      _check_experts):
+                      _check_experts, _check_indexer):
             try:
                 problems += check(self)
             except (TypeError, ValueError) as err:  # a type error stops the checks that need the value
@@ -90,6 +94,11 @@ class ModelConfig:
     def is_moe(self) -> bool:
         return self.n_routed_experts > 0
 
+    @property
+    def is_sparse_attention(self) -> bool:
+        """DeepSeek Sparse Attention: MLA with a lightning indexer (``index_n_heads > 0``)."""
+        return self.attn_type == "mla" and self.index_n_heads > 0
+
     def layer_is_moe(self, layer_idx: int) -> bool:
         return self.is_moe and layer_idx >= self.n_dense_layers
 
@@ -105,9 +114,9 @@ class ModelConfig:
 # Sizes that must be >= 1 and sizes that may be 0 (0 switches a feature off).
 POSITIVE_INTS = ("vocab_size", "dim", "n_layers", "n_heads", "inter_dim", "max_seq_len", "kv_lora_rank",
                  "qk_nope_head_dim", "v_head_dim", "moe_inter_dim", "n_activated_experts",
-                 "n_expert_groups", "n_limited_groups")
+                 "n_expert_groups", "n_limited_groups", "index_head_dim", "index_topk")
 NON_NEGATIVE_INTS = ("q_lora_rank", "n_routed_experts", "n_shared_experts", "n_dense_layers",
-                     "mtp_depth", "qk_rope_head_dim")
+                     "mtp_depth", "qk_rope_head_dim", "index_n_heads")
 OPTIONAL_POSITIVE_INTS = ("n_kv_heads", "head_dim")  # None means "derive it"
 BOOLS = ("tie_embeddings", "norm_topk_prob")
 # Floats: (name, lower bound, strict?): rope_theta, norm_eps and route_scale > 0; rates and weights >= 0.
@@ -204,6 +213,23 @@ def _check_experts(cfg: ModelConfig) -> list[str]:
                         f"experts cannot hold n_activated_experts={cfg.n_activated_experts}")
     if cfg.n_dense_layers > cfg.n_layers:
         problems.append(f"n_dense_layers={cfg.n_dense_layers} exceeds n_layers={cfg.n_layers}")
+    return problems
+
+
+def _check_indexer(cfg: ModelConfig) -> list[str]:
+    """The lightning indexer sits on MLA and reads the query latent; its RoPE part fits its width."""
+    if cfg.index_n_heads <= 0:
+        return []
+    problems = []
+    if cfg.attn_type != "mla":
+        problems.append(f"index_n_heads={cfg.index_n_heads} needs attn_type='mla' (the indexer selects "
+                        f"latent-cache entries), got attn_type={cfg.attn_type!r}")
+    if cfg.q_lora_rank <= 0:
+        problems.append(f"index_n_heads={cfg.index_n_heads} needs q_lora_rank > 0: the indexer's queries "
+                        f"come from the query latent (got q_lora_rank={cfg.q_lora_rank})")
+    if 0 < cfg.index_head_dim < cfg.qk_rope_head_dim:
+        problems.append(f"index_head_dim={cfg.index_head_dim} is smaller than its RoPE part "
+                        f"qk_rope_head_dim={cfg.qk_rope_head_dim}")
     return problems
 
 

@@ -210,9 +210,12 @@ def mla_elements_per_token(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: i
 
 def config_cache_bytes_per_token(cfg, bytes_per_element: int = 4) -> int:
     """The formula: whole-model KV cache per token, ``l·(Dc + Dr)`` elements for MLA (absorbed or
-    latent), ``2·l·G·Dh`` otherwise (DeepSeek-V2 Table 1), times ``bytes_per_element``."""
+    latent; ``l·(Dc + Dr + DI)`` with DSA's indexer key), ``2·l·G·Dh`` otherwise (DeepSeek-V2 Table 1),
+    times ``bytes_per_element``."""
     if cfg.attn_type == "mla":
         elements = mla_elements_per_token(cfg.n_layers, cfg.kv_lora_rank, cfg.qk_rope_head_dim)
+        if cfg.index_n_heads > 0:  # DeepSeek Sparse Attention also caches one indexer key per token
+            elements += cfg.n_layers * cfg.index_head_dim
     else:
         elements = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd)
     return elements * bytes_per_element

@@ -50,6 +50,9 @@ PALETTE: dict[str, str] = {
     "MTP_depth2": "#fd8d3c",
     "leak": "#d62728",  # lesson 05: the leaky wiring ...
     "ok": "#31a354",  # ... and the correct one
+    # sparse attention (lesson 07): DSA's top-k attention and its lightning indexer (dense MLA is "MLA")
+    "DSA": "#dd3497",
+    "indexer": "#7a0177",
     # our implementation against the Hugging Face reference (lessons 00, 06)
     "ours": _MAIN,
     "hf": "#f2b701",

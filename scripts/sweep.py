@@ -7,6 +7,7 @@
     python scripts/sweep.py moe --seeds 0 1 2 --part a     # lesson 04's sweep, the same way
     python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
+    python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on ``helpers.experiments.THREADS`` thread(s), so the numbers do not depend on how the work is split.
@@ -24,15 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from helpers import dsa_sweep, model_sweeps, moe_sweep  # noqa: E402
 from helpers import experiments as ex  # noqa: E402
-from helpers import model_sweeps, moe_sweep  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
-          "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed}
+          "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
+          "dsa": dsa_sweep.run_dsa_seed}
 WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
            "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
-           "capstone": model_sweeps.write_capstone_sweep}
+           "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep}
 
 
 def part_path(name: str, part: str) -> Path:

@@ -259,3 +259,46 @@ def test_a_check_displays_nothing_more_than_its_printed_verdict(capsys):
     assert ok and not bad and ok == True and bad == False  # noqa: E712 (the comparison is the point)
     assert ok._ipython_display_() is None and repr(bad) == "Checked(False)"
     assert "✅ x: correct" in capsys.readouterr().out
+
+
+# --- lesson 07 exercise checks, proven against reference solutions -------------------------------
+def solution_l07_index_scores(q, k, w):
+    T, S = q.shape[0], k.shape[0]
+    per_head = torch.relu(torch.einsum("tjd,sd->tjs", q, k) / q.shape[-1] ** 0.5)  # (T, H_I, S)
+    scores = torch.einsum("tj,tjs->ts", w, per_head)
+    future = torch.arange(S).unsqueeze(0) > torch.arange(S - T, S).unsqueeze(1)
+    return scores.masked_fill(future, float("-inf"))
+
+
+def solution_l07_decode_reads(cfg, context, k):
+    return context * cfg.index_head_dim + min(k, context) * (cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+
+
+def solution_l07_indexer_kl(p, scores, keep):
+    logq = scores.masked_fill(~keep, float("-inf")).log_softmax(-1)
+    pk = p * keep
+    pk = pk / pk.sum(-1, keepdim=True)
+    terms = torch.where(pk > 0, pk * (pk.clamp_min(1e-30).log() - logq), torch.zeros_like(pk))
+    return terms.sum(-1).mean()
+
+
+def test_l07_exercise_checks():
+    from helpers.exercises import l07
+
+    assert l07.check_index_scores(solution_l07_index_scores)
+    # the typical slips: ReLU after summing the heads, no causal mask, softmax instead of ReLU
+    assert not l07.check_index_scores(lambda q, k, w: torch.relu(
+        torch.einsum("tj,tjs->ts", w, torch.einsum("tjd,sd->tjs", q, k) / q.shape[-1] ** 0.5)))
+    assert not l07.check_index_scores(lambda q, k, w: torch.einsum(
+        "tj,tjs->ts", w, torch.relu(torch.einsum("tjd,sd->tjs", q, k) / q.shape[-1] ** 0.5)))
+    assert not l07.check_index_scores(lambda q, k, w: solution_l07_index_scores(q, k, w).softmax(-1))
+    assert not l07.check_index_scores(lambda q, k, w: None)
+    assert l07.check_decode_reads(solution_l07_decode_reads)
+    assert not l07.check_decode_reads(lambda cfg, S, k: k * (cfg.kv_lora_rank + cfg.qk_rope_head_dim))
+    assert not l07.check_decode_reads(
+        lambda cfg, S, k: S * cfg.index_head_dim + k * (cfg.kv_lora_rank + cfg.qk_rope_head_dim))
+    assert l07.check_indexer_kl(solution_l07_indexer_kl)
+    causal = lambda p, keep: torch.ones_like(keep).tril(p.shape[1] - p.shape[0])  # noqa: E731
+    assert not l07.check_indexer_kl(lambda p, s, keep: solution_l07_indexer_kl(p, s, causal(p, keep)))
+    assert not l07.check_indexer_kl(
+        lambda p, s, keep: solution_l07_indexer_kl(s.softmax(-1), p.clamp_min(1e-9).log(), keep))

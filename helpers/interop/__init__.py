@@ -10,6 +10,7 @@ layer and the whole ``DeepseekV3ForCausalLM``). ``to_hf`` goes the other way: ML
   (``copy_weights``) that every converter uses in both directions.
 - ``llama``: Llama both ways.
 - ``deepseek``: DeepSeek-V3 both ways: MLA, DeepSeekMoE (either expert layout), the whole model.
+- ``deepseek_v32``: DeepSeek-V3.2 both ways: V3 plus the lightning indexer (sparse attention).
 """
 
 from .common import (
@@ -50,6 +51,18 @@ from .deepseek import (
     rope_deinterleave_perm,
     tiny_deepseek_hf_config,
 )
+from .deepseek_v32 import (
+    DSA_FIELDS,
+    INDEXER_TABLE,
+    check_dsa_supported,
+    dsa_config,
+    dsa_from_hf,
+    dsa_hf_config,
+    dsa_table,
+    dsa_to_hf,
+    indexer_from_hf,
+    tiny_dsa_hf_config,
+)
 from .llama import (
     LLAMA_FIELDS,
     LLAMA_TABLE,
@@ -72,4 +85,7 @@ __all__ = [
     "DEEPSEEK_FIELDS", "MOE_TABLE", "deepseek_config", "tiny_deepseek_hf_config", "check_deepseek_supported",
     "deepseek_hf_config", "rope_deinterleave_perm", "mla_table", "deepseek_table", "moe_from_hf",
     "moe_to_hf", "mla_from_hf", "mla_to_hf", "deepseek_from_hf", "deepseek_to_hf",
+    # DeepSeek-V3.2 (sparse attention)
+    "DSA_FIELDS", "INDEXER_TABLE", "check_dsa_supported", "dsa_config", "dsa_from_hf", "dsa_hf_config",
+    "dsa_table", "dsa_to_hf", "indexer_from_hf", "tiny_dsa_hf_config",
 ]

@@ -289,6 +289,10 @@ def deepseek_to_hf(model: Transformer, rope_interleave: bool = False):
     from ..mla import MLA
 
     cfg = model.config
+    if cfg.is_sparse_attention:  # MLA + lightning indexer: DeepSeek-V3.2 (always the interleaved layout)
+        from .deepseek_v32 import dsa_to_hf
+
+        return dsa_to_hf(model)
     hf_cfg = deepseek_hf_config(cfg, rope_interleave)
     for i, layer in enumerate(model.layers):
         if not isinstance(layer.attn, MLA):
