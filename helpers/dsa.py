@@ -4,10 +4,10 @@ DeepSeek-V3.2-Exp (Sept 2025) keeps V3's MLA and adds, per layer, a cheap *light
 scores every earlier token; the main attention then reads only the top-k latent entries per query.
 Names follow transformers' ``DeepseekV32Indexer`` (``wq_b``, ``wk``, ``k_norm``, ``weights_proj``):
 
-    indexer query   q_I(t, j) = W_qI c_q(t)          per head j, (B, T, H_I, d_I)   wq_b, from MLA's query latent
-    indexer key     k_I(s)    = LayerNorm(W_kI x_s)  one per token, (B, S, d_I)     wk, k_norm (with bias)
-    head weights    w(t, j)   = W_w x_t · H_I^-½     (B, T, H_I)                     weights_proj
-    index score     I(t, s)   = Σ_j w(t, j) · ReLU(d_I^-½ · q_I(t, j) · k_I(s))     (B, T, S), causal
+    indexer query   q_I(t, j) = W_qI c_q(t)          per head j, (B, T, HI, DI)  wq_b, from the query latent
+    indexer key     k_I(s)    = LayerNorm(W_kI x_s)  one per token, (B, S, DI)   wk, k_norm (with bias)
+    head weights    w(t, j)   = W_w x_t · H_I^-½     (B, T, HI)                  weights_proj
+    index score     I(t, s)   = Σ_j w(t, j) · ReLU(d_I^-½ · q_I(t, j) · k_I(s))  (B, T, S), causal
     selection       top-k of I(t, ·)  (k ≥ the context means dense)
     attention       u_t = MLA(h_t, {c_s, k_pe_s : s in the top-k of t})
 
@@ -28,8 +28,9 @@ learns, by KL(p_t ‖ softmax(I(t, ·))) with p_t the main attention summed over
 then sparse training where the KL runs over the selected set only and the indexer's input is detached
 (``set_dsa_phase``, ``indexer_loss``).
 
-Shape letters: B batch, T queries, S cached positions, D model width, H heads, Dq query latent, Dc KV
-latent, Dr RoPE part, H_I indexer heads, d_I indexer width, k selected entries per query.
+Shape letters (``docs/GLOSSARY.md``): B batch, T queries, S cached positions, D model width, H heads, Dq
+query latent, Dc KV latent, Dr RoPE part, HI indexer heads (the report's H^I), DI indexer width (d^I), Ks
+positions each query reads (the report's k, ``index_topk``). The formulas above keep the report's names.
 """
 
 from __future__ import annotations
@@ -53,45 +54,47 @@ class Indexer(nn.Module):
     """The lightning indexer of one layer: ``forward(x, q_lat, cos, sin, keys)`` → index scores (B, T, S).
 
     ``x`` (B, T, D) is the layer's normalised input, ``q_lat`` (B, T, Dq) MLA's query latent
-    ``q_norm(wq_a(x))``, ``keys`` (B, S, d_I) the indexer keys of all S positions (cached + new, from
+    ``q_norm(wq_a(x))``, ``keys`` (B, S, DI) the indexer keys of all S positions (cached + new, from
     ``keys()``). Future positions score ``-inf``."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads, self.head_dim, self.rope_dim = cfg.index_n_heads, cfg.index_head_dim, cfg.qk_rope_head_dim
-        self.wq_b = nn.Linear(cfg.q_lora_rank, self.n_heads * self.head_dim, bias=False)  # Dq → H_I·d_I
-        self.wk = nn.Linear(cfg.dim, self.head_dim, bias=False)  # D → d_I: one key per token
+        self.n_heads, self.head_dim = cfg.index_n_heads, cfg.index_head_dim
+        self.rope_dim = cfg.qk_rope_head_dim
+        self.wq_b = nn.Linear(cfg.q_lora_rank, self.n_heads * self.head_dim, bias=False)  # Dq → HI·DI
+        self.wk = nn.Linear(cfg.dim, self.head_dim, bias=False)  # D → DI: one key per token
         self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)  # with a bias, as in the reference
-        self.weights_proj = nn.Linear(cfg.dim, self.n_heads, bias=False)  # D → H_I
+        self.weights_proj = nn.Linear(cfg.dim, self.n_heads, bias=False)  # D → HI
         self.softmax_scale = self.head_dim ** -0.5
 
     def _rope(self, t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Half-split RoPE on the first Dr dims of (B, T, ..., d_I), positions on dim 1."""
+        """Half-split RoPE on the first Dr dims of (B, T, ..., DI), positions on dim 1."""
         rot, rest = t.split([self.rope_dim, self.head_dim - self.rope_dim], dim=-1)
-        if t.ndim == 4:  # (B, T, H_I, Dr) → rotate with positions on dim -2, then back
+        if t.ndim == 4:  # (B, T, HI, Dr) → rotate with positions on dim -2, then back
             rot = apply_rope(rot.transpose(1, 2), cos, sin).transpose(1, 2)
         else:
             rot = apply_rope(rot, cos, sin)
         return torch.cat([rot, rest], dim=-1)
 
     def keys(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """What the indexer caches: one rotated key per position, (B, T, d_I)."""
+        """What the indexer caches: one rotated key per position, (B, T, DI)."""
         return self._rope(self.k_norm(self.wk(x)), cos, sin)
 
     def queries(self, q_lat: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """(B, T, H_I, d_I) rotated indexer queries from the query latent."""
+        """(B, T, HI, DI) rotated indexer queries from the query latent."""
         B, T, _ = q_lat.shape
-        q = self.wq_b(q_lat).view(B, T, self.n_heads, self.head_dim)  # (B, T, H_I, d_I)
+        q = self.wq_b(q_lat).view(B, T, self.n_heads, self.head_dim)  # (B, T, HI, DI)
         return self._rope(q, cos, sin)
 
     def head_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """w(t, j), (B, T, H_I), with the reference's H_I^-½."""
+        """w(t, j), (B, T, HI), with the reference's H_I^-½."""
         return self.weights_proj(x).float() * self.n_heads ** -0.5
 
     def forward(self, x: torch.Tensor, q_lat: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 keys: torch.Tensor) -> torch.Tensor:
-        q = self.queries(q_lat, cos, sin).float()  # (B, T, H_I, d_I)
-        per_head = F.relu(q @ keys.float().transpose(1, 2).unsqueeze(1) * self.softmax_scale)  # (B, T, H_I, S)
+        q = self.queries(q_lat, cos, sin).float()  # (B, T, HI, DI)
+        k_t = keys.float().transpose(1, 2).unsqueeze(1)  # (B, 1, DI, S)
+        per_head = F.relu(q @ k_t * self.softmax_scale)  # (B, T, HI, S)
         scores = (self.head_weights(x).unsqueeze(-2) @ per_head).squeeze(-2)  # (B, T, S): Σ_j w_j ReLU(·)
         mask = causal_mask(x.shape[1], keys.shape[1], x.device)
         return scores if mask is None else scores.masked_fill(~mask, float("-inf"))
@@ -143,7 +146,7 @@ class SparseMLA(MLA):
     """MLA whose queries read only the indexer's top-k latent entries (``cfg.index_n_heads > 0``).
 
     ``forward(x, cos, sin, cache=None)`` as ``MLA``; with a cache, ``cache.update`` stores
-    ``(c_kv (B, T, Dc), k_pe (B, T, Dr), k_I (B, T, d_I))``. Modes ``"absorbed"`` (default) and
+    ``(c_kv (B, T, Dc), k_pe (B, T, Dr), k_I (B, T, DI))``. Modes ``"absorbed"`` (default) and
     ``"latent"``; ``path`` picks ``"gather"`` (fast) or ``"masked"`` (readable); ``phase`` is one of
     ``PHASES`` (``set_dsa_phase``)."""
 
@@ -175,7 +178,7 @@ class SparseMLA(MLA):
         q_pe = apply_rope(q_pe, cos, sin)
         c_kv, k_pe = self.latents(x, cos, sin)  # (B, T, Dc), (B, T, Dr)
         detach = self.phase == "sparse"  # sparse training: the indexer learns only from its KL
-        k_idx = self.indexer.keys(x.detach() if detach else x, cos, sin)  # (B, T, d_I)
+        k_idx = self.indexer.keys(x.detach() if detach else x, cos, sin)  # (B, T, DI)
         if cache is not None:
             c_kv, k_pe, k_idx = cache.update(self.layer_idx, c_kv, k_pe, k_idx)  # S positions each
         need_weights = self.record or self.phase != "inference"
@@ -216,16 +219,16 @@ class SparseMLA(MLA):
 
     def _attend_gather(self, q_nope, q_pe, c_kv, k_pe, idx, scores):
         """Fast: gather the k selected latents of each query and attend over those only (absorbed).
-        idx (B, T, k); positions that were never causal (-inf score, early queries) are masked."""
+        idx (B, T, Ks); positions that were never causal (-inf score, early queries) are masked."""
         B, T, k = idx.shape
         w_uk, w_uv = self.up_weights()
         q_lat = torch.einsum("bhtn,hnc->bhtc", q_nope, w_uk)  # (B, H, T, Dc)
         flat = idx.reshape(B, T * k, 1)
-        c_sel = c_kv.gather(1, flat.expand(B, T * k, c_kv.shape[-1])).view(B, T, k, -1)  # (B, T, k, Dc)
-        pe_sel = k_pe.gather(1, flat.expand(B, T * k, k_pe.shape[-1])).view(B, T, k, -1)  # (B, T, k, Dr)
+        c_sel = c_kv.gather(1, flat.expand(B, T * k, c_kv.shape[-1])).view(B, T, k, -1)  # (B, T, Ks, Dc)
+        pe_sel = k_pe.gather(1, flat.expand(B, T * k, k_pe.shape[-1])).view(B, T, k, -1)  # (B, T, Ks, Dr)
         att = (torch.einsum("bhtc,btkc->bhtk", q_lat, c_sel)
-               + torch.einsum("bhtr,btkr->bhtk", q_pe, pe_sel)) * self.softmax_scale  # (B, H, T, k)
-        valid = torch.isfinite(scores.gather(-1, idx))  # (B, T, k)
+               + torch.einsum("bhtr,btkr->bhtk", q_pe, pe_sel)) * self.softmax_scale  # (B, H, T, Ks)
+        valid = torch.isfinite(scores.gather(-1, idx))  # (B, T, Ks)
         if not bool(valid.all()):
             att = att.masked_fill(~valid.unsqueeze(1), float("-inf"))
         o_lat = torch.einsum("bhtk,btkc->bhtc", att.softmax(dim=-1), c_sel)  # (B, H, T, Dc)
@@ -312,7 +315,8 @@ class Recall:
     set: float  # mean |top-k of I ∩ top-k of p| / k
 
 
-def indexer_recall(attention: torch.Tensor, scores: torch.Tensor, k: int, skip_first: int | None = None) -> Recall:
+def indexer_recall(attention: torch.Tensor, scores: torch.Tensor, k: int,
+                   skip_first: int | None = None) -> Recall:
     """How much of dense attention the indexer's top-k keeps. ``attention`` (B, T, S) the dense main
     attention (summed over heads, L1-normalised), ``scores`` (B, T, S) the index scores. Queries that
     see k positions or fewer select everything and are left out (``skip_first``, default k)."""
@@ -323,14 +327,15 @@ def indexer_recall(attention: torch.Tensor, scores: torch.Tensor, k: int, skip_f
     a, s = attention[:, rows], scores[:, rows]
     if a.shape[1] == 0:
         raise ValueError(f"no query sees more than k={k} positions (T={T}, S={S}): recall is trivially 1")
-    top_i = s.topk(k, dim=-1).indices
-    top_p = a.topk(k, dim=-1).indices
+    top_i = select_topk(s, k)  # the model's own rule, ties to the earlier position
+    top_p = select_topk(a, k)
     mass = a.gather(-1, top_i).sum(-1).mean().item()
     hit = (top_i.unsqueeze(-1) == top_p.unsqueeze(-2)).any(-1).float().sum(-1) / k
     return Recall(mass, hit.mean().item())
 
 
-def quantised_index_keys(keys: torch.Tensor, mantissa_bits: int = 3, block: int | None = None) -> torch.Tensor:
+def quantised_index_keys(keys: torch.Tensor, mantissa_bits: int = 3,
+                         block: int | None = None) -> torch.Tensor:
     """FP8-style (E4M3: 3 mantissa bits, max 448) rounding of the index keys, one scale per key (or per
     ``block`` of dims): what the reference's FP8 scoring does to k_I, simulated in float32."""
     check_int("mantissa_bits", mantissa_bits, min_value=1, max_value=10, where="quantised_index_keys")
