@@ -8,6 +8,7 @@
     python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
+    python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on ``helpers.experiments.THREADS`` thread(s), so the numbers do not depend on how the work is split.
@@ -25,16 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import dsa_sweep, model_sweeps, moe_sweep  # noqa: E402
+from helpers import distill_sweep, dsa_sweep, model_sweeps, moe_sweep  # noqa: E402
 from helpers import experiments as ex  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
           "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
-          "dsa": dsa_sweep.run_dsa_seed}
+          "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed}
 WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
            "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
-           "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep}
+           "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
+           "distill": distill_sweep.write_distill_sweep}
 
 
 def part_path(name: str, part: str) -> Path:

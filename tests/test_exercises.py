@@ -302,3 +302,32 @@ def test_l07_exercise_checks():
     assert not l07.check_indexer_kl(lambda p, s, keep: solution_l07_indexer_kl(p, s, causal(p, keep)))
     assert not l07.check_indexer_kl(
         lambda p, s, keep: solution_l07_indexer_kl(s.softmax(-1), p.clamp_min(1e-9).log(), keep))
+
+
+# --- lesson 08 exercise checks, proven against reference solutions -------------------------------
+def solution_l08_kd_loss(s, t, y, tau, alpha):
+    p_t = (t / tau).softmax(-1)
+    kl = (p_t * (p_t.log() - (s / tau).log_softmax(-1))).sum(-1).mean()
+    return alpha * tau ** 2 * kl + (1 - alpha) * torch.nn.functional.cross_entropy(s, y)
+
+
+def solution_l08_advantages(r):
+    std = r.std(dim=-1, keepdim=True, unbiased=False)
+    adv = (r - r.mean(dim=-1, keepdim=True)) / (std + 1e-6)
+    return torch.where(std > 0, adv, torch.zeros_like(adv))
+
+
+def test_l08_exercise_checks():
+    from helpers.exercises import l08
+
+    assert l08.check_kd_loss(solution_l08_kd_loss)
+    assert not l08.check_kd_loss(lambda s, t, y, tau, a: solution_l08_kd_loss(s, t, y, tau, a) / tau ** 2)
+    assert not l08.check_kd_loss(lambda s, t, y, tau, a: solution_l08_kd_loss(s, t, y, 1.0, a))
+    assert not l08.check_kd_loss(lambda s, t, y, tau, a: None)
+    assert l08.check_advantages(solution_l08_advantages)
+    assert not l08.check_advantages(
+        lambda r: (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + 1e-6))
+    assert not l08.check_advantages(lambda r: r - r.mean(-1, keepdim=True))
+    assert l08.check_grpo_step_compute(lambda P, G, T, n: 4 * P * G * (T + n - 1))
+    assert not l08.check_grpo_step_compute(lambda P, G, T, n: 3 * P * G * (T + n - 1))
+    assert not l08.check_grpo_step_compute(lambda P, G, T, n: P * G * (T + n))

@@ -1,0 +1,224 @@
+"""The committed seed sweep behind lesson 08: distillation against RL for a small model, at course scale.
+
+Two experiments share the shipped teacher (``helpers.teacher.load_teacher``: width 192, 4 layers, trained
+on the corpus and on addition by ``scripts/train_teacher.py``) and the ``tiny`` student (0.38M parameters):
+
+* ``lm`` (language modelling, equal student compute): the student trains for ``LM_RECIPE`` steps on
+  the corpus alone (``"data only"``), with logit distillation (``"logit KD"``: ``helpers.distill.kd_loss``
+  against the teacher's softened distribution on the same batches, T = 2, α = 0.5), or on text the
+  teacher wrote (``"sequence KD"``: a pool of teacher samples continuing corpus prompts, generated once
+  for every seed). Every arm processes the same number of student tokens; the teacher's own compute
+  (its forward passes, its generated tokens) is recorded for the side table. Measured: the student's
+  loss on the real validation text.
+* ``rl`` (the verifiable task, equal student compute): a student first fine-tuned for ``BASE_STEPS`` on
+  addition so that it is sometimes right (the "base model" RL needs), then trained on from that base
+  (a) by GRPO with the exact-answer reward (``helpers.grpo``) and (b) by fine-tuning on the teacher's
+  greedy answers to fresh problems, each until the same student compute (token-passes,
+  ``helpers.distill.ComputeMeter``). Accuracy on 300 held-out problems at checkpoints.
+
+``python scripts/sweep.py distill`` writes ``results/sweeps/distill.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from . import arith
+from .config import preset
+from .data import Corpus
+from .distill import ComputeMeter, generation_passes, kd_loss
+from .experiments import THREADS, write_sweep
+from .generate import generate
+from .grpo import grpo_step
+from .model import Transformer
+from .teacher import load_teacher
+from .timing import torch_threads
+from .validate import check_choice
+
+SEEDS = (0, 1, 2, 3, 4)
+STUDENT = preset("tiny")
+LM_RECIPE = dict(steps=300, batch_size=16, seq_len=127, lr=3e-3, temperature=2.0, alpha=0.5,
+                 prompt_len=16, pool_seed=12345)
+RL_RECIPE = dict(base_steps=1000, base_lr=3e-3, sft_batch=64, digits=2, grpo_steps=200, grpo_prompts=16,
+                 group_size=8, grpo_lr=3e-4, beta=0.04, sft_lr=3e-3, checkpoints=4, test_problems=300,
+                 test_seed=99)
+EVAL = dict(batch_size=16, seq_len=128, iters=8, seed=7)
+LM_ARMS = ("data only", "logit KD", "sequence KD")
+RL_ARMS = ("GRPO", "SFT on the teacher's answers")
+
+
+@torch.no_grad()
+def val_loss(model: Transformer, corpus: Corpus) -> float:
+    gen = torch.Generator().manual_seed(EVAL["seed"])
+    losses = []
+    for _ in range(EVAL["iters"]):
+        b = corpus.get_batch("val", EVAL["batch_size"], EVAL["seq_len"], generator=gen)
+        losses.append(model.run(b.x, b.y).main_loss.item())
+    return sum(losses) / len(losses)
+
+
+_POOL: dict = {}
+
+
+@torch.no_grad()
+def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tensor, int]:
+    """(N, seq_len + 1) teacher-written windows: ``prompt_len`` corpus bytes, then the teacher's sampled
+    continuation (temperature 1), enough for every step of an arm; and the teacher token-passes spent."""
+    r = LM_RECIPE
+    key = (id(teacher), r["pool_seed"])
+    if key not in _POOL:
+        gen = torch.Generator().manual_seed(r["pool_seed"])
+        rows, passes, n_new = [], 0, r["seq_len"] + 1 - r["prompt_len"]
+        for i in range(r["steps"]):
+            b = corpus.get_batch("train", r["batch_size"], r["prompt_len"], generator=gen)
+            rows.append(generate(teacher, b.x, n_new, temperature=1.0, seed=r["pool_seed"] + i))
+            passes += generation_passes(r["batch_size"], r["prompt_len"], n_new)
+        _POOL[key] = (torch.cat(rows), passes)
+    return _POOL[key]
+
+
+def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> dict:
+    """One LM arm, one seed: the student's validation loss, its compute and the teacher's."""
+    arm = check_choice("arm", arm, LM_ARMS)
+    r = LM_RECIPE
+    with torch_threads(THREADS):
+        torch.manual_seed(seed)
+        student = Transformer(STUDENT)
+        opt = torch.optim.AdamW(student.parameters(), lr=r["lr"], weight_decay=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        meter = ComputeMeter()
+        pool, pool_passes = teacher_text_pool(teacher, corpus) if arm == "sequence KD" else (None, 0)
+        start = time.perf_counter()
+        for step in range(r["steps"]):
+            if pool is not None:
+                rows = pool[step * r["batch_size"]:(step + 1) * r["batch_size"]]
+                x, y = rows[:, :-1], rows[:, 1:]
+            else:
+                b = corpus.get_batch("train", r["batch_size"], r["seq_len"], generator=gen)
+                x, y = b.x, b.y
+            logits = student(x)  # (B, T, V)
+            if arm == "logit KD":
+                with torch.no_grad():
+                    t_logits = teacher(x)
+                meter.teacher_forward(x.numel())
+                loss = kd_loss(logits, t_logits, y, r["temperature"], r["alpha"]).loss
+            else:
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+            meter.train(x.numel())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        seconds = time.perf_counter() - start
+        if pool is not None:
+            meter.teacher_generate(pool_passes)
+        return {"val_loss": val_loss(student.eval(), corpus), "student_compute": float(meter.total),
+                "teacher_compute": float(meter.teacher_total), "train_seconds": seconds}
+
+
+def test_problems() -> list:
+    return arith.sample_problems(RL_RECIPE["test_problems"], RL_RECIPE["digits"],
+                                 torch.Generator().manual_seed(RL_RECIPE["test_seed"]))
+
+
+def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
+    """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``."""
+    r = RL_RECIPE
+    with torch_threads(THREADS):
+        torch.manual_seed(seed)
+        model = Transformer(STUDENT)
+        opt = torch.optim.AdamW(model.parameters(), lr=r["base_lr"], weight_decay=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(r["base_steps"]):
+            b = arith.sft_batch(arith.sample_problems(r["sft_batch"], r["digits"], gen))
+            loss = model.run(b.x, b.y).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval(), gen
+
+
+def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
+    """Both RL-experiment arms from one base: accuracy curves against student compute."""
+    r = RL_RECIPE
+    base, _ = base_student(seed)
+    test = test_problems()
+    out = {"base_accuracy": arith.accuracy(base, test)}
+    every = r["grpo_steps"] // r["checkpoints"]
+    with torch_threads(THREADS):
+        # (a) GRPO: the budget is what its steps cost
+        grpo_curve = {"compute": [0.0], "accuracy": [out["base_accuracy"]]}
+        model, ref = copy.deepcopy(base).train(), copy.deepcopy(base).eval()
+        opt = torch.optim.AdamW(model.parameters(), lr=r["grpo_lr"], weight_decay=0.0)
+        gen, meter = torch.Generator().manual_seed(1000 + seed), ComputeMeter()
+        start = time.perf_counter()
+        for step in range(r["grpo_steps"]):
+            grpo_step(model, ref, opt, arith.sample_problems(r["grpo_prompts"], r["digits"], gen),
+                      r["group_size"], beta=r["beta"], generator=gen, meter=meter)
+            if (step + 1) % every == 0:
+                grpo_curve["compute"].append(float(meter.total))
+                grpo_curve["accuracy"].append(arith.accuracy(model, test))
+                model.train()
+        out["GRPO"] = {"accuracy": grpo_curve["accuracy"][-1], "student_compute": float(meter.total),
+                       "reference_compute": float(meter.reference_total), "train_seconds":
+                       time.perf_counter() - start, "curve": grpo_curve}
+        budget, marks = meter.total, grpo_curve["compute"][1:]
+        # (b) fine-tuning on the teacher's greedy answers, to the same student compute
+        model = copy.deepcopy(base).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=r["sft_lr"], weight_decay=0.0)
+        gen, meter = torch.Generator().manual_seed(2000 + seed), ComputeMeter()
+        sft_curve = {"compute": [0.0], "accuracy": [out["base_accuracy"]]}
+        start, m = time.perf_counter(), 0
+        while True:
+            problems = arith.sample_problems(r["sft_batch"], r["digits"], gen)
+            answers = arith.decode_greedy(teacher, problems)
+            b = arith.sft_batch(problems, [arith.answer_of(c) for c in answers.completions])
+            if meter.total + 3 * b.tokens > budget:  # the next step would pass GRPO's compute: stop
+                break
+            meter.teacher_generate(answers.passes)
+            loss = model.run(b.x, b.y).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            meter.train(b.tokens)
+            while m < len(marks) and meter.total >= marks[m]:
+                sft_curve["compute"].append(float(meter.total))
+                sft_curve["accuracy"].append(arith.accuracy(model, test))
+                model.train()
+                m += 1
+        out["SFT on the teacher's answers"] = {
+            "accuracy": sft_curve["accuracy"][-1], "student_compute": float(meter.total),
+            "teacher_compute": float(meter.teacher_total), "train_seconds": time.perf_counter() - start,
+            "curve": sft_curve}
+    return out
+
+
+def run_distill_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
+    teacher = load_teacher(device="cpu")
+    runs, curves = [], {}
+    lm_arms = [a for a in (arms or LM_ARMS) if a in LM_ARMS]
+    for arm in lm_arms:
+        res = train_lm_arm(arm, seed, corpus, teacher)
+        runs += [{"arm": arm, "seed": seed, "metric": k, "value": v} for k, v in res.items()]
+        if log:
+            log(f"distill seed {seed} {arm:<12} val {res['val_loss']:.4f} ({res['train_seconds']:.0f} s)")
+    if arms is None or any(a in RL_ARMS for a in arms):
+        rl = run_rl_arms(seed, teacher)
+        runs.append({"arm": "base", "seed": seed, "metric": "accuracy", "value": rl["base_accuracy"]})
+        for arm in RL_ARMS:
+            res = rl[arm]
+            curves[arm] = res.pop("curve")
+            runs += [{"arm": arm, "seed": seed, "metric": k, "value": v} for k, v in res.items()]
+            if log:
+                log(f"distill seed {seed} {arm:<28} accuracy {res['accuracy']:.3f} "
+                    f"({res['train_seconds']:.0f} s)")
+    return {"seed": seed, "runs": runs, "curves": curves, "uptrain": None}
+
+
+def write_distill_sweep(per_seed: list[dict], path=None):
+    meta = {"student": vars(STUDENT), "lm_recipe": LM_RECIPE, "rl_recipe": RL_RECIPE, "eval": EVAL,
+            "threads": THREADS, "torch": torch.__version__, "device": "cpu",
+            "made_by": "python scripts/sweep.py distill"}
+    return write_sweep("distill", per_seed, path, meta=meta)
