@@ -185,6 +185,7 @@ def test_load_teacher_reads_the_module_path_and_digest(tmp_path, monkeypatch):
     path = tmp_path / "teacher" / "teacher.safetensors"
     digest = save_weights(model, path)
     monkeypatch.setattr(teacher, "TEACHER_PATH", path)
+    monkeypatch.setattr(teacher, "TEACHER_SHA256", None)
     assert teacher.load_teacher(device="cpu").config == model.config  # TEACHER_SHA256 None: the .sha256 file
     monkeypatch.setattr(teacher, "TEACHER_SHA256", digest)
     checksum_path(path).unlink()
@@ -192,3 +193,11 @@ def test_load_teacher_reads_the_module_path_and_digest(tmp_path, monkeypatch):
     monkeypatch.setattr(teacher, "TEACHER_SHA256", "f" * 64)
     with pytest.raises(ValueError, match="checksum"):
         teacher.load_teacher()
+
+
+def test_the_shipped_teacher_matches_its_pinned_digest():
+    """data/teacher/ as committed: the file, the .sha256 beside it and the pinned constant agree."""
+    model = teacher.load_teacher(device="cpu")
+    assert model.weights_source.sha256 == teacher.TEACHER_SHA256
+    assert checksum_path(teacher.TEACHER_PATH).read_text().split()[0] == teacher.TEACHER_SHA256
+    assert model.config.dim > 96  # larger than the tiny student it teaches
