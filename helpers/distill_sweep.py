@@ -188,6 +188,9 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
                 sft_curve["accuracy"].append(arith.accuracy(model, test))
                 model.train()
                 m += 1
+        if m < len(marks):  # stopped short of GRPO's last mark (the next step would pass it): the end point
+            sft_curve["compute"].append(float(meter.total))
+            sft_curve["accuracy"].append(arith.accuracy(model, test))
         out["SFT on the teacher's answers"] = {
             "accuracy": sft_curve["accuracy"][-1], "student_compute": float(meter.total),
             "teacher_compute": float(meter.teacher_total), "train_seconds": time.perf_counter() - start,

@@ -45,6 +45,9 @@ def test_rl_arms_stop_at_grpos_compute(tiny_recipes):
     assert sft["student_compute"] <= grpo["student_compute"]
     assert grpo["curve"]["compute"][0] == 0 and len(grpo["curve"]["compute"]) == 3
     assert sft["teacher_compute"] > 0 and grpo["reference_compute"] > 0
+    for arm in (grpo, sft):  # each curve ends where the arm ended: its final compute and accuracy
+        assert arm["curve"]["compute"][-1] == arm["student_compute"]
+        assert arm["curve"]["accuracy"][-1] == arm["accuracy"]
 
 
 def test_committed_sweep_has_every_arm_on_every_seed():
