@@ -22,7 +22,6 @@ on the corpus and on addition by ``scripts/train_teacher.py``) and the ``tiny`` 
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 
@@ -35,7 +34,7 @@ from .generate import generate
 from .grpo import grpo_step
 from .model import Transformer
 from .teacher import load_teacher
-from .timing import torch_threads
+from .timing import synced_clock, torch_threads
 from .validate import check_choice
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -91,7 +90,7 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
         gen = torch.Generator().manual_seed(seed)
         meter = ComputeMeter()
         pool, pool_passes = teacher_text_pool(teacher, corpus) if arm == "sequence KD" else (None, 0)
-        start = time.perf_counter()
+        start = synced_clock()
         for step in range(r["steps"]):
             if pool is not None:
                 rows = pool[step * r["batch_size"]:(step + 1) * r["batch_size"]]
@@ -111,7 +110,7 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        seconds = time.perf_counter() - start
+        seconds = synced_clock() - start
         if pool is not None:
             meter.teacher_generate(pool_passes)
         return {"val_loss": val_loss(student.eval(), corpus), "student_compute": float(meter.total),
@@ -153,7 +152,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
         model, ref = copy.deepcopy(base).train(), copy.deepcopy(base).eval()
         opt = torch.optim.AdamW(model.parameters(), lr=r["grpo_lr"], weight_decay=0.0)
         gen, meter = torch.Generator().manual_seed(1000 + seed), ComputeMeter()
-        start = time.perf_counter()
+        start = synced_clock()
         for step in range(r["grpo_steps"]):
             grpo_step(model, ref, opt, arith.sample_problems(r["grpo_prompts"], r["digits"], gen),
                       r["group_size"], beta=r["beta"], generator=gen, meter=meter)
@@ -163,14 +162,14 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
                 model.train()
         out["GRPO"] = {"accuracy": grpo_curve["accuracy"][-1], "student_compute": float(meter.total),
                        "reference_compute": float(meter.reference_total), "train_seconds":
-                       time.perf_counter() - start, "curve": grpo_curve}
+                       synced_clock() - start, "curve": grpo_curve}
         budget, marks = meter.total, grpo_curve["compute"][1:]
         # (b) fine-tuning on the teacher's greedy answers, to the same student compute
         model = copy.deepcopy(base).train()
         opt = torch.optim.AdamW(model.parameters(), lr=r["sft_lr"], weight_decay=0.0)
         gen, meter = torch.Generator().manual_seed(2000 + seed), ComputeMeter()
         sft_curve = {"compute": [0.0], "accuracy": [out["base_accuracy"]]}
-        start, m = time.perf_counter(), 0
+        start, m = synced_clock(), 0
         while True:
             problems = arith.sample_problems(r["sft_batch"], r["digits"], gen)
             answers = arith.decode_greedy(teacher, problems)
@@ -193,7 +192,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
             sft_curve["accuracy"].append(arith.accuracy(model, test))
         out["SFT on the teacher's answers"] = {
             "accuracy": sft_curve["accuracy"][-1], "student_compute": float(meter.total),
-            "teacher_compute": float(meter.teacher_total), "train_seconds": time.perf_counter() - start,
+            "teacher_compute": float(meter.teacher_total), "train_seconds": synced_clock() - start,
             "curve": sft_curve}
     return out
 

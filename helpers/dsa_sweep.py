@@ -25,7 +25,6 @@ is a paired difference (``helpers.compare``). ``python scripts/sweep.py dsa`` wr
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ from .dsa import (
 )
 from .experiments import THREADS, write_sweep
 from .model import Transformer
-from .timing import torch_threads
+from .timing import synced_clock, torch_threads
 from .validate import check_choice, check_int
 
 HALF = 64  # bytes of text, then the same bytes again: sequences of 2·HALF − 1 inputs
@@ -132,7 +131,7 @@ def _loop(model, params, corpus, steps, lr, gen, step_fn, callback=None) -> floa
     """Plain AdamW (no weight decay, constant lr) for ``steps`` batches; returns the wall seconds."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
-    start = time.perf_counter()
+    start = synced_clock()
     with torch_threads(THREADS):
         for step in range(steps):
             x, y = repeat_batch(corpus, "train", RECIPE["batch_size"], gen)
@@ -143,7 +142,7 @@ def _loop(model, params, corpus, steps, lr, gen, step_fn, callback=None) -> floa
             if callback is not None:
                 callback(step, loss.item())
     model.eval()
-    return time.perf_counter() - start
+    return synced_clock() - start
 
 
 def pretrain(model: Transformer, corpus: Corpus, seed: int, callback=None) -> float:
