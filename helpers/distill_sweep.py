@@ -67,7 +67,8 @@ def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tenso
     """(N, seq_len + 1) teacher-written windows: ``prompt_len`` corpus bytes, then the teacher's sampled
     continuation (temperature 1), enough for every step of an arm; and the teacher token-passes spent."""
     r = LM_RECIPE
-    key = (id(teacher), r["pool_seed"])
+    source = getattr(teacher, "weights_source", None)  # the same shipped file loaded again: the same pool
+    key = (source.sha256 if source is not None else id(teacher), r["pool_seed"])
     if key not in _POOL:
         gen = torch.Generator().manual_seed(r["pool_seed"])
         rows, passes, n_new = [], 0, r["seq_len"] + 1 - r["prompt_len"]
