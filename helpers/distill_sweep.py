@@ -40,7 +40,7 @@ from .validate import check_choice
 SEEDS = (0, 1, 2, 3, 4)
 STUDENT = preset("tiny")
 LM_RECIPE = dict(steps=300, batch_size=16, seq_len=127, lr=3e-3, temperature=2.0, alpha=0.5,
-                 prompt_len=16, pool_seed=12345)
+                 prompt_len=16, pool_seed=12345, checkpoints=6)
 RL_RECIPE = dict(base_steps=1000, base_lr=3e-3, sft_batch=64, digits=2, grpo_steps=200, grpo_prompts=16,
                  group_size=8, grpo_lr=3e-4, beta=0.04, sft_lr=3e-3, checkpoints=4, test_problems=300,
                  test_seed=99)
@@ -91,7 +91,10 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
         gen = torch.Generator().manual_seed(seed)
         meter = ComputeMeter()
         pool, pool_passes = teacher_text_pool(teacher, corpus) if arm == "sequence KD" else (None, 0)
-        start = synced_clock()
+        curve, every = {"compute": [0.0], "val_loss": [val_loss(student.eval(), corpus)]}, \
+            max(1, r["steps"] // r["checkpoints"])
+        student.train()
+        start, eval_seconds = synced_clock(), 0.0
         for step in range(r["steps"]):
             if pool is not None:
                 rows = pool[step * r["batch_size"]:(step + 1) * r["batch_size"]]
@@ -111,11 +114,20 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        seconds = synced_clock() - start
+            if (step + 1) % every == 0 and step + 1 < r["steps"]:  # the learning curve, off the clock
+                tick = synced_clock()
+                curve["compute"].append(float(meter.total))
+                curve["val_loss"].append(val_loss(student.eval(), corpus))
+                student.train()
+                eval_seconds += synced_clock() - tick
+        seconds = synced_clock() - start - eval_seconds
         if pool is not None:
             meter.teacher_generate(pool_passes)
-        return {"val_loss": val_loss(student.eval(), corpus), "student_compute": float(meter.total),
-                "teacher_compute": float(meter.teacher_total), "train_seconds": seconds}
+        final = val_loss(student.eval(), corpus)
+        curve["compute"].append(float(meter.total))
+        curve["val_loss"].append(final)
+        return {"val_loss": final, "student_compute": float(meter.total),
+                "teacher_compute": float(meter.teacher_total), "train_seconds": seconds, "curve": curve}
 
 
 def test_problems() -> list:
@@ -204,6 +216,7 @@ def run_distill_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
     lm_arms = [a for a in (arms or LM_ARMS) if a in LM_ARMS]
     for arm in lm_arms:
         res = train_lm_arm(arm, seed, corpus, teacher)
+        curves[arm] = res.pop("curve")
         runs += [{"arm": arm, "seed": seed, "metric": k, "value": v} for k, v in res.items()]
         if log:
             log(f"distill seed {seed} {arm:<12} val {res['val_loss']:.4f} ({res['train_seconds']:.0f} s)")

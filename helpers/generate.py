@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .decode_plan import DecodePlan
 from .kv_cache import KVCache
 from .validate import InputTypeError, check_finite_logits, check_int, check_number, check_token_ids
 
@@ -62,12 +63,15 @@ def check_request(model, idx: torch.Tensor, max_new_tokens: int, temperature: fl
 
 def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
              temperature: float = 0.0, top_k: int | None = None, seed: int | None = None,
-             cache=None, return_logits: bool = False):
+             cache=None, return_logits: bool = False, fast: bool = True):
     """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; greedy unless ``temperature > 0``.
 
     Returns the (B, T + n) tokens, or a ``Generation`` with the step logits if ``return_logits``.
     ``cache`` lets a caller pass its own (a ``KVCache``, ``StaticKVCache`` or a quantised one); it is
-    reset first. Without one, a ``StaticKVCache`` of exactly T + n positions is used.
+    reset first. Without one, a ``StaticKVCache`` of exactly T + n positions is used, and a model the
+    flat decode step covers (``helpers.decode_plan``: dense MHA/GQA/MQA in float32) runs through it
+    unless ``fast=False``, which keeps the readable ``model.decode_step`` path (the two are tested
+    equal).
     """
     check_request(model, idx, max_new_tokens, temperature, top_k)
     if cache is not None and not isinstance(cache, KVCache):
@@ -82,7 +86,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
     try:
         with torch.inference_mode():
             tokens, all_logits = _decode(model, idx, max_new_tokens, use_cache, temperature, top_k,
-                                         generator, cache)
+                                         generator, cache, fast)
     finally:
         model.train(was_training)
     tokens = tokens.clone()  # an ordinary tensor again (inference tensors refuse autograd)
@@ -93,7 +97,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
     return Generation(tokens, step_logits.clone())
 
 
-def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator, cache):
+def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator, cache, fast=False):
     """The loop itself: one forward per new token, over the new token only (cache) or the whole
     prefix (no cache, the readable reference)."""
     if not use_cache:
@@ -105,12 +109,17 @@ def _decode(model, idx, max_new_tokens, use_cache, temperature, top_k, generator
             tokens = torch.cat([tokens, nxt], dim=1)  # (B, T + t)
             all_logits.append(logits)
         return tokens, all_logits
-    if cache is None:
-        cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
-    cache.reset()
+    if cache is None and fast and DecodePlan.unsupported(model) is None:
+        plan = DecodePlan(model, idx.shape[0], idx.shape[1] + max_new_tokens)
+        forward = lambda ids: plan.logits(plan.step(ids)[:, -1])  # noqa: E731  (B, V), the flat step
+    else:
+        if cache is None:
+            cache = model.new_cache(static=True, max_len=idx.shape[1] + max_new_tokens)
+        cache.reset()
+        forward = lambda ids: model.decode_step(ids, cache)  # noqa: E731  model(ids, cache)[:, -1]
     new, all_logits, step_input = [], [], idx
     for step in range(max_new_tokens):
-        logits = model.decode_step(step_input, cache)  # (B, V): model(step_input, cache)[:, -1]
+        logits = forward(step_input)  # (B, V)
         if temperature > 0:  # sampling would fail on NaN before a later check could name the step
             check_finite_logits(logits, step)
         step_input = sample_next(logits, temperature, top_k, generator)  # (B, 1)

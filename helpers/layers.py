@@ -20,6 +20,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def derived_weight(owner: nn.Module, name: str, weights: tuple, build) -> torch.Tensor:
+    """``build()``, a tensor made from the tensors ``weights``, kept on ``owner`` under ``name`` and
+    rebuilt only when one of them changes (another tensor, or an in-place update such as an optimiser
+    step, which bumps the tensor's ``_version``), so a decode loop builds it once. Kept in a plain
+    attribute: not a parameter, not saved."""
+    if any(w.is_inference() for w in weights):  # made under inference_mode: no version to watch,
+        return build()  # so build it afresh every time (still correct)
+    key = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
+    store = owner.__dict__.setdefault("_stacked_weights", {})
+    slot = (name, *(id(w) for w in weights))
+    cached = store.get(slot)
+    if cached is None or cached[0] != key:
+        cached = store[slot] = (key, build())
+    return cached[1]
+
+
 def stacked_weight(owner: nn.Module, *linears: nn.Linear) -> torch.Tensor:
     """The weights of ``linears`` stacked along the output dimension and stored transposed, ``(in, Σ
     out)``, contiguous: ``x @ stacked_weight(...)`` computes all of their outputs side by side, as
@@ -28,19 +44,10 @@ def stacked_weight(owner: nn.Module, *linears: nn.Linear) -> torch.Tensor:
     Why transposed: a decode step multiplies ONE row vector by each weight, and for that product
     torch's CPU kernels stream an ``(in, out)`` row-major matrix about 30% faster than the ``(out,
     in)`` layout ``nn.Linear`` keeps (measured over weights too big for the caches). Kept on ``owner``
-    and rebuilt only when one of the weights changes (another tensor, or an in-place update such as an
-    optimiser step, which bumps the tensor's ``_version``), so a decode loop builds it once; it is a
-    copy, so the decode path holds its weights twice."""
-    weights = [lin.weight for lin in linears]
-    if any(w.is_inference() for w in weights):  # made under inference_mode: no version to watch,
-        return torch.cat(weights).t().contiguous()  # so build it afresh every time (still correct)
-    key = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
-    store = owner.__dict__.setdefault("_stacked_weights", {})  # a plain attribute: not saved
-    name = tuple(id(lin) for lin in linears)
-    cached = store.get(name)
-    if cached is None or cached[0] != key:
-        cached = store[name] = (key, torch.cat(weights).t().contiguous())  # (in, Σ out)
-    return cached[1]
+    by ``derived_weight`` (rebuilt only when a weight changes); it is a copy, so the decode path holds
+    its weights twice."""
+    weights = tuple(lin.weight for lin in linears)
+    return derived_weight(owner, "stacked", weights, lambda: torch.cat(weights).t().contiguous())
 
 
 class RMSNorm(nn.Module):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .decode_plan import DecodePlan, DraftPlan
 from .generate import check_request
 from .validate import check_finite_logits
 
@@ -78,64 +79,114 @@ def check_speculative(model, idx: torch.Tensor, max_new_tokens: int) -> None:
                          f"B={idx.shape[0]} (rows would accept different numbers of drafts)")
 
 
-def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int) -> SpeculativeResult:
-    """Greedy decoding of ``max_new_tokens`` tokens after ``idx`` (1, T), drafting with MTP module 1."""
+def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int, *, fast: bool = True
+                         ) -> SpeculativeResult:
+    """Greedy decoding of ``max_new_tokens`` tokens after ``idx`` (1, T), drafting with MTP module 1.
+
+    A model the flat decode step covers (``helpers.decode_plan``: dense MHA/GQA/MQA in float32) runs
+    through it, main model and drafter alike, unless ``fast=False`` (the readable modules; tested equal),
+    as ``helpers.generate`` does, so the two loops are compared on equal terms."""
     check_speculative(model, idx, max_new_tokens)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            result = _speculate(model, idx, max_new_tokens)
+            max_len = idx.shape[1] + max_new_tokens  # no forward pass ever holds more positions
+            lean = fast and DecodePlan.unsupported(model) is None and DraftPlan.unsupported(model) is None
+            steps = _LeanSteps(model, max_len) if lean else _ReadableSteps(model, max_len)
+            result = _speculate(steps, idx, max_new_tokens)
     finally:
         model.train(was_training)
     result.tokens = result.tokens.clone()  # an ordinary tensor again, outside inference mode
     return result
 
 
-def _speculate(model, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
+class _ReadableSteps:
+    """The loop's three moves through the model's own modules and caches."""
+
+    def __init__(self, model, max_len: int):
+        self.model = model
+        self.cache = model.new_cache(static=True, max_len=max_len)
+        self.mtp_cache = model.mtp.new_cache(model.config, max_len)
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    def main(self, ids: torch.Tensor):
+        """(1, n) ids → (logits (n, V), hidden (1, n, D)) of the main model, cached."""
+        out = self.model.run(ids, cache=self.cache)
+        return out.logits[0], out.hidden
+
+    def crop(self, length: int) -> None:
+        self.cache.crop(length)
+
+    def draft(self, hidden: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
+        """MTP module 1 over n new positions → (V,) logits for the token after the last one's next."""
+        return self.model.mtp.draft_logits(self.model, hidden, ahead, self.mtp_cache)[0, -1]
+
+
+class _LeanSteps:
+    """The same three moves through ``helpers.decode_plan`` (pre-arranged weights, one cache tensor per
+    layer)."""
+
+    def __init__(self, model, max_len: int):
+        self.plan, self.drafter = DecodePlan(model, 1, max_len), DraftPlan(model, max_len)
+
+    @property
+    def length(self) -> int:
+        return self.plan.length
+
+    def main(self, ids: torch.Tensor):
+        hidden = self.plan.step(ids)  # (1, n, D)
+        return self.plan.logits(hidden[0]), hidden
+
+    def crop(self, length: int) -> None:
+        self.plan.crop(length)
+
+    def draft(self, hidden: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
+        return self.drafter.draft(hidden, ahead)
+
+
+def _speculate(steps, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     if n_target == 0:
         return SpeculativeResult(idx, 0, 0, 0, 0)
-    max_len = idx.shape[1] + n_target  # no forward pass ever holds more positions than this
-    cache = model.new_cache(static=True, max_len=max_len)
-    mtp_cache = model.mtp.new_cache(model.config, max_len)
     as_ids = lambda ids: torch.tensor([ids], dtype=idx.dtype, device=idx.device)  # noqa: E731  (1, n)
     # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
-    out = model.run(idx, cache=cache)
-    check_finite_logits(out.logits[0, -1], 0)
-    new = [int(out.logits[0, -1].argmax())]  # t_T, the main model's greedy token
+    logits, hidden = steps.main(idx)
+    check_finite_logits(logits[-1], 0)
+    new = [int(logits[-1].argmax())]  # t_T, the main model's greedy token
     forwards, drafted, accepted, mask = 1, 0, 0, [False]
     draft = None
     if n_target >= 3:  # a draft pays only when at least two more tokens are wanted
         ahead = torch.cat([idx[:, 1:], as_ids(new)], dim=1)  # (1, T): t_{i+1} for every prompt position i
-        draft = int(model.mtp.draft_logits(model, out.hidden, ahead, mtp_cache)[0, -1].argmax())
+        draft = int(steps.draft(hidden, ahead).argmax())
     while len(new) < n_target:
         if draft is None:  # the last token: a plain cached step
-            out = model.run(as_ids(new[-1:]), cache=cache)
-            check_finite_logits(out.logits, len(new))
-            new.append(int(out.logits[0, -1].argmax()))
+            logits, _ = steps.main(as_ids(new[-1:]))
+            check_finite_logits(logits, len(new))
+            new.append(int(logits[-1].argmax()))
             forwards += 1
             mask.append(False)
             continue
-        m = cache.length  # position of the committed-but-unfed token t_m
-        out = model.run(as_ids([new[-1], draft]), cache=cache)  # logits (1, 2, V)
-        check_finite_logits(out.logits, len(new))
+        m = steps.length  # position of the committed-but-unfed token t_m
+        logits, hidden = steps.main(as_ids([new[-1], draft]))  # logits (2, V)
+        check_finite_logits(logits, len(new))
         forwards += 1
         drafted += 1
-        greedy = out.logits[0].argmax(-1).tolist()  # the main model's choices after t_m and after d
+        greedy = logits.argmax(-1).tolist()  # the main model's choices after t_m and after d
         if greedy[0] == draft:
             accepted += 1
             fresh = greedy  # d (confirmed) and the token after it
-            hidden = out.hidden  # (1, 2, D): positions m and m+1 are both final
-            mask += [True, False]
+            mask += [True, False]  # positions m and m+1 are both final: hidden stays (1, 2, D)
         else:
             fresh = greedy[:1]  # the main model's own token replaces the draft
-            cache.crop(m + 1)  # forget the draft's position
-            hidden = out.hidden[:, :1]  # (1, 1, D): position m never saw the draft (causal)
+            steps.crop(m + 1)  # forget the draft's position
+            hidden = hidden[:, :1]  # (1, 1, D): position m never saw the draft (causal)
             mask.append(False)
         new += fresh
         draft = None
         if n_target - len(new) >= 2:
-            logits = model.mtp.draft_logits(model, hidden, as_ids(fresh), mtp_cache)  # (1, n, V)
-            draft = int(logits[0, -1].argmax())  # guess for the token after the newest one
+            draft = int(steps.draft(hidden, as_ids(fresh)).argmax())  # the token after the newest one
     tokens = torch.cat([idx, as_ids(new)], dim=1)  # (1, T + n)
     return SpeculativeResult(tokens, n_target, forwards, drafted, accepted, mask)

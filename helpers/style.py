@@ -53,6 +53,9 @@ PALETTE: dict[str, str] = {
     # sparse attention (lesson 07): DSA's top-k attention and its lightning indexer (dense MLA is "MLA")
     "DSA": "#dd3497",
     "indexer": "#7a0177",
+    # distillation (lesson 08): the student taught by the teacher's logits, or by its written text
+    "logit_KD": "#1b9e77",
+    "sequence_KD": "#7570b3",
     # our implementation against the Hugging Face reference (lessons 00, 06)
     "ours": _MAIN,
     "hf": "#f2b701",

@@ -37,6 +37,11 @@ def test_lm_arms_process_the_same_student_tokens(corpus, tiny_recipes):
     assert res["data only"]["teacher_compute"] == 0
     assert res["logit KD"]["teacher_compute"] == r["steps"] * r["batch_size"] * r["seq_len"]
     assert res["sequence KD"]["teacher_compute"] > 0
+    for arm, v in res.items():  # each learning curve starts untrained and ends at the arm's final figures
+        curve = v["curve"]
+        assert curve["compute"][0] == 0 and curve["compute"][-1] == v["student_compute"], arm
+        assert curve["val_loss"][-1] == v["val_loss"] and len(curve["val_loss"]) == len(curve["compute"])
+        assert curve["compute"] == sorted(curve["compute"]) and len(curve["compute"]) == r["steps"] + 1
 
 
 def test_rl_arms_stop_at_grpos_compute(tiny_recipes):
@@ -55,6 +60,13 @@ def test_committed_sweep_has_every_arm_on_every_seed():
     for arm in (*dsw.LM_ARMS, "base", *dsw.RL_ARMS):
         assert sweep.seeds_of(arm) == list(dsw.SEEDS), arm
     assert sweep.meta["lm_recipe"] == dsw.LM_RECIPE and sweep.meta["rl_recipe"] == dsw.RL_RECIPE
+    for seed in dsw.SEEDS:  # the LM arms' learning curves: the same compute grid, ending at the final loss
+        grid = sweep.curves[seed]["data only"]["compute"]
+        assert len(grid) == dsw.LM_RECIPE["checkpoints"] + 1
+        for arm in dsw.LM_ARMS:
+            curve = sweep.curves[seed][arm]
+            assert curve["compute"] == grid
+            assert curve["val_loss"][-1] == sweep.value(arm, seed, "val_loss")
 
 
 @pytest.mark.slow

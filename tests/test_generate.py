@@ -137,4 +137,12 @@ def test_greedy_nan_at_a_later_step_is_named(model):
 
     model.decode_step = poisoned
     with pytest.raises(FloatingPointError, match="generation step 2 "):
+        generate(model, torch.zeros(1, 3, dtype=torch.long), 5, fast=False)  # the readable loop
+
+
+def test_greedy_nan_in_the_flat_plan_is_named(model):
+    """The same end-of-loop check behind ``helpers.decode_plan``: a NaN weight poisons step 0."""
+    with torch.no_grad():
+        model.head.weight[5, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="generation step 0 "):
         generate(model, torch.zeros(1, 3, dtype=torch.long), 5)

@@ -14,13 +14,14 @@ def mtp_model(seed: int = 0, **changes) -> Transformer:
     return Transformer(preset("test", mtp_depth=1, **changes)).eval()
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("prompt_len,n", [(1, 1), (1, 12), (5, 20), (9, 23)])
-def test_identical_to_plain_greedy_untrained(prompt_len, n):
+def test_identical_to_plain_greedy_untrained(prompt_len, n, fast):
     model = mtp_model()
     for seed in range(3):
         prompt = torch.randint(0, 256, (1, prompt_len), generator=torch.Generator().manual_seed(seed))
-        res = speculative_generate(model, prompt, n)
-        assert torch.equal(res.tokens, generate(model, prompt, n))
+        res = speculative_generate(model, prompt, n, fast=fast)
+        assert torch.equal(res.tokens, generate(model, prompt, n, fast=fast))
         assert res.new_tokens == n == len(res.accepted_mask)
         assert res.forward_passes == n - res.accepted_mask.count(True)  # an accepted draft saves one
 
@@ -53,7 +54,7 @@ def test_identical_whatever_the_drafts_and_the_stats_add_up(pattern):
     n = 24
     plain = generate(model, prompt, n)
     drafter(model, plain, pattern)
-    res = speculative_generate(model, prompt, n)
+    res = speculative_generate(model, prompt, n, fast=False)  # the oracle replaces the readable drafter
     assert torch.equal(res.tokens, plain)
     if pattern == [True]:
         assert res.acceptance_rate == 1.0
@@ -142,3 +143,23 @@ def test_identical_for_a_deepseek_shaped_model():
     for seed in range(3):
         prompt = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(seed))
         assert torch.equal(speculative_generate(model, prompt, 18).tokens, generate(model, prompt, 18))
+
+
+def test_the_flat_path_drafts_and_accepts_exactly_as_the_readable_one():
+    """``helpers.decode_plan`` behind the loop: the same tokens, the same drafts accepted. The two final
+    norms keep one channel only and the head reads it with distinct weights, so main model and drafter
+    each pick one of two tokens by that channel's sign: drafts are accepted about half the time."""
+    model = mtp_model(2, n_kv_heads=2)
+    with torch.no_grad():
+        for norm in (model.norm, model.mtp.layers[0].norm):
+            norm.weight.zero_()
+            norm.weight[0] = 1.0
+        model.head.weight[:, 0] = torch.linspace(-1, 1, model.config.vocab_size)
+    accepted = 0
+    for seed in range(4):
+        prompt = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(seed))
+        lean, readable = (speculative_generate(model, prompt, 24, fast=f) for f in (True, False))
+        assert torch.equal(lean.tokens, readable.tokens)
+        assert lean.accepted_mask == readable.accepted_mask and lean.drafted == readable.drafted
+        accepted += lean.accepted
+    assert 0 < accepted < 4 * 22  # both outcomes occurred

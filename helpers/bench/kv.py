@@ -192,3 +192,80 @@ def run(quick: bool, configs: dict[str, ModelConfig] | None = None, n_new: int =
             stride = max(1, n_new // 16) if quick else 1
             results.update(measure(setup, rounds=2 if quick else 5, stride=stride))
     return results
+
+
+# --- where a decode step's time goes (lesson 01, §4) ---------------------------------------------------
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::dot")
+PROFILE_PARTS = ("matrix products", "attention kernel", "other operators", "between operators")
+
+
+@dataclass
+class StepProfile:
+    """One cached decode step, profiled (``decode_step_profile``)."""
+
+    label: str
+    ms_per_step: float  # timed WITHOUT the profiler: best of 3 rounds, CPU time, one thread
+    top_level_calls: float  # operator calls per step made by our code (not counting their children)
+    all_calls: float  # every operator call per step, nested ones included
+    shares: dict[str, float]  # PROFILE_PARTS -> share of the profiled step's time (they add up to 1)
+
+
+def decode_step_profile(model, fast: bool, context: int = 64, steps: int = 50) -> StepProfile:
+    """Where one greedy decode step of ``model`` (batch 1, ``context`` cached positions) spends its time,
+    through the readable path (``model.decode_step``, ``fast=False``) or the flat one
+    (``helpers.decode_plan``, ``fast=True``).
+
+    ``torch.profiler`` records every operator call of ``steps`` steps; each call's *self* time is
+    sorted into matrix products (``MATMUL_OPS``), the attention kernel (SDPA, softmax) and other
+    operators, and what is left of the loop's elapsed time is spent *between* operators (Python,
+    building tensors' metadata, the dispatcher). The profiler slows every call a little, so the shares
+    are read from the profiled run and the milliseconds from a separate unprofiled timing."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from ..decode_plan import DecodePlan
+    from ..timing import synced_clock
+
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, model.config.vocab_size, (1, context), generator=gen, device=model.device)
+    x = prompt[:, -1:]
+    with torch.inference_mode(), torch_threads(THREADS):
+        if fast:
+            plan = DecodePlan(model, 1, context + 1)
+            plan.step(prompt)
+
+            def step():
+                out = plan.logits(plan.step(x)[:, -1])
+                plan.crop(context)
+                return out
+        else:
+            cache = model.new_cache(static=True, max_len=context + 1)
+            model.decode_step(prompt, cache)
+
+            def step():
+                out = model.decode_step(x, cache)
+                cache.crop(context)
+                return out
+
+        for _ in range(5):  # warm-up: weights arranged, buffers allocated
+            step()
+        best = interleaved({"step": step}, 3, number=steps, min_run_time=0, threads=THREADS,
+                           cpu_time=CPU_TIME)["step"].min
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = synced_clock()
+            for _ in range(steps):
+                step()
+            elapsed_us = (synced_clock() - start) * 1e6
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    parts = dict.fromkeys(PROFILE_PARTS, 0.0)
+    for e in events:
+        if e.name in MATMUL_OPS:
+            parts["matrix products"] += e.self_cpu_time_total
+        elif "scaled_dot_product" in e.name or "softmax" in e.name:
+            parts["attention kernel"] += e.self_cpu_time_total
+        else:
+            parts["other operators"] += e.self_cpu_time_total
+    parts["between operators"] = max(0.0, elapsed_us - sum(parts.values()))
+    total = sum(parts.values())
+    top = sum(1 for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+    return StepProfile("flat plan" if fast else "readable", best * 1e3, top / steps, len(events) / steps,
+                       {k: v / total for k, v in parts.items()})

@@ -1,0 +1,216 @@
+"""The decode step of a dense model written as one flat function over pre-arranged weights (lesson 01's
+fast path; ``helpers.generate`` and ``helpers.speculative`` take it where it applies).
+
+Why it exists. A cached decode step of a small model does very little arithmetic: for the ``tiny``
+preset each step multiplies one row vector by a few 96-wide matrices. What costs time is the framework:
+every operator call is a trip through Python and PyTorch's dispatcher (a few microseconds each), and the
+readable model makes a lot of them: module calls, RoPE as split-negate-concatenate, separate K and V
+cache writes, result objects. ``helpers.bench.kv.decode_step_profile`` shows where a step's time goes
+(lesson 01 prints it). This module does the *same arithmetic* with fewer, cheaper operator calls, and
+nothing else. It is tested equal to the readable model (``tests/test_decode_plan.py``: the same logits
+to float rounding and the same greedy and sampled tokens for MHA, GQA, MQA, batches and prompts of
+every length, and the same MTP drafts), so a learner reads the model in ``helpers.model`` and trusts this
+one by its tests.
+
+What it changes, each a rearrangement of the weights done once before the loop:
+
+1. **RMSNorm folded into the product that follows it.** ``RMSNorm(x) @ W = r(x) · (x @ (g ⊙ W))``:
+   the gain ``g`` multiplies the rows of ``W`` once, and a step computes only each row's scale
+   ``r(x) = 1/√(mean(x²) + ε)`` (one ``vecdot`` and two scalar operators). ``F.rms_norm`` on the CPU
+   is a composite of about eight operator calls (casts, power, mean, ...), the single most expensive
+   piece of the readable step.
+2. **RoPE as two element-wise calls.** ``rotate_half(x) · sin`` equals ``swap(x) · sin±``, where
+   ``swap`` exchanges the two halves of every head (one ``flip`` of a view) and ``sin± = [−sin, sin]``
+   (made once). So RoPE is ``addcmul(x · cos, swap(x), sin±)`` over all heads at once. The value
+   columns get cos 1 and sin 0, so they pass unchanged, and k and v come out side by side.
+3. **One cache tensor per layer, sequence-major**, ``(B, S, 2G, Dh)``: a step writes its new keys and
+   values with one copy, and attention reads them through strided views (no copy).
+4. **Residual adds fused into the output products** (``torch.addmm(x, o, Wo)`` is ``x + o @ Wo``).
+5. **Weights stored transposed**, ``(in, out)`` (``helpers.layers.stacked_weight``'s reason), and the
+   activations kept as ``(B·T, D)`` rows so every product is a plain 2-D one.
+
+What it supports: ``attn_type="mha"`` (any number of K/V heads), dense feed-forward layers, float32.
+``DecodePlan.unsupported(model)`` names the first thing that rules a model out (MLA, MoE, another
+dtype); the callers then use the readable path. Shape letters follow ``docs/GLOSSARY.md``: B batch, T new
+positions, S cached positions, D width, H query heads, G K/V heads, Dh head width, I FFN width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .attention import causal_mask
+from .layers import derived_weight, stacked_weight
+
+
+def folded_norm_weight(norm, *linears) -> torch.Tensor:
+    """``(in, Σ out)``: the transposed, stacked weights of ``linears`` with the rows multiplied by the
+    norm's gain times ``√in``, so that ``row_scale(x) · (x @ folded) = RMSNorm(x) @ Wᵀ``."""
+    gain, weights = norm.weight, tuple(lin.weight for lin in linears)
+
+    def build():
+        return (torch.cat(weights).t() * (gain * math.sqrt(gain.shape[0]))[:, None]).contiguous()
+
+    return derived_weight(norm, "folded", (gain, *weights), build)
+
+
+def row_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """(N, D) → (N, 1): ``1/√(Σx² + D·ε)``, which is RMSNorm's ``1/√(mean(x²) + ε)`` over ``√D`` (the
+    ``√D`` lives in ``folded_norm_weight``)."""
+    return torch.linalg.vecdot(x, x).unsqueeze_(-1).add_(x.shape[-1] * eps).rsqrt_()
+
+
+def swap_halves(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(..., n·Dh) → the same with the two halves of every head exchanged: ``[a | b]`` → ``[b | a]``."""
+    return x.unflatten(-1, (-1, 2, head_dim // 2)).flip(-2).flatten(-3)
+
+
+class _LeanBlock:
+    """One dense block's weights, arranged for the flat step, and its cache tensor."""
+
+    def __init__(self, block, rope_cos: torch.Tensor, rope_sin: torch.Tensor, batch_size: int,
+                 max_len: int):
+        attn, ffn = block.attn, block.ffn
+        self.H, self.G, self.Dh = attn.n_heads, attn.n_kv_heads, attn.head_dim
+        self.width = (self.H + 2 * self.G) * self.Dh  # q, k, v side by side
+        self.eps = block.attn_norm.eps
+        self.w_qkv = folded_norm_weight(block.attn_norm, attn.wq, attn.wk, attn.wv)  # (D, (H+2G)·Dh)
+        self.w_o = stacked_weight(attn, attn.wo)  # (H·Dh, D)
+        self.w_13 = folded_norm_weight(block.ffn_norm, ffn.w1, ffn.w3)  # (D, 2I)
+        self.w_2 = stacked_weight(ffn, ffn.w2)  # (I, D)
+        self.inter = ffn.w1.out_features
+        # RoPE tables over all q, k, v columns: sin± = [-sin, sin] per head; the value columns get cos 1
+        # and sin 0 (left unchanged)
+        half = self.Dh // 2
+        signed_sin = torch.cat([-rope_sin[:, :half], rope_sin[:, half:]], dim=1)
+        n_qk = self.H + self.G
+        self.cos = torch.cat([rope_cos.repeat(1, n_qk), torch.ones_like(rope_cos).repeat(1, self.G)], 1)
+        self.sin = torch.cat([signed_sin.repeat(1, n_qk), torch.zeros_like(rope_sin).repeat(1, self.G)], 1)
+        self.kv = self.w_qkv.new_zeros(batch_size, max_len, 2 * self.G, self.Dh)  # (B, S, 2G, Dh)
+
+    def __call__(self, x: torch.Tensor, B: int, T: int, start: int, mask) -> torch.Tensor:
+        """x (B·T, D) → (B·T, D), writing this step's keys and values at ``start``."""
+        H, G, Dh = self.H, self.G, self.Dh
+        end = start + T
+        qkv = (x @ self.w_qkv).mul_(row_scale(x, self.eps)).view(B, T, self.width)  # RMSNorm, then W
+        qkv = torch.addcmul(qkv * self.cos[start:end], swap_halves(qkv, Dh), self.sin[start:end])  # RoPE
+        self.kv[:, start:end] = qkv[..., H * Dh:].view(B, T, 2 * G, Dh)  # the one cache write
+        q = qkv[..., :H * Dh].view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+        kv = self.kv[:, :end].transpose(1, 2)  # (B, 2G, S, Dh), a view
+        k, v = kv[:, :G], kv[:, G:]
+        if mask is None:  # one new position sees everything cached
+            o = F.scaled_dot_product_attention(q, k, v, enable_gqa=G != H)
+        elif start == 0:  # a prefill: plain causal
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G != H)
+        else:  # T new positions after a cached prefix (speculative verification)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=G != H)
+        x = torch.addmm(x, o.transpose(1, 2).reshape(B * T, H * Dh), self.w_o)  # x + attention
+        gate_up = (x @ self.w_13).mul_(row_scale(x, self.eps))  # (B·T, 2I): RMSNorm, then [W1; W3]
+        act = F.silu(gate_up[:, :self.inter]).mul_(gate_up[:, self.inter:])
+        return torch.addmm(x, act, self.w_2)  # x + SwiGLU
+
+
+def _unsupported_block(block) -> str | None:
+    if type(block.attn).__name__ != "Attention":
+        return f"its attention is {type(block.attn).__name__} (the plan covers MHA/GQA/MQA)"
+    if block.is_moe:
+        return "it has MoE layers (the plan covers dense feed-forward layers)"
+    return None
+
+
+class DecodePlan:
+    """A model's decode loop state for one request: pre-arranged weights and a cache of ``max_len``
+    positions for ``batch_size`` sequences. ``step(idx)`` runs new positions and returns the last
+    block's output; ``logits(hidden)`` applies the final norm and the head."""
+
+    def __init__(self, model, batch_size: int, max_len: int):
+        reason = self.unsupported(model)
+        if reason is not None:
+            raise ValueError(f"DecodePlan does not cover this model: {reason}; use the readable path "
+                             "(helpers.generate picks it by itself)")
+        cfg = model.config
+        self.model, self.B, self.max_len, self.length = model, batch_size, max_len, 0
+        self.blocks = [_LeanBlock(b, model.rope_cos, model.rope_sin, batch_size, max_len)
+                       for b in model.layers]
+        self.eps, self.emb = cfg.norm_eps, model.tok_emb.weight
+        self.head = folded_norm_weight(model.norm, model.head)  # (D, V): the final RMSNorm, then the head
+
+    @staticmethod
+    def unsupported(model) -> str | None:
+        """Why the plan cannot run ``model`` (a sentence), or None when it can."""
+        cfg = model.config
+        if cfg.attn_type != "mha":
+            return f"attn_type={cfg.attn_type!r} (the plan covers 'mha': MHA, GQA and MQA)"
+        if model.tok_emb.weight.dtype != torch.float32:
+            return f"its weights are {model.tok_emb.weight.dtype} (the plan covers float32)"
+        for block in model.layers:
+            reason = _unsupported_block(block)
+            if reason is not None:
+                return reason
+        return None
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) new token ids → the last block's output (B, T, D) (before the final norm)."""
+        B, T = idx.shape
+        start = self.length
+        if start + T > self.max_len:
+            raise ValueError(f"DecodePlan holds {self.max_len} positions: {start} cached + {T} new")
+        mask = None if T == 1 else causal_mask(T, start + T, idx.device)
+        x = F.embedding(idx.reshape(-1), self.emb)  # (B·T, D)
+        for block in self.blocks:
+            x = block(x, B, T, start, mask)
+        self.length = start + T
+        return x.view(B, T, -1)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (N, D) → logits (N, V): the final RMSNorm and the head."""
+        return (hidden @ self.head).mul_(row_scale(hidden, self.eps))
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (a rejected draft)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"crop length={length} outside [0, {self.length}]")
+        self.length = length
+
+
+class DraftPlan:
+    """MTP module 1 of a model, arranged the same way, for self-speculative drafting: ``draft(hidden,
+    tokens)`` equals ``model.mtp.draft_logits(model, hidden, tokens, cache)``'s last position."""
+
+    def __init__(self, model, max_len: int):
+        reason = self.unsupported(model)
+        if reason is not None:
+            raise ValueError(f"DraftPlan does not cover this model: {reason}")
+        module = model.mtp.layers._modules["0"]
+        self.model, self.max_len, self.length, self.eps = model, max_len, 0, model.config.norm_eps
+        self.hnorm, self.enorm = module.hnorm.weight, module.enorm.weight
+        self.proj = stacked_weight(module, module.proj)  # (2D, D)
+        self.block = _LeanBlock(module.block, model.rope_cos, model.rope_sin, 1, max_len)
+        self.emb = model.tok_emb.weight
+        self.head = folded_norm_weight(module.norm, model.head)  # the module's own norm, the shared head
+
+    @staticmethod
+    def unsupported(model) -> str | None:
+        """Why the plan cannot draft for ``model`` (a sentence), or None when it can."""
+        if getattr(model, "mtp", None) is None:
+            return "it has no MTP module"
+        reason = DecodePlan.unsupported(model)
+        return reason or _unsupported_block(model.mtp.layers._modules["0"].block)
+
+    def draft(self, hidden: torch.Tensor, tokens_ahead: torch.Tensor) -> torch.Tensor:
+        """hidden (1, n, D) main-model outputs, tokens_ahead (1, n) → (V,) logits for the token after
+        next at the last of those positions; the module's cache advances by n."""
+        n, start, D = hidden.shape[1], self.length, hidden.shape[-1]
+        if start + n > self.max_len:
+            raise ValueError(f"DraftPlan holds {self.max_len} positions: {start} cached + {n} new")
+        h = F.rms_norm(hidden.reshape(n, D), (D,), self.hnorm, self.eps)
+        e = F.rms_norm(F.embedding(tokens_ahead.reshape(-1), self.emb), (D,), self.enorm, self.eps)
+        x = torch.cat([h, e], dim=1) @ self.proj  # (n, D): M_1 [h ; Emb]
+        mask = None if n == 1 else causal_mask(n, start + n, hidden.device)
+        x = self.block(x, 1, n, start, mask)
+        self.length = start + n
+        last = x[-1:]  # (1, D)
+        return (last @ self.head).mul_(row_scale(last, self.eps))[0]

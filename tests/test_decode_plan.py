@@ -1,0 +1,125 @@
+"""The flat decode step (``helpers.decode_plan``) against the readable model it rearranges: the same
+logits to float rounding, the same greedy and sampled tokens, the same MTP drafts; models it does not
+cover are named and left to the readable path."""
+
+import pytest
+import torch
+
+from helpers.attention import apply_rope, rope_tables
+from helpers.config import preset
+from helpers.decode_plan import DecodePlan, DraftPlan, folded_norm_weight, row_scale, swap_halves
+from helpers.generate import generate
+from helpers.model import Transformer
+from helpers.mtp import MTPCache
+
+ATOL = 2e-5
+
+
+def model_with(seed: int = 0, **changes) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(preset("test", **changes)).eval()
+
+
+def test_rope_as_two_elementwise_calls_equals_rotate_half():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3 * 8)  # (B, T, heads·Dh), heads side by side
+    cos, sin = rope_tables(8, 5)
+    signed = torch.cat([-sin[:, :4], sin[:, 4:]], dim=1)
+    got = torch.addcmul(x * cos.repeat(1, 3), swap_halves(x, 8), signed.repeat(1, 3))
+    want = apply_rope(x.view(2, 5, 3, 8).transpose(1, 2), cos, sin).transpose(1, 2).reshape(2, 5, 24)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_the_folded_norm_equals_rmsnorm_then_the_product():
+    model = model_with(0)
+    block = model.layers[0]
+    with torch.no_grad():
+        block.attn_norm.weight.uniform_(0.5, 1.5)  # a gain that is not all ones
+        x = torch.randn(4, model.config.dim) * 3
+        want = block.attn_norm(x) @ torch.cat([block.attn.wq.weight, block.attn.wk.weight]).t()
+        folded = folded_norm_weight(block.attn_norm, block.attn.wq, block.attn.wk)
+        got = (x @ folded) * row_scale(x, block.attn_norm.eps)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2, 1])  # MHA, GQA, MQA
+def test_prefill_steps_verification_and_crop_match_the_model(kv_heads):
+    model = model_with(1, n_kv_heads=kv_heads)
+    idx = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = model(idx)  # (B, T, V): the readable model, no cache
+        plan = DecodePlan(model, 2, 24)
+        got = [plan.logits(plan.step(idx[:, :9]))]  # a prefill
+        for t in range(9, 12):  # single steps
+            got.append(plan.logits(plan.step(idx[:, t:t + 1])))
+        plan.step(torch.zeros(2, 3, dtype=torch.long))  # three positions to be rolled back
+        plan.crop(12)
+        got.append(plan.logits(plan.step(idx[:, 12:14])))  # 2 positions after a cached prefix
+        got.append(plan.logits(plan.step(idx[:, 14:20])))
+        assert plan.length == 20
+    assert torch.allclose(torch.cat(got, dim=1), want, atol=ATOL)
+
+
+@pytest.mark.parametrize("kv_heads", [None, 1])
+def test_generate_takes_the_plan_and_matches_the_readable_loop(kv_heads):
+    model = model_with(2, n_kv_heads=kv_heads)
+    prompt = torch.randint(0, 256, (3, 5), generator=torch.Generator().manual_seed(1))
+    fast, readable = (generate(model, prompt, 20, return_logits=True, fast=f) for f in (True, False))
+    assert torch.equal(fast.tokens, readable.tokens)
+    assert torch.allclose(fast.step_logits, readable.step_logits, atol=ATOL)
+    sampled = [generate(model, prompt, 20, temperature=0.9, top_k=40, seed=3, fast=f) for f in (True, False)]
+    assert torch.equal(*sampled)
+
+
+def test_the_draft_plan_matches_the_mtp_module():
+    model = model_with(3, mtp_depth=1, n_kv_heads=2)
+    torch.manual_seed(4)
+    hidden, ahead = torch.randn(1, 7, model.config.dim), torch.randint(0, 256, (1, 7))
+    with torch.inference_mode():
+        cache = MTPCache(model.config, 16)
+        plan = DraftPlan(model, 16)
+        for lo, hi in ((0, 5), (5, 6), (6, 7)):  # a prefill, then one position at a time
+            want = model.mtp.draft_logits(model, hidden[:, lo:hi], ahead[:, lo:hi], cache)[0, -1]
+            assert torch.allclose(plan.draft(hidden[:, lo:hi], ahead[:, lo:hi]), want, atol=ATOL)
+
+
+@pytest.mark.parametrize("changes,named", [
+    (dict(attn_type="mla"), "attn_type='mla'"),
+    (dict(n_routed_experts=4, n_activated_experts=2), "MoE"),
+])
+def test_models_it_does_not_cover_are_named_and_generate_still_works(changes, named):
+    model = model_with(0, **changes)
+    assert named in DecodePlan.unsupported(model)
+    with pytest.raises(ValueError, match="does not cover"):
+        DecodePlan(model, 1, 8)
+    prompt = torch.randint(0, 256, (1, 4))
+    assert torch.equal(generate(model, prompt, 6), generate(model, prompt, 6, fast=False))
+
+
+def test_other_dtypes_and_models_without_mtp_are_named():
+    model = model_with(0).double()
+    assert "float64" in DecodePlan.unsupported(model)
+    assert "no MTP module" in DraftPlan.unsupported(model_with(0))
+
+
+def test_a_step_past_the_plans_length_is_refused():
+    plan = DecodePlan(model_with(0), 1, 4)
+    with torch.inference_mode():
+        plan.step(torch.zeros(1, 3, dtype=torch.long))
+        with pytest.raises(ValueError, match="holds 4 positions: 3 cached \\+ 2 new"):
+            plan.step(torch.zeros(1, 2, dtype=torch.long))
+        with pytest.raises(ValueError, match="crop length=5 outside"):
+            plan.crop(5)
+
+
+def test_weights_changed_after_a_plan_was_built_reach_the_next_plan():
+    model = model_with(5)
+    prompt = torch.randint(0, 256, (1, 4))
+    before = generate(model, prompt, 8, return_logits=True).step_logits
+    with torch.no_grad():
+        model.layers[0].attn.wq.weight.mul_(3.0)  # in-place updates, as an optimiser step makes
+        model.layers[1].ffn_norm.weight.mul_(0.5)
+    after = generate(model, prompt, 8, return_logits=True, fast=True).step_logits
+    readable = generate(model, prompt, 8, return_logits=True, fast=False).step_logits
+    assert not torch.allclose(before, after, atol=1e-3)
+    assert torch.allclose(after, readable, atol=ATOL)
