@@ -7,7 +7,7 @@ import torch
 
 from helpers.attention import apply_rope, rope_tables
 from helpers.config import preset
-from helpers.decode_plan import DecodePlan, DraftPlan, folded_norm_weight, row_scale, swap_halves
+from helpers.decode_plan import DecodePlan, DraftPlan, folded_norm_weight, row_scale, scale_eps
 from helpers.generate import generate
 from helpers.model import Transformer
 from helpers.mtp import MTPCache
@@ -25,7 +25,8 @@ def test_rope_as_two_elementwise_calls_equals_rotate_half():
     x = torch.randn(2, 5, 3 * 8)  # (B, T, heads·Dh), heads side by side
     cos, sin = rope_tables(8, 5)
     signed = torch.cat([-sin[:, :4], sin[:, 4:]], dim=1)
-    got = torch.addcmul(x * cos.repeat(1, 3), swap_halves(x, 8), signed.repeat(1, 3))
+    swapped = x.unflatten(-1, (3, 2, 4)).flip(-2).flatten(-3)  # each head's halves exchanged
+    got = torch.addcmul(x * cos.repeat(1, 3), swapped, signed.repeat(1, 3))
     want = apply_rope(x.view(2, 5, 3, 8).transpose(1, 2), cos, sin).transpose(1, 2).reshape(2, 5, 24)
     assert torch.allclose(got, want, atol=1e-6)
 
@@ -38,7 +39,7 @@ def test_the_folded_norm_equals_rmsnorm_then_the_product():
         x = torch.randn(4, model.config.dim) * 3
         want = block.attn_norm(x) @ torch.cat([block.attn.wq.weight, block.attn.wk.weight]).t()
         folded = folded_norm_weight(block.attn_norm, block.attn.wq, block.attn.wk)
-        got = (x @ folded) * row_scale(x, block.attn_norm.eps)
+        got = (x @ folded) * row_scale(x, scale_eps(x.shape[-1], block.attn_norm.eps, x))
     assert torch.allclose(got, want, atol=1e-5)
 
 
