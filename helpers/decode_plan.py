@@ -44,7 +44,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .attention import causal_mask
 from .layers import derived_weight, stacked_weight
 
 
@@ -70,6 +69,17 @@ def row_scale(x: torch.Tensor, d_eps: torch.Tensor) -> torch.Tensor:
 def scale_eps(width: int, eps: float, like: torch.Tensor) -> torch.Tensor:
     """The scalar tensor ``D·ε`` that ``row_scale`` adds."""
     return torch.tensor(width * eps, dtype=like.dtype, device=like.device)
+
+
+def causal_bias(t: int, start: int, like: torch.Tensor) -> torch.Tensor | None:
+    """The additive mask (0 where a query may look, −inf where not) for ``t`` new positions after
+    ``start`` cached ones, ``(t, start + t)``; None when none is needed (one new position, or a prefill,
+    where SDPA's own causal flag applies). Additive rather than boolean: torch's CPU SDPA takes it on
+    its fused path (measured ~1.5x faster than a boolean mask for two queries)."""
+    if t == 1 or start == 0:
+        return None
+    tail = torch.full((t, t), float("-inf"), dtype=like.dtype, device=like.device).triu_(1)
+    return F.pad(tail, (start, 0))  # zeros for the cached positions, causal among the new ones
 
 
 class _LeanBlock:
@@ -108,12 +118,10 @@ class _LeanBlock:
         self.k.narrow(2, start, T).copy_(k_new)  # (B, G, T, Dh) into the cache
         self.v.narrow(2, start, T).copy_(v_new)
         k, v = self.k.narrow(2, 0, start + T), self.v.narrow(2, 0, start + T)  # (B, G, S, Dh), views
-        if mask is None:  # one new position sees everything cached
-            o = F.scaled_dot_product_attention(q, k, v, enable_gqa=G != H)
-        elif start == 0:  # a prefill: plain causal
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=G != H)
-        else:  # T new positions after a cached prefix (speculative verification)
+        if mask is not None:  # T new positions after a cached prefix (speculative verification)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=G != H)
+        else:  # one new position sees everything cached; a prefill (start 0) is plainly causal
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=G != H)
         o = o.view(B, H * Dh) if T == 1 else o.transpose(1, 2).reshape(B * T, H * Dh)  # (B·T, H·Dh)
         x = torch.addmm(x, o, self.w_o)  # x + attention
         gate_up = (x @ self.w_13).mul_(row_scale(x, self.eps))  # (B·T, 2I): RMSNorm, then [W1; W3]
@@ -167,7 +175,7 @@ class DecodePlan:
         start = self.length
         if start + T > self.max_len:
             raise ValueError(f"DecodePlan holds {self.max_len} positions: {start} cached + {T} new")
-        mask = None if T == 1 else causal_mask(T, start + T, idx.device)
+        mask = causal_bias(T, start, self.emb)
         x = F.embedding(idx.reshape(-1), self.emb)  # (B·T, D)
         for block in self.blocks:
             x = block(x, B, T, start, mask)
@@ -220,8 +228,14 @@ class DraftPlan:
         h = F.rms_norm(hidden.reshape(n, D), (D,), self.hnorm, self.norm_eps)
         e = F.rms_norm(F.embedding(tokens_ahead.reshape(-1), self.emb), (D,), self.enorm, self.norm_eps)
         x = torch.cat([h, e], dim=1) @ self.proj  # (n, D): M_1 [h ; Emb]
-        mask = None if n == 1 else causal_mask(n, start + n, hidden.device)
+        mask = causal_bias(n, start, hidden)
         x = self.block(x, 1, n, start, mask)
         self.length = start + n
         last = x[-1:]  # (1, D)
         return (last @ self.head).mul_(row_scale(last, self.eps))[0]
+
+    def crop(self, length: int) -> None:
+        """Forget the module's positions from ``length`` on."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"crop length={length} outside [0, {self.length}]")
+        self.length = length

@@ -92,13 +92,20 @@ def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int, *, fast:
     try:
         with torch.inference_mode():
             max_len = idx.shape[1] + max_new_tokens  # no forward pass ever holds more positions
-            lean = fast and DecodePlan.unsupported(model) is None and DraftPlan.unsupported(model) is None
-            steps = _LeanSteps(model, max_len) if lean else _ReadableSteps(model, max_len)
-            result = _speculate(steps, idx, max_new_tokens)
+            result = _speculate(decode_steps(model, max_len, fast), idx, max_new_tokens)
     finally:
         model.train(was_training)
     result.tokens = result.tokens.clone()  # an ordinary tensor again, outside inference mode
     return result
+
+
+def decode_steps(model, max_len: int, fast: bool = True):
+    """The loop's three moves (``main``, ``crop``, ``draft``) for ``model``, with caches of ``max_len``
+    positions: through ``helpers.decode_plan`` where it covers the model and ``fast`` is set, else
+    through the model's own modules. Call under ``torch.inference_mode()``."""
+    if fast and DecodePlan.unsupported(model) is None and DraftPlan.unsupported(model) is None:
+        return _LeanSteps(model, max_len)
+    return _ReadableSteps(model, max_len)
 
 
 class _ReadableSteps:
@@ -125,6 +132,10 @@ class _ReadableSteps:
         """MTP module 1 over n new positions → (V,) logits for the token after the last one's next."""
         return self.model.mtp.draft_logits(self.model, hidden, ahead, self.mtp_cache)[0, -1]
 
+    def crop_draft(self, length: int) -> None:
+        """Forget the drafter's positions from ``length`` on (only benchmarks need this)."""
+        self.mtp_cache.crop(length)
+
 
 class _LeanSteps:
     """The same three moves through ``helpers.decode_plan`` (pre-arranged weights, one cache tensor per
@@ -147,14 +158,18 @@ class _LeanSteps:
     def draft(self, hidden: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
         return self.drafter.draft(hidden, ahead)
 
+    def crop_draft(self, length: int) -> None:
+        self.drafter.crop(length)
+
 
 def _speculate(steps, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     if n_target == 0:
         return SpeculativeResult(idx, 0, 0, 0, 0)
     as_ids = lambda ids: torch.tensor([ids], dtype=idx.dtype, device=idx.device)  # noqa: E731  (1, n)
+    seen = []  # (generation step, logits) of every main pass: checked for NaN/inf once, at the end
     # prefill: the prompt through the main model, then (if a draft can still help) through MTP module 1
     logits, hidden = steps.main(idx)
-    check_finite_logits(logits[-1], 0)
+    seen.append((0, logits[-1:]))
     new = [int(logits[-1].argmax())]  # t_T, the main model's greedy token
     forwards, drafted, accepted, mask = 1, 0, 0, [False]
     draft = None
@@ -164,14 +179,14 @@ def _speculate(steps, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
     while len(new) < n_target:
         if draft is None:  # the last token: a plain cached step
             logits, _ = steps.main(as_ids(new[-1:]))
-            check_finite_logits(logits, len(new))
+            seen.append((len(new), logits))
             new.append(int(logits[-1].argmax()))
             forwards += 1
             mask.append(False)
             continue
         m = steps.length  # position of the committed-but-unfed token t_m
         logits, hidden = steps.main(as_ids([new[-1], draft]))  # logits (2, V)
-        check_finite_logits(logits, len(new))
+        seen.append((len(new), logits))
         forwards += 1
         drafted += 1
         greedy = logits.argmax(-1).tolist()  # the main model's choices after t_m and after d
@@ -188,5 +203,16 @@ def _speculate(steps, idx: torch.Tensor, n_target: int) -> SpeculativeResult:
         draft = None
         if n_target - len(new) >= 2:
             draft = int(steps.draft(hidden, as_ids(fresh)).argmax())  # the token after the newest one
+    _check_passes(seen)
     tokens = torch.cat([idx, as_ids(new)], dim=1)  # (1, T + n)
     return SpeculativeResult(tokens, n_target, forwards, drafted, accepted, mask)
+
+
+def _check_passes(seen: list) -> None:
+    """``check_finite_logits`` for every main pass at once (two operator calls instead of two per pass),
+    naming the first bad generation step. Argmax simply picks a NaN's index, so the loop can run on and
+    be checked at the end, as the plain greedy loop is; the caller gets the same error either way."""
+    if bool(torch.isfinite(torch.cat([logits for _, logits in seen])).all()):
+        return
+    for step, logits in seen:
+        check_finite_logits(logits, step)

@@ -125,14 +125,37 @@ def test_bench_suite_runs_and_its_figures_are_consistent():
     from helpers.bench import mtp as mtp_bench
 
     assert "mtp" in bench.suites()
-    out = mtp_bench.run(quick=True, cfg=preset("test", mtp_depth=1), steps=3, n_new=6, prompt_len=8)
+    cfg = preset("test", mtp_depth=1)
+    out = mtp_bench.run(quick=True, cfg=cfg, steps=3, n_new=6, prompt_len=8, main_layers=5)
     names = {"val_loss", "module_accuracy", "teacher_forced_acceptance", "acceptance_rate",
              "tokens_per_forward", "plain_ms_per_token", "speculative_ms_per_token", "speculative_speedup",
-             "verify_over_step", "draft_over_step"}
-    assert set(out) == {f"mtp.{n}" for n in names}
+             "verify_over_step", "draft_over_step", "predicted_speedup", "trained_layers", "main_layers"}
+    per_depth = {f"{n}[L={L}]" for n in ("speculative_speedup", "predicted_speedup", "draft_over_step")
+                 for L in (cfg.n_layers, 5)}
+    assert set(out) == {f"mtp.{n}" for n in names | per_depth}
+    assert out["mtp.main_layers"] == 5
+    assert out["mtp.speculative_speedup[L=5]"] == out["mtp.speculative_speedup"]
     assert 0 <= out["mtp.acceptance_rate"] <= 1 and 1 <= out["mtp.tokens_per_forward"] <= 2
     assert out["mtp.speculative_speedup"] == pytest.approx(
         out["mtp.plain_ms_per_token"] / out["mtp.speculative_ms_per_token"])
+
+
+def test_a_deepened_model_decodes_and_drafts_exactly_as_the_trained_one():
+    """``bench.mtp.deepened``: extra blocks with zero output projections change no token, no hidden state
+    and no draft, only the cost of a main pass."""
+    from helpers.bench.mtp import deepened
+
+    model = mtp_model(6)
+    deep = deepened(model, model.config.n_layers + 3)
+    assert len(deep.layers) == model.config.n_layers + 3 and deep.num_params() > model.num_params()
+    prompt = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(0))
+    a, b = speculative_generate(model, prompt, 20), speculative_generate(deep, prompt, 20)
+    assert torch.equal(a.tokens, b.tokens) and a.accepted_mask == b.accepted_mask
+    x = torch.randint(0, 256, (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(model.run(x).hidden, deep.run(x).hidden, atol=1e-6)
+    with pytest.raises(ValueError, match="fewer than"):
+        deepened(model, 1)
 
 
 def test_identical_for_a_deepseek_shaped_model():
@@ -163,3 +186,13 @@ def test_the_flat_path_drafts_and_accepts_exactly_as_the_readable_one():
         assert lean.accepted_mask == readable.accepted_mask and lean.drafted == readable.drafted
         accepted += lean.accepted
     assert 0 < accepted < 4 * 22  # both outcomes occurred
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_non_finite_logits_are_named_after_the_loop(fast):
+    """The loop checks every main pass's logits once, at the end, and names the first bad step."""
+    model = mtp_model(0)
+    with torch.no_grad():
+        model.head.weight[3, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match="generation step 0 "):
+        speculative_generate(model, torch.zeros(1, 4, dtype=torch.long), 10, fast=fast)

@@ -1,31 +1,46 @@
 """Lesson 05 figures: self-speculative decoding with DeepSeek-V3's MTP module 1 as the drafter.
 
 The model: the ``tiny`` preset (D=96, 3 layers, 6 heads) with one MTP module (``mtp_depth=1``,
-λ = 0.3), trained here by a fixed recipe (seed 0, AdamW lr 3e-3, batch 16; ``--quick``: 150 steps of
+λ = 0.3), trained here by a fixed recipe (seed 0, AdamW lr 3e-3, batch 16; ``--quick``: 300 steps of
 64 tokens, full: 600 steps of 128 tokens) on ``pick_device()``, then decoded on the CPU in float32.
 Prompts: 4 windows of 32 tokens from the validation split (2 prose, 2 code, fixed seed), 64 new
 tokens each (full: 96), batch of one, greedy.
+
+Why a deeper main model. DeepSeek-V3 drafts with one block against a 61-layer main model; our trained
+model has 3 layers, so a draft costs about half a main step and speculation cannot pay. The speed
+figures are therefore measured on the trained model *deepened* to ``MAIN_LAYERS`` = 24 main layers
+(``deepened``): the trained blocks, then blocks whose output projections are zero. Those blocks do all
+of a block's arithmetic (every product, attention over their own cache) and add exactly zero to the
+residual stream, so the deepened model's tokens, hidden states and drafts are the trained model's
+(acceptance is the trained drafter's) while each main pass costs what a 24-layer pass costs. Training
+a real 24-layer model is out of the CPU budget; a real one would also have its own acceptance rate.
 
 - ``mtp.val_loss``: the main model's next-token validation loss after training.
 - ``mtp.module_accuracy``: module 1's top-1 accuracy on the token after next (validation).
 - ``mtp.teacher_forced_acceptance``: on validation text, how often module 1's draft equals the main
   model's greedy choice one position later (``helpers.speculative.teacher_forced_acceptance``).
+- ``mtp.trained_layers``, ``mtp.main_layers``: the trained depth (3) and the depth timed (24).
 - ``mtp.acceptance_rate``: accepted / drafted during speculative decoding of the prompts.
 - ``mtp.tokens_per_forward``: new tokens / main-model forward passes (plain cached decoding: 1).
-- ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: wall time per new token of
-  ``helpers.generate`` (cached greedy) and ``speculative_generate``, the two taken in turn per prompt
-  (``helpers.timing.interleaved``, 3 rounds, full: 5), the best (minimum) run of each, summed over
-  the prompts.
-- ``mtp.speculative_speedup``: plain / speculative time, same model, same prompts, same run.
+- ``mtp.plain_ms_per_token``, ``mtp.speculative_ms_per_token``: time per new token of
+  ``helpers.generate`` (cached greedy) and ``speculative_generate`` on the 24-layer model, both through
+  the flat decode plan (``helpers.decode_plan``) with pre-allocated caches, taken in turn per prompt
+  (``helpers.timing.interleaved``, 3 rounds, full: 5), the best (minimum) run of each, summed over the
+  prompts.
+- ``mtp.speculative_speedup``: plain / speculative time, same model, same prompts, same run. The run
+  raises ``AssertionError`` if the speculative tokens differ from the plain greedy tokens.
 - ``mtp.verify_over_step``, ``mtp.draft_over_step``: what limits the speed-up. The cost of a 2-token
-  main forward pass (verification) and of one MTP draft, each over one plain 1-token cached step,
-  after a 64-token context (``forward_costs``: CPU time on one thread, which a busy machine disturbs
-  less than wall time; the best of three rounds). The speed-up is about
-  (1 + acceptance) / (verify_over_step + draft_over_step).
+  main pass (verification) and of one MTP draft, each over one plain 1-token cached step, after a
+  64-token context (``forward_costs``: CPU time on one thread, best of the rounds).
+- ``mtp.predicted_speedup``: the cost model, tokens per forward × step / (verify + draft), next to the
+  measurement.
+- ``mtp.speculative_speedup[L=n]``, ``mtp.predicted_speedup[L=n]``, ``mtp.draft_over_step[L=n]``: the
+  same at main depth n (``--quick``: 3 and 24; full: 3, 6, 12, 24): how the speed-up grows as the
+  draft becomes a smaller share of a main pass. At L=3 (the trained model as it is) speculation is
+  slower than plain decoding.
 Decoding is timed on one CPU thread (``threads=1``, restored afterwards): a batch of one through a
 D=96 model gains nothing from a second thread, and on a shared machine thread synchronisation adds
 noise that has nothing to do with speculation.
-The run raises ``AssertionError`` if the speculative tokens differ from the plain greedy tokens.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ from ..data import load_corpus
 from ..device import pick_device
 from ..generate import generate
 from ..model import Transformer
-from ..speculative import speculative_generate, teacher_forced_acceptance
+from ..speculative import decode_steps, speculative_generate, teacher_forced_acceptance
 from ..timing import interleaved
 from ..training import evaluate, train
 
@@ -86,27 +101,29 @@ def measure(model: Transformer, prompt_list: list[torch.Tensor], n_new: int, rep
     }
 
 
-def forward_costs(model: Transformer, context: int = 64, repeats: int = 20) -> dict[str, float]:
+def forward_costs(model: Transformer, context: int = 64, repeats: int = 20, fast: bool = True
+                  ) -> dict[str, float]:
     """CPU milliseconds for one cached 1-token main step, one 2-token main pass (the verification) and
-    one 1-position MTP draft, each after ``context`` cached positions; one thread, inference mode. The
-    three take turns for three rounds of ``repeats`` calls each (``interleaved`` on the thread's CPU
-    time); each figure is its best (minimum) round, per call."""
+    one 1-position MTP draft, each after ``context`` cached positions, through the same moves
+    ``speculative_generate`` makes (``helpers.speculative.decode_steps``: the flat decode plan when
+    ``fast`` and the model allows it); one thread, inference mode. The three take turns for three
+    rounds of ``repeats`` calls each (``interleaved`` on the thread's CPU time); each figure is its best
+    (minimum) round, per call."""
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, cfg.vocab_size, (1, context + 2), generator=gen)
     with torch.inference_mode():
-        cache = model.new_cache(static=True, max_len=context + 2)
-        mtp_cache = model.mtp.new_cache(cfg, context + 2)
-        hidden = model.run(idx[:, :context], cache=cache).hidden
-        model.mtp.draft_logits(model, hidden, idx[:, 1:context + 1], mtp_cache)
+        steps = decode_steps(model, context + 2, fast)
+        _, hidden = steps.main(idx[:, :context])
+        steps.draft(hidden, idx[:, 1:context + 1])
 
         def step(n):
-            model.run(idx[:, context:context + n], cache=cache)
-            cache.crop(context)
+            steps.main(idx[:, context:context + n])
+            steps.crop(context)
 
         def draft():
-            model.mtp.draft_logits(model, hidden[:, -1:], idx[:, context:context + 1], mtp_cache)
-            mtp_cache.crop(context)
+            steps.draft(hidden[:, -1:], idx[:, context:context + 1])
+            steps.crop_draft(context)
 
         fns = {"step_ms": lambda: step(1), "verify_ms": lambda: step(2), "draft_ms": draft}
         timings = interleaved(fns, rounds=3, number=repeats, threads=1, cpu_time=True)
@@ -167,9 +184,34 @@ def training_overhead(model: Transformer, data, *, batch_size: int = 16, seq_len
             "mtp_step_ms": mtp_ms, "plain_step_ms": plain_ms}
 
 
+MAIN_LAYERS = 24  # the headline's main-model depth, against one MTP block (DeepSeek-V3: 61 against 1)
+DEPTHS = (3, 6, 12, 24)  # the full run's depth sweep (--quick: the trained depth and MAIN_LAYERS)
+
+
+def predicted_speedup(tokens_per_forward: float, costs: dict[str, float]) -> float:
+    """The cost model: a speculative round makes ``tokens_per_forward`` tokens for one verification
+    pass plus one draft, where plain decoding pays one step per token."""
+    return tokens_per_forward * costs["step_ms"] / (costs["verify_ms"] + costs["draft_ms"])
+
+
+def depth_point(model: Transformer, n_layers: int, prompt_list: list[torch.Tensor], n_new: int,
+                repeats: int = 3) -> dict[str, float]:
+    """Measured and predicted speed-up of ``deepened(model, n_layers)``: ``measure``'s figures plus
+    ``verify_over_step``, ``draft_over_step`` and ``predicted_speedup`` (``forward_costs`` over five
+    rounds, the model's measured tokens per forward)."""
+    deep = deepened(model, n_layers)
+    figures = measure(deep, prompt_list, n_new, repeats=repeats)
+    costs = forward_costs(deep, context=min(64, deep.config.max_seq_len - 2), repeats=2 * repeats + 4)
+    figures["verify_over_step"] = costs["verify_ms"] / costs["step_ms"]
+    figures["draft_over_step"] = costs["draft_ms"] / costs["step_ms"]
+    figures["predicted_speedup"] = predicted_speedup(figures["tokens_per_forward"], costs)
+    return figures
+
+
 def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new: int | None = None,
-        prompt_len: int = 32) -> dict[str, float]:
-    steps = steps or (150 if quick else 600)
+        prompt_len: int = 32, main_layers: int = MAIN_LAYERS,
+        depths: tuple[int, ...] | None = None) -> dict[str, float]:
+    steps = steps or (300 if quick else 600)
     seq_len = min(64 if quick else 128, cfg.max_seq_len)
     n_new = n_new or (64 if quick else 96)
     model = trained_model(cfg, steps=steps, seq_len=seq_len)
@@ -181,9 +223,39 @@ def run(quick: bool, cfg: ModelConfig = CONFIG, steps: int | None = None, n_new:
         "val_loss": evaluate(model, corpus, batch_size=16, seq_len=seq_len, iters=4),
         "module_accuracy": out.mtp.accuracy[0],
         "teacher_forced_acceptance": teacher_forced_acceptance(model, batch.x, batch.y),
+        "trained_layers": cfg.n_layers,
+        "main_layers": main_layers,
     }
-    figures.update(measure(model, prompts(length=prompt_len), n_new, repeats=3 if quick else 5))
-    costs = forward_costs(model, context=min(64, cfg.max_seq_len - 2), repeats=10 if quick else 30)
-    figures["verify_over_step"] = costs["verify_ms"] / costs["step_ms"]
-    figures["draft_over_step"] = costs["draft_ms"] / costs["step_ms"]
+    prompt_list, repeats = prompts(length=prompt_len), 3 if quick else 5
+    depths = depths or ((cfg.n_layers, main_layers) if quick else tuple(sorted({*DEPTHS, main_layers})))
+    for n_layers in depths:
+        point = depth_point(model, n_layers, prompt_list, n_new, repeats)
+        if n_layers == main_layers:  # the headline figures
+            figures.update(point)
+        figures.update({f"{name}[L={n_layers}]": point[name]
+                        for name in ("speculative_speedup", "predicted_speedup", "draft_over_step")})
     return {f"mtp.{k}": float(v) for k, v in figures.items()}
+
+
+def deepened(model: Transformer, n_layers: int) -> Transformer:
+    """A copy of ``model`` with ``n_layers`` main blocks: its own, then blocks whose two output
+    projections (``wo``, ``w2``) are zero. Such a block computes everything a block computes (its
+    products and attention over its own cache) and adds exactly zero to the residual stream, so the
+    copy's tokens, hidden states and drafts are the original's while each main forward pass costs what
+    an ``n_layers``-deep model's costs. Holds the drafter's agreement fixed while the depth ratio
+    moves (lesson 05's cost model; ``depth_sweep``)."""
+    cfg = model.config
+    if n_layers < cfg.n_layers:
+        raise ValueError(f"n_layers={n_layers} is fewer than the model's {cfg.n_layers}")
+    deep = Transformer(cfg.replace(n_layers=n_layers)).to(model.device)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("mtp.")}
+    state.update({f"mtp.{k}": v for k, v in model.mtp.state_dict().items()} if model.mtp is not None else {})
+    missing, unexpected = deep.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(tuple(f"layers.{i}." for i in range(cfg.n_layers, n_layers)))
+                         for k in missing):
+        raise RuntimeError(f"deepened: unexpected keys {unexpected} or missing {missing}")
+    with torch.no_grad():
+        for block in deep.layers[cfg.n_layers:]:
+            block.attn.wo.weight.zero_()
+            block.ffn.w2.weight.zero_()
+    return deep.eval()
