@@ -101,3 +101,19 @@ def test_roofline_run_figure_names(monkeypatch):
             assert f"roofline.{figure}@32[{tag}]" in out
     assert "roofline.fraction_of_bound@32[kv,b2]" not in out  # --quick: other paths at batch 1 only
     assert all(math.isfinite(v) and v > 0 for v in out.values())
+
+
+def test_decode_step_profile_sorts_the_whole_step_and_the_plan_calls_fewer_operators(capfd):
+    from helpers.config import preset
+    from helpers.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(preset("test", max_seq_len=64)).eval()
+    readable, flat = (kv.decode_step_profile(model, fast, context=16, steps=5) for fast in (False, True))
+    for pr in (readable, flat):
+        assert set(pr.shares) == set(kv.PROFILE_PARTS)
+        assert sum(pr.shares.values()) == pytest.approx(1.0) and min(pr.shares.values()) >= 0
+        assert pr.ms_per_step > 0 and 0 < pr.top_level_calls <= pr.all_calls
+    assert (readable.label, flat.label) == ("readable", "flat plan")
+    assert flat.all_calls < readable.all_calls  # what the plan is for
+    assert "profiler_start" not in capfd.readouterr().err  # kineto's lines kept out of notebook outputs

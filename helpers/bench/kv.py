@@ -50,26 +50,27 @@ run was mostly a measure of when the scheduler let us run (ours/HF moved by ±0.
 runs), while CPU time does not count the time another process holds the core. Contention for caches
 and memory still shows in both.
 
-What limits the figures (``torch.profiler`` on one decode step of the tiny model, one thread): a
-cached step of a small model is framework overhead, not arithmetic. Before the decode paths, a step
-was ~190 top-level operator calls (~720 counting the ones they call: 22 matmuls, RMSNorm written out
-as seven ops, RoPE twice per layer, cache writes, SDPA, an input check and a NaN check), each a few
-microseconds, plus the Python of ~45 module calls. ``helpers.generate`` now runs under
-``torch.inference_mode()``, where the layers take fused paths tested equal to the readable ones:
-``[wq; wk; wv]`` and ``[w1; w3]`` as one product each, with the stacked weight kept transposed
-(``helpers.layers.stacked_weight``: a row vector times an ``(in, out)`` matrix streams ~30% faster
-on this CPU), RoPE on q and k in one call, RMSNorm as one ``F.rms_norm``, the head on the last
-position only, no per-step input check (``Transformer.decode_step``), one NaN check at the end of a
-greedy loop, and a cache whose shape check is skipped when a step repeats the shapes it accepted
-last. That is ~114 top-level calls (~590 in all) per step. Hugging Face's ``generate`` does the
+What limits the figures (``decode_step_profile``: ``torch.profiler`` on one decode step, one thread;
+lesson 01 prints it): a cached step of a small model is framework overhead, not arithmetic. The
+readable model (``Transformer.decode_step`` under ``torch.inference_mode()``, with the fused layer
+paths of ``helpers.layers``) makes ~114 top-level operator calls per step of the tiny model (~550
+counting the ones they call), and on the CPU ``F.rms_norm`` alone is a composite of about eight; the
+matrix products are under a tenth of the step. ``helpers.generate`` therefore runs dense models through
+``helpers.decode_plan`` (the same arithmetic, tested equal: RMSNorm's gain folded into the following
+product, RoPE as two element-wise calls, pre-allocated K and V, residual adds fused into ``addmm``),
+~300 calls in all per tiny step. Measured on an idle 2-core machine (``--quick``): ours/HF 0.22-0.35
+(tiny) and 0.38-0.49 (small); ours/HF's static cache lower still. Hugging Face's ``generate`` does the
 unfused model work plus its generation machinery (logits processors, stopping criteria, cache object,
-attention-mask and position bookkeeping). On the small model each step also streams ~13 MB of
-float32 weights, a cost both loops share, so the ratio moves towards 1 as the model grows.
+attention-mask and position bookkeeping). On the small model each step also streams ~13 MB of float32
+weights, a cost both loops share, so the ratio moves towards 1 as the model grows.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -210,6 +211,22 @@ class StepProfile:
     shares: dict[str, float]  # PROFILE_PARTS -> share of the profiled step's time (they add up to 1)
 
 
+@contextmanager
+def _quiet_native_stderr():
+    """Point file descriptor 2 at /dev/null for the block: torch's profiler (kineto) writes a
+    ``profiler_start``/``profiler_stop`` line per run straight to the C stderr, which a notebook shows
+    as an output of its own."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def decode_step_profile(model, fast: bool, context: int = 64, steps: int = 50) -> StepProfile:
     """Where one greedy decode step of ``model`` (batch 1, ``context`` cached positions) spends its time,
     through the readable path (``model.decode_step``, ``fast=False``) or the flat one
@@ -250,7 +267,7 @@ def decode_step_profile(model, fast: bool, context: int = 64, steps: int = 50) -
             step()
         best = interleaved({"step": step}, 3, number=steps, min_run_time=0, threads=THREADS,
                            cpu_time=CPU_TIME)["step"].min
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
             start = synced_clock()
             for _ in range(steps):
                 step()

@@ -101,14 +101,16 @@ def measure(model: Transformer, prompt_list: list[torch.Tensor], n_new: int, rep
     }
 
 
-def forward_costs(model: Transformer, context: int = 64, repeats: int = 20, fast: bool = True
-                  ) -> dict[str, float]:
-    """CPU milliseconds for one cached 1-token main step, one 2-token main pass (the verification) and
-    one 1-position MTP draft, each after ``context`` cached positions, through the same moves
+def forward_costs(model: Transformer, context: int = 64, repeats: int = 20, fast: bool = True,
+                  rounds: int = 7) -> dict[str, float]:
+    """CPU milliseconds for one cached 1-token main step, one 2-token main pass (the verification), one
+    1-position MTP draft (after a rejected draft) and one 2-position draft (after an accepted one, which
+    hands the drafter both new tokens), each after about ``context`` cached positions, through the same moves
     ``speculative_generate`` makes (``helpers.speculative.decode_steps``: the flat decode plan when
-    ``fast`` and the model allows it); one thread, inference mode. The three take turns for three
+    ``fast`` and the model allows it); one thread, inference mode. The three take turns for ``rounds``
     rounds of ``repeats`` calls each (``interleaved`` on the thread's CPU time); each figure is its best
-    (minimum) round, per call."""
+    (minimum) round, per call. (With three rounds, one disturbed round in each of two figures put a
+    2-token pass below a 1-token step; seven make that rare.)"""
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, cfg.vocab_size, (1, context + 2), generator=gen)
@@ -121,12 +123,14 @@ def forward_costs(model: Transformer, context: int = 64, repeats: int = 20, fast
             steps.main(idx[:, context:context + n])
             steps.crop(context)
 
-        def draft():
-            steps.draft(hidden[:, -1:], idx[:, context:context + 1])
-            steps.crop_draft(context)
+        def draft(n):  # over n new positions: 1 after a rejected draft, 2 after an accepted one
+            steps.draft(hidden[:, -n:], idx[:, context + 1 - n:context + 1])
+            steps.crop_draft(context + 1 - n)
 
-        fns = {"step_ms": lambda: step(1), "verify_ms": lambda: step(2), "draft_ms": draft}
-        timings = interleaved(fns, rounds=3, number=repeats, threads=1, cpu_time=True)
+        steps.crop_draft(context - 1)  # the drafter one position behind, so both kinds fit the context
+        fns = {"step_ms": lambda: step(1), "verify_ms": lambda: step(2), "draft_ms": lambda: draft(1),
+               "draft2_ms": lambda: draft(2)}
+        timings = interleaved(fns, rounds=rounds, number=repeats, threads=1, cpu_time=True)
     return {name: t.min * 1e3 for name, t in timings.items()}
 
 
@@ -190,8 +194,12 @@ DEPTHS = (3, 6, 12, 24)  # the full run's depth sweep (--quick: the trained dept
 
 def predicted_speedup(tokens_per_forward: float, costs: dict[str, float]) -> float:
     """The cost model: a speculative round makes ``tokens_per_forward`` tokens for one verification
-    pass plus one draft, where plain decoding pays one step per token."""
-    return tokens_per_forward * costs["step_ms"] / (costs["verify_ms"] + costs["draft_ms"])
+    pass plus one draft, where plain decoding pays one step per token. The draft covers two positions
+    after an accepted draft and one after a rejected one, so its cost is weighted by the acceptance,
+    taken as ``tokens_per_forward - 1``."""
+    a = min(max(tokens_per_forward - 1, 0.0), 1.0)
+    draft = a * costs["draft2_ms"] + (1 - a) * costs["draft_ms"]
+    return tokens_per_forward * costs["step_ms"] / (costs["verify_ms"] + draft)
 
 
 def depth_point(model: Transformer, n_layers: int, prompt_list: list[torch.Tensor], n_new: int,
