@@ -45,16 +45,18 @@ latents) dwarfs the ~3-6 MB of weights and a step takes tens of milliseconds on 
 * ``gqa``: ``helpers.attention.Attention`` with H = 4 query heads, G = 2 K/V heads of Dh = 128,
   ``2·G·Dh`` = 512 elements per token (about MLA's cache), through SDPA.
 
-What the figures showed on the course's 2-core machine (``--quick``, busy with training sweeps):
-~9.4 GB/s and ~45 GFLOP/s on one core (ridge ~5 FLOP/byte); the ``kv`` path reached ~0.45 of its
-memory bound, the absorbed path ~0.17 and GQA ~0.2, absorbed through SDPA ~0.05. The absorbed path
-reads its latents twice per step (scores, then the weighted sum; a fused kernel would read them once,
-so 0.5 is its ceiling as written) and both of its products have only H·T = 4 rows: for such skinny
-products torch's CPU matmul streams ``q @ c_kvᵀ`` at ~2.7 GB/s but the same product written as
-``c_kv @ q`` at ~6.5 GB/s (measured on one core). Its intensity, ~3.5 FLOP/byte at 4 heads (about
-H FLOP per byte in general: every float32 latent meets every head twice), sits near this CPU's ridge;
-with DeepSeek-V3's 128 heads it is ~120 FLOP/byte, so absorption turns a memory-bound step into one
-that does real arithmetic per byte read.
+What the figures showed (``--quick``, idle 2-core machine, one thread): ~29 GB/s and ~75 GFLOP/s
+(ridge ~2.5 FLOP/byte); the absorbed path ran at ~0.13 of its memory bound at batch 1 (21 ms for
+81 MB), the expanded-K/V path ~0.2, GQA ~0.1, absorbed through SDPA ~0.02. Why the absorbed path sits
+so far below the roof: it reads its latents twice per step (scores, then the weighted sum; a fused
+kernel such as FlashMLA reads them once, so 0.5 is its ceiling as written), and both of its products
+have only H·T = 4 rows. For such skinny products torch's CPU matmul is compute-inefficient: the score
+product runs at ~9 GB/s written latents-first (``c_kv @ qᵀ``, as ``helpers.mla`` now does; ~4 GB/s as
+``q @ c_kvᵀ``) and the weighted sum ``p @ c_kv`` at ~5-7 GB/s however it is split, against ~27 GB/s
+for a plain read of the same array. Its intensity, ~3.5 FLOP/byte at 4 heads (about H FLOP per byte
+in general: every float32 latent meets every head twice), sits just above this CPU's ridge, so on one
+core the step is as much compute- as memory-limited; with DeepSeek-V3's 128 heads it is ~120
+FLOP/byte, and absorption turns a memory-bound step into one that does real arithmetic per byte read.
 
 Clock: every figure here is timed in CPU time of the one computing thread (``helpers.timing``,
 ``cpu_time=True``), which still counts the cycles a core stalls waiting for memory, but not the time
