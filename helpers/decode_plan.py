@@ -31,9 +31,15 @@ What it changes, each a rearrangement of the weights done once before the loop:
 5. **Weights stored transposed**, ``(in, out)`` (``helpers.layers.stacked_weight``'s reason), and the
    activations kept as ``(B·T, D)`` rows so every product is a plain 2-D one.
 
-What it supports: ``attn_type="mha"`` (any number of K/V heads), dense feed-forward layers, float32.
-``DecodePlan.unsupported(model)`` names the first thing that rules a model out (MLA, MoE, another
-dtype); the callers then use the readable path. Shape letters follow ``docs/GLOSSARY.md``: B batch, T new
+MLA (lesson 03) runs in its absorbed form with the weights folded once more: W_UK, the softmax scale
+and ``q_norm``'s gain into one query matrix from the query latent to every head's ``[q_lat | q_pe]``,
+W_UV into the output projection, and the block's RMSNorm into ``[wq_a | wkv_a]`` (one product for both
+down-projections). DeepSeekMoE (lesson 04) keeps its router as written (``moe.gate``) and, for one
+token, gathers its K experts from stacked weights into two batched products.
+
+What it supports: MHA/GQA/MQA and absorbed MLA attention, dense and MoE feed-forward layers, float32.
+``DecodePlan.unsupported(model)`` names the first thing that rules a model out (DSA's sparse MLA, an
+MLA mode other than absorbed, another dtype); the callers then use the readable path. Shape letters follow ``docs/GLOSSARY.md``: B batch, T new
 positions, S cached positions, D width, H query heads, G K/V heads, Dh head width, I FFN width.
 """
 
@@ -73,67 +79,211 @@ def scale_eps(width: int, eps: float, like: torch.Tensor) -> torch.Tensor:
 
 def causal_bias(t: int, start: int, like: torch.Tensor) -> torch.Tensor | None:
     """The additive mask (0 where a query may look, −inf where not) for ``t`` new positions after
-    ``start`` cached ones, ``(t, start + t)``; None when none is needed (one new position, or a prefill,
-    where SDPA's own causal flag applies). Additive rather than boolean: torch's CPU SDPA takes it on
-    its fused path (measured ~1.5x faster than a boolean mask for two queries)."""
-    if t == 1 or start == 0:
+    ``start`` cached ones, ``(t, start + t)``; None when one new position sees everything cached.
+    Additive rather than boolean: torch's CPU SDPA takes it on its fused path (measured ~1.5x faster
+    than a boolean mask for two queries). (The MHA path uses SDPA's own causal flag for a prefill.)"""
+    if t == 1:
         return None
     tail = torch.full((t, t), float("-inf"), dtype=like.dtype, device=like.device).triu_(1)
     return F.pad(tail, (start, 0))  # zeros for the cached positions, causal among the new ones
 
 
-class _LeanBlock:
-    """One dense block's weights, arranged for the flat step, and its K and V cache tensors."""
+def _rope_tables(rope_cos: torch.Tensor, rope_sin: torch.Tensor, heads: int, value_heads: int = 0):
+    """RoPE tables ``(S, heads + value_heads, 2, Dr/2)`` over every head's two halves: cos, and
+    sin± = [-sin, sin]; value heads (if any) get cos 1 and sin 0, so they pass unchanged."""
+    half = rope_cos.shape[1] // 2
+    halves = lambda t: t.view(-1, 1, 2, half)  # noqa: E731  (S, Dr) -> (S, 1, 2, Dr/2)
+    signed_sin = torch.cat([-rope_sin[:, :half], rope_sin[:, half:]], dim=1)
+    cos = [halves(rope_cos).expand(-1, heads, 2, half)]
+    sin = [halves(signed_sin).expand(-1, heads, 2, half)]
+    if value_heads:
+        cos.append(torch.ones_like(halves(rope_cos)).expand(-1, value_heads, 2, half))
+        sin.append(torch.zeros_like(halves(rope_sin)).expand(-1, value_heads, 2, half))
+    return torch.cat(cos, 1), torch.cat(sin, 1)
 
-    def __init__(self, block, rope_cos: torch.Tensor, rope_sin: torch.Tensor, batch_size: int,
-                 max_len: int):
-        attn, ffn = block.attn, block.ffn
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int, T: int) -> torch.Tensor:
+    """x (B, T, n, 2, half) rotated: x·cos + swap(x)·sin±, ``flip(-2)`` swapping each head's halves."""
+    return torch.addcmul(x * cos.narrow(0, start, T), x.flip(-2), sin.narrow(0, start, T))
+
+
+class _LeanMHA:
+    """MHA/GQA/MQA attention with its RMSNorm, arranged for the flat step; K and V cache tensors."""
+
+    def __init__(self, block, rope_cos, rope_sin, batch_size: int, max_len: int):
+        attn = block.attn
         self.H, self.G, self.Dh = attn.n_heads, attn.n_kv_heads, attn.head_dim
         self.heads = self.H + 2 * self.G  # q, k and v heads side by side
         self.w_qkv = folded_norm_weight(block.attn_norm, attn.wq, attn.wk, attn.wv)  # (D, (H+2G)·Dh)
         self.w_o = stacked_weight(attn, attn.wo)  # (H·Dh, D)
-        self.w_13 = folded_norm_weight(block.ffn_norm, ffn.w1, ffn.w3)  # (D, 2I)
-        self.w_2 = stacked_weight(ffn, ffn.w2)  # (I, D)
-        self.inter = ffn.w1.out_features
-        # RoPE tables (S, H + 2G, 2, Dh/2) over every head's two halves: cos, and sin± = [-sin, sin];
-        # the value heads get cos 1 and sin 0 (left unchanged)
-        half, n_qk = self.Dh // 2, self.H + self.G
-        halves = lambda t: t.view(-1, 1, 2, half)  # noqa: E731  (S, Dh) -> (S, 1, 2, Dh/2)
-        signed_sin = torch.cat([-rope_sin[:, :half], rope_sin[:, half:]], dim=1)
-        self.cos = torch.cat([halves(rope_cos).expand(-1, n_qk, 2, half),
-                              torch.ones_like(halves(rope_cos)).expand(-1, self.G, 2, half)], 1)
-        self.sin = torch.cat([halves(signed_sin).expand(-1, n_qk, 2, half),
-                              torch.zeros_like(halves(rope_sin)).expand(-1, self.G, 2, half)], 1)
+        self.cos, self.sin = _rope_tables(rope_cos, rope_sin, self.H + self.G, self.G)
         self.k, self.v = (self.w_qkv.new_zeros(batch_size, self.G, max_len, self.Dh) for _ in "kv")
         self.eps = scale_eps(self.w_qkv.shape[0], block.attn_norm.eps, self.w_qkv)
 
     def __call__(self, x: torch.Tensor, B: int, T: int, start: int, mask) -> torch.Tensor:
-        """x (B·T, D) → (B·T, D), writing this step's keys and values at ``start``."""
+        """x (B·T, D) → x + attention, writing this step's keys and values at ``start``."""
         H, G, Dh = self.H, self.G, self.Dh
         raw = (x @ self.w_qkv).mul_(row_scale(x, self.eps))  # (B·T, (H+2G)·Dh): RMSNorm, then W
-        raw = raw.view(B, T, self.heads, 2, Dh // 2)  # every head's two halves
-        # RoPE: x·cos + swap(x)·sin±, where flip(-2) swaps each head's halves
-        qkv = torch.addcmul(raw * self.cos.narrow(0, start, T), raw.flip(-2), self.sin.narrow(0, start, T))
+        qkv = _rope(raw.view(B, T, self.heads, 2, Dh // 2), self.cos, self.sin, start, T)
         q, k_new, v_new = qkv.view(B, T, self.heads, Dh).transpose(1, 2).split((H, G, G), dim=1)
         self.k.narrow(2, start, T).copy_(k_new)  # (B, G, T, Dh) into the cache
         self.v.narrow(2, start, T).copy_(v_new)
         k, v = self.k.narrow(2, 0, start + T), self.v.narrow(2, 0, start + T)  # (B, G, S, Dh), views
-        if mask is not None:  # T new positions after a cached prefix (speculative verification)
+        if mask is not None and start > 0:  # T new positions after a cached prefix (verification)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=G != H)
         else:  # one new position sees everything cached; a prefill (start 0) is plainly causal
             o = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, enable_gqa=G != H)
         o = o.view(B, H * Dh) if T == 1 else o.transpose(1, 2).reshape(B * T, H * Dh)  # (B·T, H·Dh)
-        x = torch.addmm(x, o, self.w_o)  # x + attention
+        return torch.addmm(x, o, self.w_o)  # x + attention
+
+
+def _mla_weights(block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MLA's absorbed decode as three matrices: ``[wq_a | wkv_a]`` (or ``[wq | wkv_a]``) with the
+    block's RMSNorm folded in, (D, Dq + Dc + Dr); the query matrix from ``c_q`` (Dq) to every head's
+    ``[q_lat (Dc) | q_pe (Dr)]``, with W_UK, the softmax scale and ``q_norm``'s gain folded in; and W_UV
+    folded into ``wo``, (H·Dc, D). Without ``q_lora_rank`` the query matrix is the identity's place
+    taken by ``wq`` itself and c_q is x."""
+    attn = block.attn
+    H, Dn, Dr, Dv, Dc = attn.n_heads, attn.nope_dim, attn.rope_dim, attn.v_dim, attn.kv_lora_rank
+    w_uk, w_uv = attn.up_weights()  # (H, Dn, Dc), (H, Dv, Dc)
+    if attn.q_lora_rank:
+        first = folded_norm_weight(block.attn_norm, attn.wq_a, attn.wkv_a)  # (D, Dq + Dc + Dr)
+        wq, gain = attn.wq_b.weight, attn.q_norm.weight * math.sqrt(attn.q_lora_rank)
+    else:
+        first = folded_norm_weight(block.attn_norm, attn.wkv_a)  # (D, Dc + Dr); q from x below
+        g = block.attn_norm.weight
+        wq, gain = attn.wq.weight, g * math.sqrt(g.shape[0])
+    wq = wq.view(H, Dn + Dr, -1)  # per head: [nope rows; rope rows] of the query projection
+    q_lat = torch.einsum("hnq,hnc->qhc", wq[:, :Dn], w_uk)  # (Dq, H, Dc): W_UK folded in
+    q_pe = wq[:, Dn:].permute(2, 0, 1)  # (Dq, H, Dr)
+    query = torch.cat([q_lat, q_pe], dim=2) * attn.softmax_scale  # (Dq, H, Dc + Dr)
+    query = (query.reshape(query.shape[0], -1) * gain[:, None]).contiguous()  # (Dq, H·(Dc + Dr))
+    wo = attn.wo.weight.view(-1, H, Dv)  # (D, H, Dv)
+    out = torch.einsum("hvc,dhv->hcd", w_uv, wo).reshape(H * Dc, -1).contiguous()  # (H·Dc, D)
+    return first, query, out
+
+
+class _LeanMLA:
+    """MLA in its absorbed form with its RMSNorm, arranged for the flat step; the latent cache."""
+
+    def __init__(self, block, rope_cos, rope_sin, batch_size: int, max_len: int):
+        attn = block.attn
+        self.H, self.Dc, self.Dr = attn.n_heads, attn.kv_lora_rank, attn.rope_dim
+        self.Dq = attn.q_lora_rank
+        weights = (block.attn_norm.weight, *(p for p in attn.parameters()))
+        self.w_first, self.w_query, self.w_out = derived_weight(attn, "plan", weights,
+                                                                lambda: _mla_weights(block))
+        self.kv_gain = attn.kv_norm.weight * math.sqrt(self.Dc)
+        self.cos, self.sin = _rope_tables(rope_cos, rope_sin, 1)  # (S, 1, 2, Dr/2): shared by heads
+        self.ckv = self.w_out.new_zeros(batch_size, max_len, self.Dc)  # (B, S, Dc)
+        self.kpe = self.w_out.new_zeros(batch_size, max_len, self.Dr)  # (B, S, Dr)
+        D = block.attn_norm.weight.shape[0]
+        self.eps = scale_eps(D, block.attn_norm.eps, self.w_out)
+        self.q_eps = scale_eps(self.Dq, attn.q_norm.eps, self.w_out) if self.Dq else self.eps
+        self.kv_eps = scale_eps(self.Dc, attn.kv_norm.eps, self.w_out)
+
+    def __call__(self, x: torch.Tensor, B: int, T: int, start: int, mask) -> torch.Tensor:
+        H, Dc, Dr, Dq = self.H, self.Dc, self.Dr, self.Dq
+        r = row_scale(x, self.eps)
+        first = (x @ self.w_first).mul_(r)  # (B·T, [Dq +] Dc + Dr): RMSNorm, then the down-projections
+        c_q = first[:, :Dq] if Dq else x
+        c_kv, k_pe = first[:, Dq:Dq + Dc], first[:, Dq + Dc:]
+        q = (c_q @ self.w_query).mul_(row_scale(c_q, self.q_eps if Dq else self.eps))  # (B·T, H·(Dc+Dr))
+        q = q.view(B, T, H, Dc + Dr)
+        q_lat, q_pe = q[..., :Dc], q[..., Dc:]  # W_UK and the softmax scale already applied
+        q_pe = _rope(q_pe.unflatten(-1, (2, Dr // 2)), self.cos, self.sin, start, T).flatten(-2)
+        c_kv = c_kv.mul(row_scale(c_kv, self.kv_eps)).mul_(self.kv_gain)  # kv_norm
+        k_pe = _rope(k_pe.view(B, T, 1, 2, Dr // 2), self.cos, self.sin, start, T).view(B, T, Dr)
+        self.ckv.narrow(1, start, T).copy_(c_kv.view(B, T, Dc))
+        self.kpe.narrow(1, start, T).copy_(k_pe)
+        c, kp = self.ckv.narrow(1, 0, start + T), self.kpe.narrow(1, 0, start + T)  # (B, S, ·)
+        # scores over the latents, latents-first as in helpers.mla: (B, S, T·H), then (B, T·H, S)
+        scores = torch.baddbmm(kp @ q_pe.reshape(B, T * H, Dr).transpose(1, 2), c,
+                               q_lat.reshape(B, T * H, Dc).transpose(1, 2)).transpose(1, 2)
+        if mask is not None:  # (T, S) -> one row per (t, h)
+            scores = scores + mask.repeat_interleave(H, dim=0)
+        o_lat = torch.softmax(scores, dim=-1) @ c  # (B, T·H, Dc)
+        return torch.addmm(x, o_lat.view(B * T, H * Dc), self.w_out)  # x + attention (W_UV in wo)
+
+
+class _LeanDense:
+    """A dense SwiGLU feed-forward layer with its RMSNorm."""
+
+    def __init__(self, block):
+        ffn = block.ffn
+        self.w_13 = folded_norm_weight(block.ffn_norm, ffn.w1, ffn.w3)  # (D, 2I)
+        self.w_2 = stacked_weight(ffn, ffn.w2)  # (I, D)
+        self.inter = ffn.w1.out_features
+        self.eps = scale_eps(self.w_13.shape[0], block.ffn_norm.eps, self.w_13)
+
+    def __call__(self, x: torch.Tensor, B: int, T: int) -> torch.Tensor:
         gate_up = (x @ self.w_13).mul_(row_scale(x, self.eps))  # (B·T, 2I): RMSNorm, then [W1; W3]
         gate, up = gate_up.split(self.inter, dim=1)
         return torch.addmm(x, F.silu(gate).mul_(up), self.w_2)  # x + SwiGLU
 
 
+def _stacked_experts(moe) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every routed expert's ``[w1; w3]`` as (E, D, 2I) and ``w2`` as (E, I, D), transposed."""
+    w13 = torch.stack([torch.cat([e.w1.weight, e.w3.weight]).t() for e in moe.experts])
+    w2 = torch.stack([e.w2.weight.t() for e in moe.experts])
+    return w13.contiguous(), w2.contiguous()
+
+
+class _LeanMoE:
+    """A DeepSeekMoE layer with its RMSNorm: the router as written (``moe.gate``), then for one token
+    its K chosen experts gathered from stacked weights and run as two batched products, the gates
+    weighting their sum inside the residual ``addmm``; the shared expert as a dense SwiGLU. More than
+    one token at once (a prefill, a batch) takes the readable layer."""
+
+    def __init__(self, block):
+        moe = block.ffn
+        self.moe, self.norm = moe, block.ffn_norm
+        weights = tuple(p for e in moe.experts for p in (e.w1.weight, e.w3.weight, e.w2.weight))
+        self.w13, self.w2 = derived_weight(moe, "experts", weights, lambda: _stacked_experts(moe))
+        self.inter = moe.cfg.moe_inter_dim
+        self.gain = block.ffn_norm.weight * math.sqrt(self.w13.shape[1])
+        self.eps = scale_eps(self.w13.shape[1], block.ffn_norm.eps, self.w13)
+        shared = moe.shared_experts
+        self.s13 = None if shared is None else stacked_weight(shared, shared.w1, shared.w3)  # (D, 2Is)
+        self.s2 = None if shared is None else stacked_weight(shared, shared.w2)  # (Is, D)
+
+    def __call__(self, x: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        if x.shape[0] != 1:  # the readable layer: x + MoE(RMSNorm(x))
+            return x + self.moe(self.norm(x.view(B, T, -1))).out.view(B * T, -1)
+        h = x.mul(row_scale(x, self.eps)).mul_(self.gain)  # (1, D): RMSNorm
+        route = self.moe.gate(h)  # indices (1, K), gate weights (1, K)
+        chosen = route.indices[0]
+        gate_up = torch.bmm(h.expand(chosen.shape[0], 1, -1), self.w13.index_select(0, chosen))  # (K, 1, 2I)
+        act = F.silu(gate_up[..., :self.inter]).mul_(gate_up[..., self.inter:])  # (K, 1, I)
+        outs = torch.bmm(act, self.w2.index_select(0, chosen)).view(chosen.shape[0], -1)  # (K, D)
+        x = torch.addmm(x, route.weights.to(x.dtype), outs)  # x + Σ_k g_k · expert_k
+        if self.s13 is not None:
+            gate, up = (h @ self.s13).split(self.s2.shape[0], dim=1)
+            x = torch.addmm(x, F.silu(gate).mul_(up), self.s2)  # + the shared expert
+        return x
+
+
+class _LeanBlock:
+    """One block: its attention (MHA family or absorbed MLA) and its feed-forward layer (dense or MoE),
+    each with its RMSNorm and residual, arranged for the flat step."""
+
+    def __init__(self, block, rope_cos: torch.Tensor, rope_sin: torch.Tensor, batch_size: int,
+                 max_len: int):
+        kind = _LeanMLA if type(block.attn).__name__ == "MLA" else _LeanMHA
+        self.attn = kind(block, rope_cos, rope_sin, batch_size, max_len)
+        self.ffn = _LeanMoE(block) if block.is_moe else _LeanDense(block)
+
+    def __call__(self, x: torch.Tensor, B: int, T: int, start: int, mask) -> torch.Tensor:
+        """x (B·T, D) → (B·T, D), writing this step's cache entries at ``start``."""
+        return self.ffn(self.attn(x, B, T, start, mask), B, T)
+
+
 def _unsupported_block(block) -> str | None:
-    if type(block.attn).__name__ != "Attention":
-        return f"its attention is {type(block.attn).__name__} (the plan covers MHA/GQA/MQA)"
-    if block.is_moe:
-        return "it has MoE layers (the plan covers dense feed-forward layers)"
+    kind = type(block.attn).__name__
+    if kind not in ("Attention", "MLA"):
+        return f"its attention is {kind} (the plan covers MHA/GQA/MQA and MLA)"
+    if kind == "MLA" and block.attn.mode != "absorbed":
+        return f"its MLA runs in mode {block.attn.mode!r} (the plan covers the absorbed mode)"
     return None
 
 
@@ -158,9 +308,6 @@ class DecodePlan:
     @staticmethod
     def unsupported(model) -> str | None:
         """Why the plan cannot run ``model`` (a sentence), or None when it can."""
-        cfg = model.config
-        if cfg.attn_type != "mha":
-            return f"attn_type={cfg.attn_type!r} (the plan covers 'mha': MHA, GQA and MQA)"
         if model.tok_emb.weight.dtype != torch.float32:
             return f"its weights are {model.tok_emb.weight.dtype} (the plan covers float32)"
         for block in model.layers:

@@ -2,6 +2,8 @@
 logits to float rounding, the same greedy and sampled tokens, the same MTP drafts; models it does not
 cover are named and left to the readable path."""
 
+import math
+
 import pytest
 import torch
 
@@ -84,12 +86,77 @@ def test_the_draft_plan_matches_the_mtp_module():
             assert torch.allclose(plan.draft(hidden[:, lo:hi], ahead[:, lo:hi]), want, atol=ATOL)
 
 
+DEEPSEEK_SHAPED = {  # MLA (with and without a query latent), MoE with groups, biases and a shared expert
+    "mla+moe": dict(attn_type="mla", q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+                    v_head_dim=8, n_routed_experts=8, n_activated_experts=2, n_shared_experts=1,
+                    n_dense_layers=1, n_expert_groups=4, n_limited_groups=2, score_func="sigmoid",
+                    route_scale=2.5),
+    "mla, no query latent": dict(attn_type="mla", q_lora_rank=0),
+    "moe, softmax, no shared": dict(n_routed_experts=4, n_activated_experts=2, score_func="softmax"),
+}
+
+
+def with_router_biases(model: Transformer) -> Transformer:
+    with torch.no_grad():  # loss-free balancing moves these; non-zero biases change the choices
+        for module in model.modules():
+            if type(module).__name__ == "Gate":
+                module.bias.uniform_(-0.05, 0.05, generator=torch.Generator().manual_seed(0))
+    return model
+
+
+@pytest.mark.parametrize("name", list(DEEPSEEK_SHAPED))
+def test_mla_and_moe_models_match_the_readable_model(name):
+    model = with_router_biases(model_with(7, **DEEPSEEK_SHAPED[name]))
+    assert DecodePlan.unsupported(model) is None
+    idx = torch.randint(0, 256, (2, 18), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = model(idx)
+        plan = DecodePlan(model, 2, 20)
+        got = [plan.logits(plan.step(idx[:, :7]))]  # a prefill (the readable MoE for many tokens)
+        got += [plan.logits(plan.step(idx[:, t:t + 1])) for t in range(7, 10)]
+        plan.step(torch.zeros(2, 2, dtype=torch.long))
+        plan.crop(10)
+        got.append(plan.logits(plan.step(idx[:, 10:18])))
+        assert torch.allclose(torch.cat(got, dim=1), want, atol=ATOL)
+        one = DecodePlan(model, 1, 20)  # batch 1: one token at a time takes the gathered experts
+        steps = [one.logits(one.step(idx[:1, :5]))] + [one.logits(one.step(idx[:1, t:t + 1])) for t in range(5, 18)]
+        assert torch.allclose(torch.cat(steps, dim=1), want[:1], atol=ATOL)
+    prompt = idx[:1, :4]
+    assert torch.equal(generate(model, prompt, 14), generate(model, prompt, 14, fast=False))
+
+
+def test_the_mla_weights_fold_w_uk_the_scale_and_w_uv_exactly():
+    from helpers.decode_plan import _mla_weights
+
+    model = model_with(8, **DEEPSEEK_SHAPED["mla+moe"])
+    block, attn = model.layers[0], model.layers[0].attn
+    first, query, out = _mla_weights(block)
+    H, Dn, Dr, Dv, Dc, Dq = (attn.n_heads, attn.nope_dim, attn.rope_dim, attn.v_dim, attn.kv_lora_rank,
+                             attn.q_lora_rank)
+    assert first.shape == (model.config.dim, Dq + Dc + Dr)
+    assert query.shape == (Dq, H * (Dc + Dr)) and out.shape == (H * Dc, model.config.dim)
+    torch.manual_seed(0)
+    c_q, o_lat = torch.randn(3, Dq), torch.randn(3, H, Dc)
+    with torch.no_grad():
+        w_uk, w_uv = attn.up_weights()
+        q = attn.wq_b(attn.q_norm.weight * c_q).view(3, H, Dn + Dr)  # the readable query, gain included
+        q_lat = torch.einsum("bhn,hnc->bhc", q[..., :Dn], w_uk) * attn.softmax_scale
+        folded = (c_q / math.sqrt(Dq)) @ query  # folded_norm convention: √Dq lives in the weight
+        assert torch.allclose(folded.view(3, H, Dc + Dr)[..., :Dc], q_lat, atol=1e-5)
+        want = attn.wo(torch.einsum("bhc,hvc->bhv", o_lat, w_uv).reshape(3, H * Dv))
+        assert torch.allclose(o_lat.reshape(3, H * Dc) @ out, want, atol=1e-5)
+
+
 @pytest.mark.parametrize("changes,named", [
-    (dict(attn_type="mla"), "attn_type='mla'"),
-    (dict(n_routed_experts=4, n_activated_experts=2), "MoE"),
+    (dict(attn_type="mla", q_lora_rank=24, index_n_heads=2, index_topk=4), "SparseMLA"),
+    (dict(attn_type="mla"), "mode 'latent'"),
 ])
 def test_models_it_does_not_cover_are_named_and_generate_still_works(changes, named):
     model = model_with(0, **changes)
+    if "latent" in named:
+        from helpers.mla import set_mla_mode
+
+        set_mla_mode(model, "latent")
     assert named in DecodePlan.unsupported(model)
     with pytest.raises(ValueError, match="does not cover"):
         DecodePlan(model, 1, 8)
