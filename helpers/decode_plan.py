@@ -39,8 +39,10 @@ token, gathers its K experts from stacked weights into two batched products.
 
 What it supports: MHA/GQA/MQA and absorbed MLA attention, dense and MoE feed-forward layers, float32.
 ``DecodePlan.unsupported(model)`` names the first thing that rules a model out (DSA's sparse MLA, an
-MLA mode other than absorbed, another dtype); the callers then use the readable path. Shape letters follow ``docs/GLOSSARY.md``: B batch, T new
-positions, S cached positions, D width, H query heads, G K/V heads, Dh head width, I FFN width.
+MLA mode other than absorbed, another dtype); the callers then use the readable path.
+Shape letters follow ``docs/GLOSSARY.md``: B batch, T new positions, S cached positions, D width, H
+query heads, G K/V heads, Dh head width, I FFN width, Dc/Dr/Dq MLA's latent, RoPE and query-latent
+widths, K experts per token.
 """
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ def test_mla_and_moe_models_match_the_readable_model(name):
         got.append(plan.logits(plan.step(idx[:, 10:18])))
         assert torch.allclose(torch.cat(got, dim=1), want, atol=ATOL)
         one = DecodePlan(model, 1, 20)  # batch 1: one token at a time takes the gathered experts
-        steps = [one.logits(one.step(idx[:1, :5]))] + [one.logits(one.step(idx[:1, t:t + 1])) for t in range(5, 18)]
+        steps = [one.logits(one.step(idx[:1, :5]))]
+        steps += [one.logits(one.step(idx[:1, t:t + 1])) for t in range(5, 18)]
         assert torch.allclose(torch.cat(steps, dim=1), want[:1], atol=ATOL)
     prompt = idx[:1, :4]
     assert torch.equal(generate(model, prompt, 14), generate(model, prompt, 14, fast=False))
