@@ -12,13 +12,15 @@
   suite (``helpers.bench.kv``, "Threads" and "Clock"), so that other processes on a shared machine
   do not decide the ratio. (Training runs on torch's default threads, in wall time.)
 
-What limits the ratio (``torch.profiler``, one decode step): ~320 top-level operator calls per step
-(~1,500 counting nested ones). The dense parts use the fused decode paths of ``helpers.layers``
-(RMSNorm, the shared expert's and the dense layer's MLP); most of the rest is MLA's absorbed path
-(two ``einsum`` per layer; its SDPA variant concatenates ``[c_kv; k_pe]`` and falls back to torch's
-unfused kernel because the value width Dc differs from the key width Dc + Dr) and the MoE router
-and dispatch (``argsort``, ``bincount``, ``index_add_``, masks), which live in ``helpers.mla`` and
-``helpers.moe``.
+What limits the ratio (``torch.profiler``, one decode step): through the readable modules a step of
+this model is ~320 top-level operator calls (~1,500 counting nested ones): MLA's absorbed path (two
+``einsum`` per layer, RoPE written out), the MoE router and dispatch (``argsort``, ``bincount``,
+``index_add_``, masks) and ``F.rms_norm``, a composite of about eight calls on the CPU. ``helpers.generate``
+now runs this model through ``helpers.decode_plan`` (tested equal): W_UK, the softmax scale and the
+query norm's gain folded into one query matrix, W_UV into the output projection, the block norm into
+the down-projections, the router as written and one token's two experts gathered into two batched
+products. Measured on an idle 2-core machine (``--quick``): 0.92 ms per token against transformers'
+3.8 ms, ours/HF 0.24 (it was 0.74 through the readable modules).
 """
 
 from __future__ import annotations
