@@ -92,11 +92,13 @@ def absorbed_attention_explicit(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: t
     """
     B, H, T, Dc = q_lat.shape
     S = c_kv.shape[1]
-    # content term q_lat · c_kv plus position term q_pe · k_pe, (B, S, H·T) then transposed: written
-    # latents-first, torch's CPU kernel streams the cache about twice as fast as q_lat @ c_kvᵀ (which
-    # has only H·T rows), the same products either way
-    scores = (c_kv @ q_lat.reshape(B, H * T, Dc).transpose(1, 2)
-              + k_pe @ q_pe.reshape(B, H * T, -1).transpose(1, 2)).transpose(1, 2)  # (B, H·T, S)
+    if T == 1:  # decode: (B, S, H) latents-first, then transposed. With only H query rows, torch's CPU
+        # kernel streams the cache about twice as fast this way round; the same products either way
+        scores = (c_kv @ q_lat.reshape(B, H, Dc).transpose(1, 2)
+                  + k_pe @ q_pe.reshape(B, H, -1).transpose(1, 2)).transpose(1, 2).contiguous()
+    else:  # content term q_lat · c_kv plus position term q_pe · k_pe
+        scores = (q_lat.reshape(B, H * T, Dc) @ c_kv.transpose(1, 2)
+                  + q_pe.reshape(B, H * T, -1) @ k_pe.transpose(1, 2))
     scores = (scores * scale).view(B, H, T, S)  # (B, H, T, S)
     mask = causal_mask(T, S, q_lat.device)
     if mask is not None:

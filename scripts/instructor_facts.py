@@ -6,6 +6,12 @@ the slides marked for lecture mode, and its exercises (the first sentence of eac
 exercises section). The saved run time is what the machine that saved it measured, busy or not.
 
     python scripts/instructor_facts.py [notebooks/NN_name.ipynb ...]
+    python scripts/instructor_facts.py --check   # stated times against the saved runs; exit 1 if off
+
+The measurement itself is ``scripts/run_notebooks.py``, which executes each lesson serially, prints its
+wall time and stores the cell timestamps this script reads. ``--check`` (and ``tests/test_instructor_facts.py``)
+holds each notebook's stated "N s measured" and the README instructor table's "/ N s" to the saved run
+(within ``TOLERANCE``), and prints the course's total against its 15-minute budget.
 """
 
 from __future__ import annotations
@@ -77,7 +83,42 @@ def facts(path: Path) -> dict:
             "figures": figures, "slides": slides, "exercises": exercises(nb)}
 
 
+TOLERANCE = (5.0, 0.10)  # seconds, fraction: a stated time may differ from the saved run by the larger
+LESSON_BUDGET_S, COURSE_BUDGET_S = 180, 15 * 60
+
+
+def time_mismatches(root: Path = ROOT) -> list[str]:
+    """Every place where a stated run time disagrees with the notebook's saved run: the notebook's own
+    "N s measured" and the README instructor table's "| NN | ... / N s |"."""
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    problems = []
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        f = facts(path)
+        saved, number = f["saved_run_s"], path.name[:2]
+        if saved is None:
+            problems.append(f"{path.name}: no saved run timestamps (run scripts/run_notebooks.py)")
+            continue
+        allowed = max(TOLERANCE[0], TOLERANCE[1] * saved)
+        stated = re.search(r"(\d+) s measured", f["stated"] or "")
+        row = re.search(rf"^\| {number} \| [^|/]*/ (\d+) s \|", readme, re.M)
+        for where, m in ((f"{path.name} states", stated), (f"README row {number}", row)):
+            if m is None:
+                problems.append(f"{where}: no run time in seconds found")
+            elif abs(int(m.group(1)) - saved) > allowed:
+                problems.append(f"{where} {m.group(1)} s, but the saved run took {saved:.0f} s")
+    return problems
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--check"]:
+        paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        runs = {p.name: facts(p)["saved_run_s"] or 0.0 for p in paths}
+        over = [f"{n} ({s:.0f} s)" for n, s in runs.items() if s > LESSON_BUDGET_S]
+        print(f"course: {sum(runs.values()):.0f} s in all (budget {COURSE_BUDGET_S} s); "
+              f"lessons over {LESSON_BUDGET_S} s: {', '.join(over) or 'none'}")
+        problems = time_mismatches()
+        print("\n".join(problems) if problems else "every stated run time agrees with its saved run")
+        sys.exit(1 if problems else 0)
     paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     for p in paths:
         f = facts(p)

@@ -23,7 +23,7 @@ from ..config import ModelConfig
 
 # --- the registries -------------------------------------------------------------------------------
 CONVERTERS: dict[str, Callable] = {}  # Hugging Face class name → converter to ours
-EXPORTERS: dict[str, Callable] = {}  # our attn_type → exporter to Hugging Face
+EXPORTERS: dict[str, Callable] = {}  # our attn_type ("dsa": MLA with DSA's indexer) → exporter to HF
 
 
 def _registrar(registry: dict[str, Callable], doc: str):
@@ -53,8 +53,9 @@ def from_hf(hf_model, **overrides):
 
 def to_hf(model, **kwargs):
     """Export our model to transformers: MLA models → ``DeepseekV3ForCausalLM`` (``deepseek_to_hf``),
-    plain MHA/GQA models → ``LlamaForCausalLM`` (``llama_to_hf``)."""
-    attn_type = model.config.attn_type
+    MLA with DSA's indexer → ``DeepseekV32ForCausalLM`` (``dsa_to_hf``), plain MHA/GQA models →
+    ``LlamaForCausalLM`` (``llama_to_hf``)."""
+    attn_type = "dsa" if model.config.is_sparse_attention else model.config.attn_type
     if attn_type not in EXPORTERS:
         raise ValueError(f"to_hf does not support attn_type={attn_type!r}; supported: {sorted(EXPORTERS)}")
     return EXPORTERS[attn_type](model, **kwargs)

@@ -16,6 +16,7 @@ from ..config import ModelConfig
 from ..model import Transformer
 from .common import (
     DECODER_FIELDS,
+    EXPORTERS,
     Rule,
     check_fields,
     copy_weights,
@@ -290,9 +291,7 @@ def deepseek_to_hf(model: Transformer, rope_interleave: bool = False):
 
     cfg = model.config
     if cfg.is_sparse_attention:  # MLA + lightning indexer: DeepSeek-V3.2 (always the interleaved layout)
-        from .deepseek_v32 import dsa_to_hf
-
-        return dsa_to_hf(model)
+        return EXPORTERS["dsa"](model)  # deepseek_v32.dsa_to_hf, by the registry: no import circle
     hf_cfg = deepseek_hf_config(cfg, rope_interleave)
     for i, layer in enumerate(model.layers):
         if not isinstance(layer.attn, MLA):

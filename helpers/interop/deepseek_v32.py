@@ -14,7 +14,7 @@ import torch
 
 from ..config import ModelConfig
 from ..model import Transformer
-from .common import Rule, check_fields, copy_weights, decoder_table, nested, register, write_config
+from .common import Rule, check_fields, copy_weights, decoder_table, exporter, nested, register, write_config
 from .deepseek import (
     DEEPSEEK_FIELDS,
     MOE_TABLE,
@@ -131,6 +131,7 @@ def dsa_from_hf(hf_model, **overrides) -> Transformer:
 
 
 @torch.no_grad()
+@exporter("dsa")
 def dsa_to_hf(model: Transformer):
     """Our DSA model → a ``DeepseekV32ForCausalLM`` with the same weights (our dtype and device); MTP
     modules are left out (transformers has none). Every Hugging Face weight must be copied."""
