@@ -8,10 +8,11 @@ exercises section). The saved run time is what the machine that saved it measure
     python scripts/instructor_facts.py [notebooks/NN_name.ipynb ...]
     python scripts/instructor_facts.py --check   # stated times against the saved runs; exit 1 if off
 
-The measurement itself is ``scripts/run_notebooks.py``, which executes each lesson serially, prints its
-wall time and stores the cell timestamps this script reads. ``--check`` (and ``tests/test_instructor_facts.py``)
-holds each notebook's stated "N s measured" and the README instructor table's "/ N s" to the saved run
-(within ``TOLERANCE``), and prints the course's total against its 15-minute budget.
+The measurement itself is ``scripts/run_notebooks.py``, which executes each lesson serially, prints
+its wall time and stores the cell timestamps this script reads. ``--check`` (and
+``tests/test_instructor_facts.py``) holds each notebook's stated "N s measured" and the README
+instructor table's "/ N s" to the saved run (within ``TOLERANCE``), and prints the course's total
+against its 15-minute budget.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def test_every_stated_run_time_agrees_with_the_saved_run():
 def test_a_stale_statement_is_caught(tmp_path):
     (tmp_path / "notebooks").mkdir()
     nb = {"cells": [
-        {"cell_type": "markdown", "source": "**Run time:** about a minute (60 s measured on an idle CPU).\n\n"},
+        {"cell_type": "markdown", "source": "**Run time:** a minute (60 s measured on an idle CPU).\n\n"},
         {"cell_type": "code", "source": "1", "outputs": [], "metadata": {"execution": {
             "iopub.execute_input": "2026-01-01T00:00:00Z", "shell.execute_reply": "2026-01-01T00:02:00Z"}}},
     ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
