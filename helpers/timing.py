@@ -185,10 +185,13 @@ def decode_ms_per_token(model, prompt: torch.Tensor, new_tokens: int, repeats: i
     return _best_ms_per_token(lambda: generate(model, prompt, new_tokens), new_tokens, repeats)
 
 
-def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool = True) -> torch.Tensor:
-    """transformers' greedy ``generate`` for exactly ``new_tokens`` tokens (no end-of-sequence stop)."""
+def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool = True,
+                cache_implementation: str | None = None) -> torch.Tensor:
+    """transformers' greedy ``generate`` for exactly ``new_tokens`` tokens (no end-of-sequence stop);
+    ``cache_implementation="static"`` for its pre-allocated cache."""
     return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, use_cache=use_cache)
+                             min_new_tokens=new_tokens, do_sample=False, use_cache=use_cache,
+                             cache_implementation=cache_implementation)
 
 
 def hf_decode_ms_per_token(hf_model, prompt: torch.Tensor, new_tokens: int, repeats: int = 3) -> float:

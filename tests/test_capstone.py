@@ -95,7 +95,11 @@ def test_bench_suite_names_and_values():
                              moe_inter_dim=32, max_seq_len=48)
     out = suite.run(True, cfg=cfg, new_tokens=8, batch_size=2, seq_len=16)  # raises if tokens differ
     assert set(out) == {"capstone.train_tokens_per_s", "capstone.decode_ms_per_token",
-                        "capstone.hf_decode_ms_per_token", "capstone.ours_over_hf"}
+                        "capstone.hf_decode_ms_per_token", "capstone.ours_over_hf",
+                        "capstone.hf_static_ms_per_token", "capstone.hf_best_ms_per_token",
+                        "capstone.ours_over_hf_best"}
+    assert out["capstone.hf_best_ms_per_token"] == min(out["capstone.hf_decode_ms_per_token"],
+                                                       out["capstone.hf_static_ms_per_token"])
     assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in out.values())
     ratio = out["capstone.decode_ms_per_token"] / out["capstone.hf_decode_ms_per_token"]
     assert out["capstone.ours_over_hf"] == ratio
