@@ -34,7 +34,7 @@ def test_package_face_keeps_every_old_name():
     assert all(hasattr(interop, name) for name in interop.__all__)
     assert {"LlamaForCausalLM", "DeepseekV3ForCausalLM", "DeepseekV3Attention", "DeepseekV3MoE"} \
         <= set(interop.CONVERTERS)
-    assert set(interop.EXPORTERS) == {"mha", "mla"}
+    assert set(interop.EXPORTERS) == {"mha", "mla", "dsa"}  # "dsa": MLA with DeepSeek-V3.2's indexer
 
 
 def test_translate_both_ways_with_placeholders_and_rows():
