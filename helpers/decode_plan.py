@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .layers import derived_weight, stacked_weight
+from .validate import check_int
 
 
 def folded_norm_weight(norm, *linears) -> torch.Tensor:
@@ -300,8 +301,11 @@ class DecodePlan:
             raise ValueError(f"DecodePlan does not cover this model: {reason}; use the readable path "
                              "(helpers.generate picks it by itself)")
         cfg = model.config
+        check_int("batch_size", batch_size, min_value=1, where="DecodePlan")
+        check_int("max_len", max_len, min_value=1, max_value=cfg.max_seq_len, where="DecodePlan")
         self.model, self.B, self.max_len, self.length = model, batch_size, max_len, 0
-        self.blocks = [_LeanBlock(b, model.rope_cos, model.rope_sin, batch_size, max_len)
+        cos, sin = model.rope_cos[:max_len], model.rope_sin[:max_len]  # the positions this plan holds
+        self.blocks = [_LeanBlock(b, cos, sin, batch_size, max_len)
                        for b in model.layers]
         self.emb = model.tok_emb.weight
         self.head = folded_norm_weight(model.norm, model.head)  # (D, V): the final RMSNorm, then the head
@@ -350,12 +354,13 @@ class DraftPlan:
         reason = self.unsupported(model)
         if reason is not None:
             raise ValueError(f"DraftPlan does not cover this model: {reason}")
+        check_int("max_len", max_len, min_value=1, max_value=model.config.max_seq_len, where="DraftPlan")
         module = model.mtp.layers._modules["0"]
         self.model, self.max_len, self.length = model, max_len, 0
         self.norm_eps = model.config.norm_eps
         self.hnorm, self.enorm = module.hnorm.weight, module.enorm.weight
         self.proj = stacked_weight(module, module.proj)  # (2D, D)
-        self.block = _LeanBlock(module.block, model.rope_cos, model.rope_sin, 1, max_len)
+        self.block = _LeanBlock(module.block, model.rope_cos[:max_len], model.rope_sin[:max_len], 1, max_len)
         self.emb = model.tok_emb.weight
         self.head = folded_norm_weight(module.norm, model.head)  # the module's own norm, the shared head
         self.eps = scale_eps(model.config.dim, model.config.norm_eps, self.head)

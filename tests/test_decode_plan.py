@@ -172,6 +172,8 @@ def test_other_dtypes_and_models_without_mtp_are_named():
 
 
 def test_a_step_past_the_plans_length_is_refused():
+    with pytest.raises(ValueError, match="DecodePlan.max_len"):
+        DecodePlan(model_with(0), 1, 10_000)  # longer than the model's context
     plan = DecodePlan(model_with(0), 1, 4)
     with torch.inference_mode():
         plan.step(torch.zeros(1, 3, dtype=torch.long))
