@@ -69,9 +69,9 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, use_cache: bool =
     Returns the (B, T + n) tokens, or a ``Generation`` with the step logits if ``return_logits``.
     ``cache`` lets a caller pass its own (a ``KVCache``, ``StaticKVCache`` or a quantised one); it is
     reset first. Without one, a ``StaticKVCache`` of exactly T + n positions is used, and a model the
-    flat decode step covers (``helpers.decode_plan``: dense MHA/GQA/MQA in float32) runs through it
-    unless ``fast=False``, which keeps the readable ``model.decode_step`` path (the two are tested
-    equal).
+    flat decode step covers (``helpers.decode_plan``: MHA/GQA/MQA or absorbed MLA, dense or MoE layers,
+    float32) runs through it unless ``fast=False``, which keeps the readable ``model.decode_step`` path
+    (the two are tested equal).
     """
     check_request(model, idx, max_new_tokens, temperature, top_k)
     if cache is not None and not isinstance(cache, KVCache):

@@ -83,9 +83,10 @@ def speculative_generate(model, idx: torch.Tensor, max_new_tokens: int, *, fast:
                          ) -> SpeculativeResult:
     """Greedy decoding of ``max_new_tokens`` tokens after ``idx`` (1, T), drafting with MTP module 1.
 
-    A model the flat decode step covers (``helpers.decode_plan``: dense MHA/GQA/MQA in float32) runs
-    through it, main model and drafter alike, unless ``fast=False`` (the readable modules; tested equal),
-    as ``helpers.generate`` does, so the two loops are compared on equal terms."""
+    A model the flat decode step covers (``helpers.decode_plan``: MHA/GQA/MQA or absorbed MLA, dense or
+    MoE layers, float32) runs through it, main model and drafter alike, unless ``fast=False`` (the
+    readable modules; tested equal), as ``helpers.generate`` does, so the two loops are compared on
+    equal terms."""
     check_speculative(model, idx, max_new_tokens)
     was_training = model.training
     model.eval()
@@ -138,8 +139,8 @@ class _ReadableSteps:
 
 
 class _LeanSteps:
-    """The same three moves through ``helpers.decode_plan`` (pre-arranged weights, one cache tensor per
-    layer)."""
+    """The same three moves through ``helpers.decode_plan`` (pre-arranged weights, pre-allocated
+    caches)."""
 
     def __init__(self, model, max_len: int):
         self.plan, self.drafter = DecodePlan(model, 1, max_len), DraftPlan(model, max_len)
