@@ -290,7 +290,27 @@ def _unsupported_block(block) -> str | None:
     return None
 
 
-class DecodePlan:
+class _Positions:
+    """How many positions a plan's caches hold (``length``) out of ``max_len``, and the rollback."""
+
+    def __init__(self, max_len: int):
+        self.max_len, self.length = max_len, 0
+
+    def _room_for(self, n: int) -> int:
+        """The start position of ``n`` new positions, refused if they would not fit."""
+        if self.length + n > self.max_len:
+            raise ValueError(f"{type(self).__name__} holds {self.max_len} positions: {self.length} cached + "
+                             f"{n} new")
+        return self.length
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (a rejected draft)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"crop length={length} outside [0, {self.length}]")
+        self.length = length
+
+
+class DecodePlan(_Positions):
     """A model's decode loop state for one request: pre-arranged weights and a cache of ``max_len``
     positions for ``batch_size`` sequences. ``step(idx)`` runs new positions and returns the last
     block's output; ``logits(hidden)`` applies the final norm and the head."""
@@ -303,7 +323,7 @@ class DecodePlan:
         cfg = model.config
         check_int("batch_size", batch_size, min_value=1, where="DecodePlan")
         check_int("max_len", max_len, min_value=1, max_value=cfg.max_seq_len, where="DecodePlan")
-        self.model, self.B, self.max_len, self.length = model, batch_size, max_len, 0
+        super().__init__(max_len)
         cos, sin = model.rope_cos[:max_len], model.rope_sin[:max_len]  # the positions this plan holds
         self.blocks = [_LeanBlock(b, cos, sin, batch_size, max_len)
                        for b in model.layers]
@@ -325,9 +345,7 @@ class DecodePlan:
     def step(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) new token ids → the last block's output (B, T, D) (before the final norm)."""
         B, T = idx.shape
-        start = self.length
-        if start + T > self.max_len:
-            raise ValueError(f"DecodePlan holds {self.max_len} positions: {start} cached + {T} new")
+        start = self._room_for(T)
         mask = causal_bias(T, start, self.emb)
         x = F.embedding(idx.reshape(-1), self.emb)  # (B·T, D)
         for block in self.blocks:
@@ -339,14 +357,7 @@ class DecodePlan:
         """hidden (N, D) → logits (N, V): the final RMSNorm and the head."""
         return (hidden @ self.head).mul_(row_scale(hidden, self.eps))
 
-    def crop(self, length: int) -> None:
-        """Forget every position from ``length`` on (a rejected draft)."""
-        if not 0 <= length <= self.length:
-            raise ValueError(f"crop length={length} outside [0, {self.length}]")
-        self.length = length
-
-
-class DraftPlan:
+class DraftPlan(_Positions):
     """MTP module 1 of a model, arranged the same way, for self-speculative drafting: ``draft(hidden,
     tokens)`` equals ``model.mtp.draft_logits(model, hidden, tokens, cache)``'s last position."""
 
@@ -356,7 +367,7 @@ class DraftPlan:
             raise ValueError(f"DraftPlan does not cover this model: {reason}")
         check_int("max_len", max_len, min_value=1, max_value=model.config.max_seq_len, where="DraftPlan")
         module = model.mtp.layers._modules["0"]
-        self.model, self.max_len, self.length = model, max_len, 0
+        super().__init__(max_len)
         self.norm_eps = model.config.norm_eps
         self.hnorm, self.enorm = module.hnorm.weight, module.enorm.weight
         self.proj = stacked_weight(module, module.proj)  # (2D, D)
@@ -376,9 +387,8 @@ class DraftPlan:
     def draft(self, hidden: torch.Tensor, tokens_ahead: torch.Tensor) -> torch.Tensor:
         """hidden (1, n, D) main-model outputs, tokens_ahead (1, n) → (V,) logits for the token after
         next at the last of those positions; the module's cache advances by n."""
-        n, start, D = hidden.shape[1], self.length, hidden.shape[-1]
-        if start + n > self.max_len:
-            raise ValueError(f"DraftPlan holds {self.max_len} positions: {start} cached + {n} new")
+        n, D = hidden.shape[1], hidden.shape[-1]
+        start = self._room_for(n)
         h = F.rms_norm(hidden.reshape(n, D), (D,), self.hnorm, self.norm_eps)
         e = F.rms_norm(F.embedding(tokens_ahead.reshape(-1), self.emb), (D,), self.enorm, self.norm_eps)
         x = torch.cat([h, e], dim=1) @ self.proj  # (n, D): M_1 [h ; Emb]
@@ -387,9 +397,3 @@ class DraftPlan:
         self.length = start + n
         last = x[-1:]  # (1, D)
         return (last @ self.head).mul_(row_scale(last, self.eps))[0]
-
-    def crop(self, length: int) -> None:
-        """Forget the module's positions from ``length`` on."""
-        if not 0 <= length <= self.length:
-            raise ValueError(f"crop length={length} outside [0, {self.length}]")
-        self.length = length

@@ -40,6 +40,7 @@ from .bench.roofline import (
     stream_bandwidth,
 )
 from .config import ModelConfig
+from .kv_cache import kv_elements_per_token
 from .params import attention_params
 from .timing import torch_threads
 from .validate import check_choice, check_int
@@ -177,6 +178,6 @@ def model_step_cost(model, context: int, bytes_per_element: int = 4) -> StepCost
     FLOPs each), plus the K/V cache of ``context`` positions read once (scores and weighted sum)."""
     cfg = model.config
     weights = model.num_params() - model.tok_emb.weight.numel()
-    kv = 2 * cfg.n_layers * cfg.kv_heads * cfg.hd * (context + 1)
+    kv = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd) * (context + 1)
     flops = 2 * weights + 2 * cfg.n_layers * cfg.n_heads * 2 * cfg.hd * (context + 1)
     return StepCost(weights * bytes_per_element, kv * bytes_per_element, flops)
