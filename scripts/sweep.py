@@ -11,7 +11,9 @@
     python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
-trains on ``helpers.experiments.THREADS`` thread(s), so the numbers do not depend on how the work is split.
+trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
+on ``helpers.model_sweeps.THREADS``, two: run those one process at a time), so the numbers do not
+depend on how the work is split.
 """
 
 from __future__ import annotations

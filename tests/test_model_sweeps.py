@@ -28,6 +28,7 @@ def test_committed_sweep_has_every_arm_on_every_seed(name):
     for arm in sweep.arms:
         assert sweep.seeds_of(arm) == list(ms.SEEDS), arm
     assert sweep.meta["recipe"] == ms.RECIPES[name] and sweep.meta["eval"] == ms.EVAL
+    assert sweep.meta["threads"] == ms.THREADS  # the live re-runs train on the sweep's thread count
 
 
 @pytest.mark.slow
