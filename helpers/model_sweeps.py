@@ -9,8 +9,8 @@ A lesson trains seed 0 of each arm it shows live (on ``THREADS`` threads, as the
 are the committed ones exactly) and takes its verdict from all seeds; ``python scripts/sweep.py mtp`` and
 ``python scripts/sweep.py capstone`` make the files, ``tests/test_model_sweeps.py`` re-runs one arm.
 Every run records the main model's validation loss on fixed batches (``EVAL``), split by domain too, and
-its training wall time on ``THREADS`` threads; MTP arms also record the teacher-forced acceptance of module 1's
-drafts (``helpers.speculative.teacher_forced_acceptance``) on fixed validation batches.
+its training wall time on ``THREADS`` threads; MTP arms also record the teacher-forced acceptance of
+module 1's drafts (``helpers.speculative.teacher_forced_acceptance``) on fixed validation batches.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from .validate import check_choice, check_int
 
 SEEDS = (0, 1, 2, 3, 4)
 # Two threads, not the other sweeps' one (``experiments.THREADS``): these are the lessons' longest live
-# runs (lesson 06 trains for minutes), and two threads train them about 1.3-1.4x faster (measured over 40 steps). Results are still
-# bit-identical run to run, and on any machine that runs torch's CPU kernels on two threads: the thread
-# *count* fixes how each sum is split, not the number of cores. (One thread and two give the same bits
-# for the dense model, not for absorbed MLA's backward pass, so the count is part of the recipe.)
+# runs, and two threads train them faster (lesson 06's seed 0: 93 s against 155 s on one thread; the
+# mtp arms about 1.3x). Results are still bit-identical run to run, and on any machine that runs
+# torch's CPU kernels on two threads: the thread *count* fixes how each sum is split, not the number
+# of cores. One thread and two give the same bits for the dense models (the mtp sweep re-run on two
+# threads reproduced every committed number), not for absorbed MLA's backward pass, so the capstone
+# sweep was re-run on two threads and the count is part of the recipe.
 THREADS = 2
 EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=7)  # the same fixed batches for every run
 ACCEPT = dict(batch_size=32, seq_len=128, seed=11)  # the batch the acceptance is measured on
