@@ -29,7 +29,7 @@ from .validate import check_choice, check_int
 
 SEEDS = (0, 1, 2, 3, 4)
 # Two threads, not the other sweeps' one (``experiments.THREADS``): these are the lessons' longest live
-# runs, and two threads train them faster (lesson 06's seed 0: 93 s against 155 s on one thread; the
+# runs, and two threads train them faster (lesson 06's live run: 104 s against 156 s on one thread; the
 # mtp arms about 1.3x). Results are still bit-identical run to run, and on any machine that runs
 # torch's CPU kernels on two threads: the thread *count* fixes how each sum is split, not the number
 # of cores. One thread and two give the same bits for the dense models (the mtp sweep re-run on two
