@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import randomise
+from testkit import randomise
 
 from helpers import Transformer, generate, preset
 from helpers.arith import (

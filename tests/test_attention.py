@@ -140,7 +140,7 @@ def test_rope_scores_depend_on_offset_only():
 @pytest.mark.parametrize("g", [4, 2, 1], ids=IDS)
 def test_fused_projection_equals_readable(g):
     """project_fused (one stacked matmul, RoPE on q and k together) == project (three matmuls)."""
-    from conftest import randomise
+    from testkit import randomise
 
     cfg = preset("test", n_kv_heads=g)
     attn = randomise(Attention(cfg))
@@ -157,7 +157,7 @@ def test_fused_projection_equals_readable(g):
 def test_decode_path_with_cache_equals_readable(g):
     """Under inference_mode the layer takes the fused projection; with a cache, step by step, it gives
     what the readable path gives."""
-    from conftest import randomise
+    from testkit import randomise
 
     cfg = preset("test", n_kv_heads=g)
     attn = randomise(Attention(cfg))

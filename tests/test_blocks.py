@@ -1,7 +1,7 @@
 """helpers.blocks: the pre-norm block and its factories, and the named output a block returns."""
 
 import torch
-from conftest import randomise
+from testkit import randomise
 
 from helpers.attention import Attention
 from helpers.blocks import Block, BlockOutput, make_attention, make_ffn

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomise
+from testkit import randomise
 
 from helpers import Transformer, preset
 from helpers.attention import rope_tables

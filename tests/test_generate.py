@@ -111,7 +111,7 @@ def test_exact_context_fits(model):
 def test_greedy_generate_equals_the_readable_forward(model):
     """generate runs the fused decode paths (inference mode); its tokens and step logits equal a greedy
     loop over the readable no_grad forward without a cache."""
-    from conftest import randomise
+    from testkit import randomise
 
     randomise(model)
     idx = torch.randint(0, model.config.vocab_size, (2, 5))

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import randomise
 from test_arith import bigram_model
+from testkit import randomise
 
 from helpers import Transformer, preset
 from helpers.arith import Problem, rewards

@@ -4,7 +4,7 @@ release's expert layout) and the whole DeepseekV3ForCausalLM; exact round trips 
 
 import pytest
 import torch
-from conftest import randomise
+from testkit import randomise
 
 import helpers
 from helpers import Transformer, preset

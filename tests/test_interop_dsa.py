@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import randomise
+from testkit import randomise
 
 import helpers
 from helpers import Transformer, preset

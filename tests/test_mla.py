@@ -3,7 +3,7 @@ parity checks are in test_interop_deepseek.py, the exercises in test_exercises.p
 
 import pytest
 import torch
-from conftest import randomise
+from testkit import randomise
 
 from helpers.attention import apply_rope, rope_tables
 from helpers.config import preset

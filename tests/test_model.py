@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import randomise
+from testkit import randomise
 
 from helpers.config import preset
 from helpers.model import Transformer

@@ -103,3 +103,12 @@ def test_no_notebook_defines_its_own_palette_or_style():
                                                          r"^\s*METHOD_COLORS\s*=", src, re.M):
                 offenders.append(path.name)
     assert offenders == []
+
+
+def test_tests_import_shared_code_from_testkit_not_conftest():
+    """``make test`` collects ``tests`` and ``notebooks`` together, and each has a ``conftest.py``: a test
+    that imports from ``conftest`` gets whichever of the two pytest loaded last (it broke nine modules
+    once). Shared test code lives in ``tests/testkit.py``."""
+    pattern = re.compile(r"^\s*(from conftest import|import conftest)", re.M)
+    offenders = sorted(p.name for p in (ROOT / "tests").glob("*.py") if pattern.search(p.read_text()))
+    assert offenders == []

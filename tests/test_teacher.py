@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 import safetensors.torch
 import torch
-from conftest import randomise
+from testkit import randomise
 
 from helpers import teacher
 from helpers.config import preset
