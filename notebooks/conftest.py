@@ -5,7 +5,7 @@ nbval waits a hard-coded 5 s for each output message once a cell's execution rep
 loaded 2-core CI machine the kernel can take longer than that to flush the last messages of a long
 cell (notebook 00's training cell, with its progress-bar widget), and the cell then fails although
 it ran. This raises the wait for the messages only: a cell that runs too long is still stopped by
-``--nbval-cell-timeout``, and every output is still compared.
+``--nbval-cell-timeout``, and outputs are compared exactly as before.
 """
 
 OUTPUT_WAIT_S = 60

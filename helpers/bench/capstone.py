@@ -24,7 +24,8 @@ now runs this model through ``helpers.decode_plan`` (tested equal): W_UK, the so
 query norm's gain folded into one query matrix, W_UV into the output projection, the block norm into
 the down-projections, the router as written and one token's two experts gathered into two batched
 products. Measured on an idle 2-core machine (``--quick``): 0.92 ms per token against transformers'
-3.8 ms, ours/HF 0.24 (it was 0.74 through the readable modules).
+3.8 ms, ours/HF 0.24 (it was 0.74 through the readable modules); the full run (2026-12-03): 1.19 ms
+against 4.12 ms, 0.29, and HF's static cache (4.71 ms) again slower than its dynamic one.
 """
 
 from __future__ import annotations
