@@ -62,8 +62,9 @@ product, RoPE as two element-wise calls, pre-allocated K and V, residual adds fu
 (tiny) and 0.36-0.49 (small) over several runs, and 0.24 and 0.38 in the full run (2026-12-03); HF's
 static cache was slower than its dynamic one here, so ``hf_best`` is the dynamic cache. Hugging Face's
 ``generate`` does the unfused model work plus its generation machinery (logits processors, stopping
-criteria, cache object, attention-mask and position bookkeeping). On the small model each step also streams ~13 MB of float32
-weights, a cost both loops share, so the ratio moves towards 1 as the model grows.
+criteria, cache object, attention-mask and position bookkeeping). On the small model each step also
+streams ~13 MB of float32 weights, a cost both loops share, so the ratio moves towards 1 as the model
+grows.
 """
 
 from __future__ import annotations
