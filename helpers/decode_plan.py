@@ -182,6 +182,7 @@ class _LeanMLA:
         self.kpe = self.w_out.new_zeros(batch_size, max_len, self.Dr)  # (B, S, Dr)
         D = block.attn_norm.weight.shape[0]
         self.eps = scale_eps(D, block.attn_norm.eps, self.w_out)
+        # the query's RMSNorm: q_norm over c_q, or (no query latent, c_q = x) the block's own
         self.q_eps = scale_eps(self.Dq, attn.q_norm.eps, self.w_out) if self.Dq else self.eps
         self.kv_eps = scale_eps(self.Dc, attn.kv_norm.eps, self.w_out)
 
@@ -191,7 +192,7 @@ class _LeanMLA:
         first = (x @ self.w_first).mul_(r)  # (B·T, [Dq +] Dc + Dr): RMSNorm, then the down-projections
         c_q = first[:, :Dq] if Dq else x
         c_kv, k_pe = first[:, Dq:Dq + Dc], first[:, Dq + Dc:]
-        q = (c_q @ self.w_query).mul_(row_scale(c_q, self.q_eps if Dq else self.eps))  # (B·T, H·(Dc+Dr))
+        q = (c_q @ self.w_query).mul_(row_scale(c_q, self.q_eps))  # (B·T, H·(Dc+Dr))
         q = q.view(B, T, H, Dc + Dr)
         q_lat, q_pe = q[..., :Dc], q[..., Dc:]  # W_UK and the softmax scale already applied
         q_pe = _rope(q_pe.unflatten(-1, (2, Dr // 2)), self.cos, self.sin, start, T).flatten(-2)

@@ -88,12 +88,17 @@ TOLERANCE = (5.0, 0.10)  # seconds, fraction: a stated time may differ from the 
 LESSON_BUDGET_S, COURSE_BUDGET_S = 180, 15 * 60
 
 
+def lessons(root: Path = ROOT) -> list[Path]:
+    """The numbered lesson notebooks, in order."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
 def time_mismatches(root: Path = ROOT) -> list[str]:
     """Every place where a stated run time disagrees with the notebook's saved run: the notebook's own
     "N s measured" and the README instructor table's "| NN | ... / N s |"."""
     readme = (root / "README.md").read_text(encoding="utf-8")
     problems = []
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in lessons(root):
         f = facts(path)
         saved, number = f["saved_run_s"], path.name[:2]
         if saved is None:
@@ -112,15 +117,14 @@ def time_mismatches(root: Path = ROOT) -> list[str]:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--check"]:
-        paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        runs = {p.name: facts(p)["saved_run_s"] or 0.0 for p in paths}
+        runs = {p.name: facts(p)["saved_run_s"] or 0.0 for p in lessons()}
         over = [f"{n} ({s:.0f} s)" for n, s in runs.items() if s > LESSON_BUDGET_S]
         print(f"course: {sum(runs.values()):.0f} s in all (budget {COURSE_BUDGET_S} s); "
               f"lessons over {LESSON_BUDGET_S} s: {', '.join(over) or 'none'}")
         problems = time_mismatches()
         print("\n".join(problems) if problems else "every stated run time agrees with its saved run")
         sys.exit(1 if problems else 0)
-    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = [Path(p) for p in argv] or lessons()
     for p in paths:
         f = facts(p)
         run = f"{f['saved_run_s']:.0f} s" if f["saved_run_s"] is not None else "not timed"
