@@ -9,7 +9,7 @@ PORT ?= 8888
 # environment (Jenkins sets one) must not move it; `make lab WORKSPACE=dir` does.
 WORKSPACE := workspace
 
-.PHONY: lab workspace test unit notebooks site bench lint clean
+.PHONY: lab workspace test unit test-sweep-torch notebooks site bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,21 @@ workspace:
 # The whole suite: unit tests and every notebook under nbval.
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider tests notebooks
+
+# The whole suite again on the torch build the committed sweeps were made with (scripts/sweep_build.py
+# reads it from results/sweeps/), in a venv of its own: there, on the sweep's kind of CPU, a live run
+# must reproduce its sweep bit for bit; elsewhere it is checked against the seeds' spread (helpers.reproduce).
+# Nothing to do when `make test`'s torch already is that build.
+SWEEP_VENV := .venv-sweep-torch
+test-sweep-torch: $(STAMP)
+	@if [ "$$($(BIN)/python -c 'import torch; print(torch.__version__)')" = "$$($(PYTHON) scripts/sweep_build.py --full)" ]; then \
+		echo "make test already ran on the sweeps' torch ($$($(PYTHON) scripts/sweep_build.py --full))"; \
+	else \
+		$(PYTHON) -m venv $(SWEEP_VENV) && \
+		$(SWEEP_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+		$(SWEEP_VENV)/bin/python -m pip install --quiet "torch==$$($(PYTHON) scripts/sweep_build.py)" && \
+		$(MAKE) test VENV=$(SWEEP_VENV); \
+	fi
 
 # The edit-test loop: fast tests only (no browser, nothing marked slow, no notebooks), under two minutes.
 unit: $(STAMP)
@@ -58,4 +73,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SWEEP_VENV) .pytest_cache

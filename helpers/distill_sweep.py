@@ -33,6 +33,7 @@ from .experiments import THREADS, write_sweep
 from .generate import generate
 from .grpo import grpo_step
 from .model import Transformer
+from .reproduce import build_meta
 from .teacher import load_teacher
 from .timing import synced_clock, torch_threads
 from .validate import check_choice
@@ -235,6 +236,6 @@ def run_distill_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
 
 def write_distill_sweep(per_seed: list[dict], path=None):
     meta = {"student": vars(STUDENT), "lm_recipe": LM_RECIPE, "rl_recipe": RL_RECIPE, "eval": EVAL,
-            "threads": THREADS, "torch": torch.__version__, "device": "cpu",
+            "threads": THREADS, **build_meta(), "device": "cpu",
             "made_by": "python scripts/sweep.py distill"}
     return write_sweep("distill", per_seed, path, meta=meta)

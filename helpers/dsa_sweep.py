@@ -42,6 +42,7 @@ from .dsa import (
 )
 from .experiments import THREADS, write_sweep
 from .model import Transformer
+from .reproduce import build_meta
 from .timing import synced_clock, torch_threads
 from .validate import check_choice, check_int
 
@@ -237,6 +238,6 @@ def run_dsa_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
 
 def write_dsa_sweep(per_seed: list[dict], path=None):
     meta = {"base": {k: v for k, v in vars(BASE).items()}, "recipe": RECIPE, "eval": EVAL, "half": HALF,
-            "threads": THREADS, "torch": torch.__version__, "device": "cpu", "arms": list(ARMS),
+            "threads": THREADS, **build_meta(), "device": "cpu", "arms": list(ARMS),
             "made_by": "python scripts/sweep.py dsa"}
     return write_sweep("dsa", per_seed, path, meta=meta)

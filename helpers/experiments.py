@@ -43,6 +43,7 @@ from .gqa import to_gqa
 from .kv_cache import config_cache_bytes_per_token
 from .mla import set_mla_mode
 from .model import Transformer
+from .reproduce import Reproduction, build_meta, reproduction
 from .style import PALETTE, latent_colors
 from .timing import torch_threads
 from .training import History, evaluate, train
@@ -212,6 +213,21 @@ class Sweep:
                 return r["value"]
         raise KeyError(f"sweep {self.name!r} has no {metric} for arm {arm!r}, seed {seed}")
 
+    def reproduction(self, arm: str, seed: int, got: dict[str, float], *, exact=(),
+                     label: str | None = None) -> Reproduction:
+        """A live run of (``arm``, ``seed``) against this sweep (``helpers.reproduce``): exactly on the
+        sweep's torch build, inside the arm's seed spread on another; ``exact`` names counts that must
+        match on every build."""
+        committed = {m: self.value(arm, seed, m) for m in got}
+        spread = {m: [self.value(arm, s, m) for s in self.seeds_of(arm)] for m in got}
+        return reproduction(label or f"{arm}, seed {seed}", got, committed, spread, self.meta, exact=exact)
+
+    def uptrain_reproduction(self, arm: str, seed: int, got: dict[str, float]) -> Reproduction:
+        """``reproduction`` for an uptraining arm: ``got`` holds 'at_0' and/or 'final'."""
+        committed = {k: self.uptrain_records[seed][arm][k] for k in got}
+        spread = {k: [self.uptrain_records[s][arm][k] for s in sorted(self.uptrain_records)] for k in got}
+        return reproduction(f"uptraining {arm}, seed {seed}", got, committed, spread, self.meta)
+
     def uptrain_runs(self, key: str = "final") -> PairedRuns:
         """Uptraining arms as paired runs: ``key`` 'at_0' (right after conversion) or 'final'."""
         key = check_choice("key", key, ["at_0", "final"])
@@ -272,7 +288,7 @@ def write_sweep(name: str, per_seed: list[dict], path: Path | None = None, *,
     per_seed = _merge_seeds(per_seed)
     meta = meta if meta is not None else {
             "recipe": RECIPE, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
-            "mla_train_mode": MLA_TRAIN_MODE, "torch": torch.__version__, "device": "cpu",
+            "mla_train_mode": MLA_TRAIN_MODE, **build_meta(), "device": "cpu",
             "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
                      for a, c in attention_arms().items()},
             "made_by": f"python scripts/sweep.py {name}"}

@@ -22,6 +22,7 @@ from .config import ModelConfig, preset
 from .data import Corpus
 from .experiments import write_sweep
 from .model import Transformer
+from .reproduce import build_meta
 from .speculative import teacher_forced_acceptance
 from .timing import torch_threads
 from .training import evaluate, train
@@ -117,7 +118,7 @@ def run_capstone_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
 def _writer(sweep: str):
     def write(per_seed: list[dict], path=None):
         meta = {"recipe": RECIPES[sweep], "eval": EVAL, "accept": ACCEPT, "threads": THREADS,
-                "torch": torch.__version__, "device": "cpu", "arms": list(ARMS[sweep]()),
+                **build_meta(), "device": "cpu", "arms": list(ARMS[sweep]()),
                 "made_by": f"python scripts/sweep.py {sweep}"}
         return write_sweep(sweep, per_seed, path, meta=meta)
     return write

@@ -47,6 +47,7 @@ from .data import Corpus
 from .experiments import THREADS, write_sweep
 from .model import Transformer
 from .moe import max_vio, moe_layers
+from .reproduce import build_meta
 from .timing import torch_threads
 from .training import evaluate, train
 from .validate import check_choice, check_int
@@ -224,7 +225,7 @@ def write_moe_sweep(per_seed: list[dict], path=None):
                 "dim", "n_layers", "n_heads", "inter_dim", "n_routed_experts", "n_activated_experts",
                 "moe_inter_dim")},
             "byte_classes": list(BYTE_CLASSES), "starved_below": STARVED, "threads": THREADS,
-            "torch": torch.__version__, "device": "cpu", "made_by": "python scripts/sweep.py moe"}
+            **build_meta(), "device": "cpu", "made_by": "python scripts/sweep.py moe"}
     return write_sweep("moe", per_seed, path, meta=meta)
 
 

@@ -3,6 +3,7 @@ every arm on every seed, and (slow) one arm re-run here reproduces the committed
 
 import pytest
 import torch
+from testkit import assert_reproduces
 
 from helpers import distill_sweep as dsw
 from helpers import load_corpus
@@ -74,6 +75,7 @@ def test_one_arm_reproduces_the_committed_numbers(corpus):
     from helpers.teacher import load_teacher
 
     got = dsw.train_lm_arm("data only", 1, corpus, load_teacher(device="cpu"))
-    sweep = load_sweep("distill")
-    for metric in ("val_loss", "student_compute", "teacher_compute"):
-        assert got[metric] == pytest.approx(sweep.value("data only", 1, metric), rel=1e-6), metric
+    numbers = {m: got[m] for m in ("val_loss", "student_compute", "teacher_compute")}
+    # FLOP counts are arithmetic on shapes: equal on every build; the loss is trained
+    assert_reproduces(load_sweep("distill").reproduction("data only", 1, numbers,
+                                                         exact=("student_compute", "teacher_compute")))

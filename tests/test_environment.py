@@ -49,6 +49,28 @@ def test_same_dependencies_and_bounds():
     assert python_bound == requires.replace(" ", "")
 
 
-def test_no_upper_pins_on_libraries():
+TESTED_RANGE = {"torch"}  # bounded above: the releases CI runs (README, "Supported versions")
+
+
+def test_no_upper_pins_on_libraries_but_torchs_tested_range():
     for name, bound in pyproject_deps().items():
-        assert "<" not in bound and "==" not in bound, f"{name}{bound} pins an upper bound"
+        if name not in TESTED_RANGE:
+            assert "<" not in bound and "==" not in bound, f"{name}{bound} pins an upper bound"
+    assert re.fullmatch(r">=[\d.]+,<[\d.]+", pyproject_deps()["torch"])
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("+")[0].split(".")[:3])
+
+
+def test_the_sweeps_torch_lies_in_the_supported_range_and_the_readme_names_it():
+    """CI runs the suite on the newest torch the range admits and on the sweeps' build: that build must be
+    one the project admits, and the README's "Supported versions" must state the range pyproject sets."""
+    import json
+
+    low, high = re.fullmatch(r">=([\d.]+),<([\d.]+)", pyproject_deps()["torch"]).groups()
+    for path in sorted((ROOT / "results" / "sweeps").glob("*.json")):
+        built = json.loads(path.read_text())["meta"]["torch"]
+        assert _release(low) <= _release(built) < _release(high), f"{path.name}: torch {built}"
+    readme = (ROOT / "README.md").read_text()
+    assert f"`torch>={low},<{high}`" in readme

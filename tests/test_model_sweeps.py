@@ -3,6 +3,7 @@ active parameters), the files hold every arm on every seed, and (slow) one arm r
 committed numbers exactly."""
 
 import pytest
+from testkit import assert_reproduces
 
 from helpers import load_corpus
 from helpers import model_sweeps as ms
@@ -36,7 +37,5 @@ def test_one_arm_reproduces_the_committed_numbers():
     corpus = load_corpus()
     model, _ = ms.train_run("mtp", "MTP (D=1)", 1, corpus)
     got = ms.measure_model(model, corpus)
-    sweep = load_sweep("mtp")
     assert set(got) >= {"val_loss", "val_docs", "val_code", "acceptance"}
-    for metric, value in got.items():
-        assert value == pytest.approx(sweep.value("MTP (D=1)", 1, metric), rel=1e-6, abs=1e-9), metric
+    assert_reproduces(load_sweep("mtp").reproduction("MTP (D=1)", 1, got))

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from testkit import assert_reproduces
 
 from helpers import load_corpus
 from helpers import moe_sweep as ms
@@ -76,6 +77,4 @@ def test_one_arm_reproduces_the_committed_numbers(arm):
     corpus = load_corpus()
     model, _ = ms.train_moe_arm(ms.moe_arms()[arm], 1, corpus)
     got = ms.measure_moe(model, corpus)
-    sweep = load_sweep("moe")
-    for metric, value in got.items():
-        assert value == pytest.approx(sweep.value(arm, 1, metric), rel=1e-6, abs=1e-9), metric
+    assert_reproduces(load_sweep("moe").reproduction(arm, 1, got))

@@ -138,6 +138,7 @@ PRINT_OUTPUT_WAIT = """
 def pytest_collection_finish(session):
     waits = sorted({getattr(item, "output_timeout", None) for item in session.items}, key=str)
     print("OUTPUT-WAIT", waits)
+    print("SANITIZE", session.config.option.nbval_sanitize_with)
 """
 
 
@@ -153,3 +154,6 @@ def test_nbval_waits_long_enough_for_a_long_cells_last_outputs(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("OUTPUT-WAIT"))
     assert line == "OUTPUT-WAIT [60]"
+    # and the checked cells are compared after the course's sanitisation (float noise between builds)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("SANITIZE"))
+    assert Path(line.split(" ", 1)[1]) == ROOT / "notebooks" / "nbval_sanitize.cfg"

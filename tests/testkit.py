@@ -14,3 +14,18 @@ def randomise(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
             else:
                 p.normal_(0.0, std)
     return module.eval()
+
+
+class ReproductionWarning(UserWarning):
+    """A live run was checked against the seeds' spread, not exactly: this torch is not the sweep's."""
+
+
+def assert_reproduces(rep):
+    """Assert a ``helpers.reproduce.Reproduction`` held; on a torch build other than the sweep's, say so
+    in a warning (pytest's summary lists it): the check that ran is the spread, never skipped silently."""
+    import warnings
+
+    rep.check()
+    if not rep.exact:
+        warnings.warn(rep.sentence, ReproductionWarning, stacklevel=2)
+    return rep
