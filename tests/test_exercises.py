@@ -331,3 +331,45 @@ def test_l08_exercise_checks():
     assert l08.check_grpo_step_compute(lambda P, G, T, n: 4 * P * G * (T + n - 1))
     assert not l08.check_grpo_step_compute(lambda P, G, T, n: 3 * P * G * (T + n - 1))
     assert not l08.check_grpo_step_compute(lambda P, G, T, n: P * G * (T + n))
+
+
+# --- lesson 10 exercise checks, proven against reference solutions -------------------------------
+def _l10_token_rank(n, w):
+    return torch.cat([torch.full((len(c),), r) for r, c in enumerate(torch.tensor_split(torch.arange(n), w))])
+
+
+def solution_l10_send_counts(idx, w, e):
+    n, k = idx.shape
+    token_rank = _l10_token_rank(n, w)
+    out = torch.zeros(w, w, dtype=torch.long)
+    for t in range(n):
+        for j in range(k):
+            out[token_rank[t], int(idx[t, j]) // (e // w)] += 1
+    return out
+
+
+def solution_l10_cross_node(idx, w, e, ranks_per_node):
+    n = idx.shape[0]
+    token_rank = _l10_token_rank(n, w)
+    total = 0
+    for t in range(n):
+        nodes = {int(x) // (e // w) // ranks_per_node for x in idx[t]}
+        total += len(nodes - {int(token_rank[t]) // ranks_per_node})
+    return total
+
+
+def test_l10_exercise_checks():
+    from helpers.exercises import l10
+
+    assert l10.check_send_counts(solution_l10_send_counts)
+    assert not l10.check_send_counts(lambda idx, w, e: solution_l10_send_counts(idx, w, e).T)
+    assert not l10.check_send_counts(lambda idx, w, e: (solution_l10_send_counts(idx, w, e) > 0).long())
+    assert not l10.check_send_counts(lambda idx, w, e: None)
+    assert l10.check_cross_node(solution_l10_cross_node)
+    assert not l10.check_cross_node(lambda idx, w, e, r: solution_l10_cross_node(idx, w, e, 1))
+    assert not l10.check_cross_node(
+        lambda idx, w, e, r: sum(int(x) // (e // w) // r != t * w // idx.shape[0] // r
+                                 for t in range(idx.shape[0]) for x in idx[t]))
+    assert l10.check_bubble(lambda pp, f, b: (pp - 1) * (f + b))
+    assert not l10.check_bubble(lambda pp, f, b: pp * (f + b))
+    assert not l10.check_bubble(lambda pp, f, b: (pp - 1) * f)
