@@ -63,6 +63,9 @@ PALETTE: dict[str, str] = {
     "reference": _REFERENCE,
     "weights": _REFERENCE,
     "init": "#999999",
+    # expert parallelism (lesson 10): node-limited routing, and the all-to-all on the communication stream
+    "node_limited": "#a6761d",
+    "all_to_all": "#e7298a",
 }
 
 # matplotlib's tab10 and tab20: one colour per expert, K/V group or layer
