@@ -227,3 +227,16 @@ def test_overlap_hides_communication():
     assert dualpipe_bubble(8, 1, 2, 1, 3) == 3 * (3 + 2 - 3)
     with pytest.raises(ValueError, match="stages=3"):
         dualpipe_bubble(3, 1, 2, 1, 3)
+
+
+def test_backend_choice_with_faked_gpus(monkeypatch):
+    from helpers import expert_parallel as ep
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ep.pick_backend(2) == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert ep.pick_backend(4) == "nccl" and ep.pick_backend(8) == "gloo"  # one GPU per rank, or the CPU
+    assert ep.max_world_size("nccl") == 4
+    with pytest.raises(ValueError, match="world_size=8 ranks cannot be started here: nccl"):
+        ep_forward(small_moe(E=8, K=2), torch.randn(1, 4, 16), 8, backend="nccl")
