@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import distill_sweep, dsa_sweep, model_sweeps, moe_sweep  # noqa: E402
+from helpers import distill_sweep, dsa_sweep, model_sweeps, moe_sweep, plan  # noqa: E402
 from helpers import experiments as ex  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
@@ -53,6 +54,11 @@ def main(argv=None) -> int:
     p.add_argument("--part", help="write a part file (merge them with --merge) instead of the sweep")
     p.add_argument("--merge", action="store_true", help="merge the part files into the committed sweep")
     args = p.parse_args(argv)
+    forced = {v: os.environ[v] for v in (plan.PLAN_VAR, plan.SCALE_VAR) if os.environ.get(v, "").strip()}
+    if forced and not args.merge:  # a sweep is the full-length CPU recipe, nothing else
+        print(f"refused: {forced} would change the recipe a committed sweep records; unset them",
+              file=sys.stderr)
+        return 2
     if args.merge:
         parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
         if not parts:
