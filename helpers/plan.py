@@ -9,8 +9,10 @@ somewhere, in CI on a CPU too:
 - ``COURSE_PLAN=gpu`` (or ``cpu``): take that plan on whatever device the lesson runs (bf16 autocast
   works on the CPU, slowly). Unset: chosen by the device.
 - ``COURSE_STEPS_SCALE=<fraction>``: every training length in a lesson (steps, the sweeps' live arms,
-  evaluation intervals) times the fraction, each at least ``MIN_STEPS``. ``make test-gpu-plan`` runs
-  every lesson with ``COURSE_PLAN=gpu COURSE_STEPS_SCALE=0.02``. Unset (or 1): nothing changes.
+  evaluation intervals) times the fraction, each at least ``MIN_STEPS``; the capstone's GPU plan scales
+  its batch too (``helpers.capstone.plan_for``: one full GPU-plan step takes ~20 s on a 2-core CPU).
+  ``make test-gpu-plan`` runs every lesson with ``COURSE_PLAN=gpu COURSE_STEPS_SCALE=0.02``. Unset (or
+  1): nothing changes.
 
 A scaled run is not the committed sweep's run, so ``helpers.reproduce`` says so instead of comparing it,
 and ``scripts/sweep.py`` refuses to make a sweep while either variable is set.

@@ -96,6 +96,7 @@ def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
     forced = plan_for("cpu", compile=True)  # the GPU plan on the CPU: bf16 autocast, never compiled there
     assert (forced.name, forced.config, forced.steps, forced.eval_every, forced.autocast, forced.compile) == (
         "gpu", GPU_CONFIG, 30, 5, torch.bfloat16, False)
+    assert forced.batch_size == plan.MIN_STEPS and forced.seq_len == 256  # the GPU plan's batch shrinks too
     from helpers import model_sweeps as msw
 
     assert msw.CAPSTONE_RECIPE["steps"] == 420  # the sweep's recipe never moves with the variables
