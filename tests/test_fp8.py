@@ -179,3 +179,27 @@ def test_fp8_bytes():
     b = fp8.fp8_bytes(128 * 128 * 3)
     assert b["fp32"] == 4 * b["bf16"] / 2 and b["fp8"] == 128 * 128 * 3 + 12
     assert math.isclose(b["fp8"] / b["bf16"], 0.5, rel_tol=1e-3)
+
+
+def test_the_gpu_timing_plan_runs_on_the_cpu():
+    """CI has no FP8 GPU: the plan the lesson runs there (BF16 @ against _scaled_mm) is forced on the CPU."""
+    assert not fp8.has_fp8_tensor_cores("cpu")
+    try:
+        times = fp8.time_matmuls(32, "cpu", rounds=1, min_run_time=0.0)
+    except (RuntimeError, NotImplementedError) as err:
+        pytest.skip(f"_scaled_mm not available here: {err}")
+    assert set(times) == {"bf16", "fp8 _scaled_mm"}
+    assert all(t.median > 0 for t in times.values())
+    with pytest.raises(ValueError, match="n=4"):
+        fp8.time_matmuls(4, "cpu")
+
+
+@pytest.mark.gpu
+def test_scaled_mm_on_an_fp8_gpu(gen):
+    if not (torch.cuda.is_available() and fp8.has_fp8_tensor_cores("cuda")):
+        pytest.skip("needs a CUDA GPU with FP8 tensor cores (sm89/sm90)")
+    a = torch.randn(128, 256, generator=gen).cuda()
+    b = torch.randn(256, 64, generator=gen).cuda()
+    for rowwise in (False, True):
+        got = fp8.scaled_mm(a, b, rowwise=rowwise)
+        torch.testing.assert_close(got, fp8.emulated_mm(a, b, rowwise=rowwise), rtol=1e-3, atol=1e-3)
