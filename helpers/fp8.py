@@ -237,7 +237,9 @@ def to_fp8(model: nn.Module, *, fmt_fwd: str = "e4m3", fmt_bwd: str = "e4m3") ->
     """Make the block linears of a ``helpers.model.Transformer`` (attention and MLP/expert projections)
     FP8 in place, as V3 does; the embedding, the output head (``head``), the MoE gate (a plain
     parameter, never an ``nn.Linear``), the norms and attention's score/softmax stay as they are. The
-    parameters are the same objects, so an optimiser built before still holds them."""
+    parameters are the same objects, so an optimiser built before still holds them. Training and
+    ``torch.no_grad`` forwards go through FP8; under ``torch.inference_mode`` the blocks' fused decode
+    paths read the weights directly, in their own precision."""
     _dtype(fmt_fwd), _dtype(fmt_bwd)
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be an nn.Module, got {type(model).__name__}")

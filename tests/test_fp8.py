@@ -157,7 +157,7 @@ def test_to_fp8_keeps_embedding_head_gate_norms(gen):
     assert (after - before).abs().max() < 0.05 * before.abs().max()
     out = model.run(idx, targets=idx)
     out.loss.backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if "gate" not in n or "weight" in n)
+    assert all(p.grad is not None for p in model.parameters())  # FP8 layers pass gradients through
 
 
 @pytest.mark.parametrize("rowwise", [False, True])
