@@ -63,6 +63,10 @@ PALETTE: dict[str, str] = {
     "reference": _REFERENCE,
     "weights": _REFERENCE,
     "init": "#999999",
+    # FP8 training (lesson 09): E4M3 with 1×128 tiles, E5M2, and 128×128 blocks
+    "fp8": "#e7298a",
+    "fp8_e5m2": "#66a61e",
+    "fp8_block": "#a6761d",
 }
 
 # matplotlib's tab10 and tab20: one colour per expert, K/V group or layer
