@@ -26,6 +26,7 @@ from .data import Corpus
 from .experiments import THREADS, write_sweep
 from .fp8 import to_fp8
 from .model import Transformer
+from .plan import scaled_recipe
 from .reproduce import build_meta
 from .timing import torch_threads
 from .training import evaluate, train
@@ -53,7 +54,8 @@ def train_arm(arm: str, seed: int, corpus: Corpus, *, recipe: dict | None = None
     """One run on ``THREADS`` thread(s) on the CPU: (the metrics the sweep records, the History)."""
     with torch_threads(THREADS):
         model = build(arm, seed)
-        hist = train(model, corpus, progress=False, device="cpu", **{**(recipe or RECIPE), "seed": seed})
+        hist = train(model, corpus, progress=False, device="cpu",
+                     **{**scaled_recipe(recipe or RECIPE), "seed": seed})
         val = evaluate(model, corpus, **EVAL)
     return {"val_loss": val, "log_val_loss": math.log(val), "final_train_loss": hist.train_loss[-1],
             "train_seconds": hist.seconds}, hist
