@@ -100,3 +100,17 @@ def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
     from helpers import model_sweeps as msw
 
     assert msw.CAPSTONE_RECIPE["steps"] == 420  # the sweep's recipe never moves with the variables
+
+
+def test_ci_runs_every_lesson_on_the_forced_gpu_plan():
+    """The GPU branch is executed in CI without a GPU: `make test-gpu-plan` runs every notebook with the
+    GPU plan forced and a small scale, and .ci/run calls it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    makefile = (root / "Makefile").read_text()
+    recipe = makefile[makefile.index("\ntest-gpu-plan:"):].split("\n\n")[0]
+    assert "COURSE_PLAN=gpu" in recipe and "COURSE_STEPS_SCALE=$(STEPS_SCALE)" in recipe
+    assert "run_notebooks.py --no-save notebooks/*.ipynb" in recipe
+    assert "STEPS_SCALE ?= 0.02" in makefile
+    assert "\nmake test-gpu-plan\n" in (root / ".ci" / "run").read_text()
