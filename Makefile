@@ -9,7 +9,7 @@ PORT ?= 8888
 # environment (Jenkins sets one) must not move it; `make lab WORKSPACE=dir` does.
 WORKSPACE := workspace
 
-.PHONY: lab workspace test unit test-sweep-torch notebooks site bench lint clean
+.PHONY: lab workspace test unit test-sweep-torch test-gpu-plan gpu-check notebooks site bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,18 @@ test-sweep-torch: $(STAMP)
 		$(SWEEP_VENV)/bin/python -m pip install --quiet "torch==$$($(PYTHON) scripts/sweep_build.py)" && \
 		$(MAKE) test VENV=$(SWEEP_VENV); \
 	fi
+
+# The branch a GPU kernel takes, run here on whatever device there is: every lesson on its GPU plan
+# (COURSE_PLAN=gpu; bf16 autocast works on the CPU) with every training run at STEPS_SCALE of its
+# length (COURSE_STEPS_SCALE, helpers.plan). Executes each notebook and fails on any error; saves nothing.
+STEPS_SCALE ?= 0.02
+test-gpu-plan: $(STAMP)
+	COURSE_PLAN=gpu COURSE_STEPS_SCALE=$(STEPS_SCALE) $(BIN)/python scripts/run_notebooks.py --no-save notebooks/*.ipynb
+
+# On a machine with CUDA: every lesson on its real GPU plan, timed, plus the capstone's training and
+# decode speed; writes the README's GPU column (scripts/gpu_check.py --help).
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py --write-readme
 
 # The edit-test loop: fast tests only (no browser, nothing marked slow, no notebooks), under two minutes.
 unit: $(STAMP)

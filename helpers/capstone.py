@@ -33,6 +33,7 @@ from .params import (  # noqa: F401
     mlp_params,
     param_count,
 )
+from .plan import plan_name, scaled, scaled_recipe
 from .published import deepseek_v3_config  # noqa: F401  (old home)
 from .timing import decode_ms_per_token, hf_decode_ms_per_token, hf_generate, interleaved_best  # noqa: F401
 
@@ -68,7 +69,7 @@ class RunPlan:
     seq_len: int  # T
     lr: float
     eval_every: int
-    autocast: torch.dtype | None  # bf16 mixed precision on CUDA, None (float32) elsewhere
+    autocast: torch.dtype | None  # bf16 mixed precision on the GPU plan, None (float32) on the CPU plan
     compile: bool  # torch.compile the attention and dense MLP modules (CUDA only, optional)
 
     @property
@@ -76,14 +77,24 @@ class RunPlan:
         return self.steps * self.batch_size * self.seq_len
 
 
+# The two recipes at full length (the CPU one is the committed capstone sweep's: helpers.model_sweeps).
+CPU_RECIPE = dict(steps=420, batch_size=16, seq_len=128, lr=3e-3, eval_every=70)
+GPU_RECIPE = dict(steps=1500, batch_size=32, seq_len=256, lr=2e-3, eval_every=250)
+
+
 def plan_for(device: torch.device | str, compile: bool = False) -> RunPlan:
-    """The CPU plan (float32, minutes on a laptop) or, on CUDA, the GPU plan (bf16 autocast)."""
+    """The CPU plan (float32, minutes on a laptop) or the GPU plan (bf16 autocast), as
+    ``helpers.plan.plan_name`` decides: the GPU plan on CUDA, the CPU plan elsewhere (MPS included),
+    unless ``COURSE_PLAN`` forces one; ``COURSE_STEPS_SCALE`` shortens the run. ``compile`` applies on
+    CUDA only (the training modules; decoding goes through ``helpers.decode_plan``, never compiled)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return RunPlan("gpu", device, GPU_CONFIG, steps=1500, batch_size=32, seq_len=256, lr=2e-3,
-                       eval_every=250, autocast=torch.bfloat16, compile=compile)
-    return RunPlan("cpu", device, CPU_CONFIG, steps=420, batch_size=16, seq_len=128, lr=3e-3,
-                   eval_every=70, autocast=None, compile=False)
+    if plan_name(device) == "gpu":
+        # Scaled, the GPU plan shrinks its batch too: one of its full steps (8,192 tokens through a 34M-
+        # parameter model) takes about 20 s on a 2-core CPU, more than the CPU plan's whole run.
+        recipe = {**scaled_recipe(GPU_RECIPE), "batch_size": scaled(GPU_RECIPE["batch_size"])}
+        return RunPlan("gpu", device, GPU_CONFIG, **recipe, autocast=torch.bfloat16,
+                       compile=compile and device.type == "cuda")
+    return RunPlan("cpu", device, CPU_CONFIG, **scaled_recipe(CPU_RECIPE), autocast=None, compile=False)
 
 
 def compile_dense_parts(model) -> int:

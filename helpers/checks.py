@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .validate import InputTypeError
@@ -75,3 +77,48 @@ def assert_close(actual, expected, *, atol: float = 1e-5, rtol: float = 1e-5,
         raise AssertionError(f"{name}: " + "; ".join(problems) +
                              f"; max diff {mx:.3e}, mean diff {mean:.3e} (over finite elements)")
     return f"{name} match: max diff {mx:.2e}, mean diff {mean:.2e}"
+
+
+@dataclass(frozen=True)
+class TokenAgreement:
+    """Two greedy decodes compared where a kernel's rounding cannot decide them: see ``greedy_agreement``."""
+
+    identical: bool
+    first_difference: int | None  # the first generated position where they differ (None: nowhere)
+    margin: float | None  # the top-2 logit margin there
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return self.identical or (self.margin is not None and self.margin <= self.tol)
+
+    @property
+    def sentence(self) -> str:
+        if self.identical:
+            return "identical"
+        if self.ok:
+            return (f"identical up to new token {self.first_difference}, where the top two logits are "
+                    f"{self.margin:.1e} apart (≤ {self.tol:g}, a near tie any kernel may break either way)")
+        return (f"they differ at new token {self.first_difference}, where the top two logits are "
+                f"{self.margin:.3g} apart (more than {self.tol:g}: a real difference)")
+
+
+def greedy_agreement(tokens, other_tokens, step_logits, *, tol: float = 1e-4) -> TokenAgreement:
+    """Compare two greedy continuations of the same prompt (``(B, n)`` new tokens each) the way two
+    kernels can be held to: identical, or identical up to the first position where ``step_logits``
+    (one side's ``(B, n, V)`` logits for the new tokens) put the top two choices within ``tol`` of
+    each other. From such a near tie on, a different float rounding legitimately picks the other token
+    and the continuations part ways; a difference where the margin is larger is a real one."""
+    a, b = _as_tensor(tokens, "tokens"), _as_tensor(other_tokens, "other_tokens")
+    logits = _as_tensor(step_logits, "step_logits")
+    if a.shape != b.shape or a.dim() != 2 or tuple(logits.shape[:2]) != tuple(a.shape):
+        raise ValueError(f"tokens {tuple(a.shape)} and other_tokens {tuple(b.shape)} must both be (B, n), "
+                         f"and step_logits (B, n, V), got {tuple(logits.shape)}")
+    differ = (a != b).any(0).nonzero()
+    if differ.numel() == 0:
+        return TokenAgreement(True, None, None, tol)
+    t = int(differ[0])
+    rows = (a[:, t] != b[:, t]).nonzero().flatten()
+    top2 = logits[rows, t].double().topk(2, dim=-1).values  # (rows, 2)
+    margin = float((top2[:, 0] - top2[:, 1]).max())
+    return TokenAgreement(False, t, margin, tol)

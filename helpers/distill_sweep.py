@@ -33,6 +33,7 @@ from .experiments import THREADS, write_sweep
 from .generate import generate
 from .grpo import grpo_step
 from .model import Transformer
+from .plan import scaled_recipe
 from .reproduce import build_meta
 from .teacher import load_teacher
 from .timing import synced_clock, torch_threads
@@ -67,9 +68,9 @@ _POOL: dict = {}
 def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tensor, int]:
     """(N, seq_len + 1) teacher-written windows: ``prompt_len`` corpus bytes, then the teacher's sampled
     continuation (temperature 1), enough for every step of an arm; and the teacher token-passes spent."""
-    r = LM_RECIPE
+    r = scaled_recipe(LM_RECIPE)
     source = getattr(teacher, "weights_source", None)  # the same shipped file loaded again: the same pool
-    key = (source.sha256 if source is not None else id(teacher), r["pool_seed"])
+    key = (source.sha256 if source is not None else id(teacher), r["pool_seed"], r["steps"])
     if key not in _POOL:
         gen = torch.Generator().manual_seed(r["pool_seed"])
         rows, passes, n_new = [], 0, r["seq_len"] + 1 - r["prompt_len"]
@@ -84,7 +85,7 @@ def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tenso
 def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> dict:
     """One LM arm, one seed: the student's validation loss, its compute and the teacher's."""
     arm = check_choice("arm", arm, LM_ARMS)
-    r = LM_RECIPE
+    r = scaled_recipe(LM_RECIPE)
     with torch_threads(THREADS):
         torch.manual_seed(seed)
         student = Transformer(STUDENT)
@@ -138,7 +139,7 @@ def test_problems() -> list:
 
 def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
     """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``."""
-    r = RL_RECIPE
+    r = scaled_recipe(RL_RECIPE)
     with torch_threads(THREADS):
         torch.manual_seed(seed)
         model = Transformer(STUDENT)
@@ -155,11 +156,11 @@ def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
 
 def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
     """Both RL-experiment arms from one base: accuracy curves against student compute."""
-    r = RL_RECIPE
+    r = scaled_recipe(RL_RECIPE)
     base, _ = base_student(seed)
     test = test_problems()
     out = {"base_accuracy": arith.accuracy(base, test)}
-    every = r["grpo_steps"] // r["checkpoints"]
+    every = max(1, r["grpo_steps"] // r["checkpoints"])
     with torch_threads(THREADS):
         # (a) GRPO: the budget is what its steps cost
         grpo_curve = {"compute": [0.0], "accuracy": [out["base_accuracy"]]}

@@ -42,6 +42,7 @@ from .dsa import (
 )
 from .experiments import THREADS, write_sweep
 from .model import Transformer
+from .plan import scaled
 from .reproduce import build_meta
 from .timing import synced_clock, torch_threads
 from .validate import check_choice, check_int
@@ -129,7 +130,9 @@ def new_dsa_model(seed: int) -> Transformer:
 
 
 def _loop(model, params, corpus, steps, lr, gen, step_fn, callback=None) -> float:
-    """Plain AdamW (no weight decay, constant lr) for ``steps`` batches; returns the wall seconds."""
+    """Plain AdamW (no weight decay, constant lr) for ``steps`` batches (``helpers.plan.scaled``: fewer
+    under ``COURSE_STEPS_SCALE``); returns the wall seconds."""
+    steps = scaled(steps)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
     start = synced_clock()
@@ -173,7 +176,7 @@ def warm_up(model: Transformer, corpus: Corpus, seed: int, callback=None) -> dic
 
     def on_step(step, kl):
         curve["kl"].append(kl)
-        if (step + 1) % RECIPE["recall_every"] == 0:
+        if (step + 1) % scaled(RECIPE["recall_every"], minimum=1) == 0:
             curve["step"].append(step + 1)
             curve["recall_mass"].append(measure_recall(model, corpus, (RECIPE["recall_k"],))
                                         [f"recall_mass@{RECIPE['recall_k']}"])

@@ -43,6 +43,7 @@ from .gqa import to_gqa
 from .kv_cache import config_cache_bytes_per_token
 from .mla import set_mla_mode
 from .model import Transformer
+from .plan import scaled, scaled_recipe
 from .reproduce import Reproduction, build_meta, reproduction
 from .style import PALETTE, latent_colors
 from .timing import torch_threads
@@ -103,7 +104,7 @@ def train_arm(cfg: ModelConfig, seed: int, corpus: Corpus, *, callback=None,
         if cfg.attn_type == "mla":
             set_mla_mode(model, MLA_TRAIN_MODE)
         hist = train(model, corpus, progress=False, callback=callback, device="cpu",
-                     **{**(recipe or RECIPE), "seed": seed})
+                     **{**scaled_recipe(recipe or RECIPE), "seed": seed})
     return model.eval(), hist
 
 
@@ -137,9 +138,10 @@ def uptrain(mha: Transformer, seed: int, corpus: Corpus) -> dict[str, dict]:
     pooling and by first-head selection, fine-tune each for ``fraction`` of the pre-training steps, and
     fine-tune an unconverted copy of MHA the same way (the control). Per arm: the validation loss right
     after conversion (``at_0``), the fine-tune's validation curve and its final value."""
-    steps = max(1, round(RECIPE["steps"] * UPTRAIN["fraction"]))
-    tune = {**RECIPE, "steps": steps, "lr": RECIPE["lr"] * UPTRAIN["lr_factor"], "warmup": UPTRAIN["warmup"],
-            "eval_every": UPTRAIN["eval_every"], "seed": seed + UPTRAIN["seed_offset"]}
+    steps = scaled(max(1, round(RECIPE["steps"] * UPTRAIN["fraction"])))
+    tune = {**scaled_recipe(RECIPE), "steps": steps, "lr": RECIPE["lr"] * UPTRAIN["lr_factor"],
+            "warmup": UPTRAIN["warmup"], "eval_every": scaled(UPTRAIN["eval_every"], minimum=1),
+            "seed": seed + UPTRAIN["seed_offset"]}
     out = {}
     for arm, make in (("MHA + same steps", lambda: to_gqa(mha, mha.config.kv_heads)),
                       ("mean-pool", lambda: to_gqa(mha, UPTRAIN["n_kv_heads"], method="mean")),

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import torch
 
-from .capstone import CPU_CONFIG, matched_baseline, plan_for
+from .capstone import CPU_CONFIG, CPU_RECIPE, matched_baseline
 from .config import ModelConfig, preset
 from .data import Corpus
 from .experiments import write_sweep
 from .model import Transformer
+from .plan import scaled_recipe
 from .reproduce import build_meta
 from .speculative import teacher_forced_acceptance
 from .timing import torch_threads
@@ -40,9 +41,7 @@ THREADS = 2
 EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=7)  # the same fixed batches for every run
 ACCEPT = dict(batch_size=32, seq_len=128, seed=11)  # the batch the acceptance is measured on
 MTP_RECIPE = dict(steps=400, batch_size=16, seq_len=128, lr=3e-3, eval_every=100, eval_iters=8)
-_PLAN = plan_for("cpu")
-CAPSTONE_RECIPE = dict(steps=_PLAN.steps, batch_size=_PLAN.batch_size, seq_len=_PLAN.seq_len, lr=_PLAN.lr,
-                       eval_every=_PLAN.eval_every)
+CAPSTONE_RECIPE = dict(CPU_RECIPE)  # lesson 06's CPU plan at full length (COURSE_* variables never apply)
 
 
 def mtp_arms() -> dict[str, ModelConfig]:
@@ -75,7 +74,7 @@ def train_run(sweep: str, arm: str, seed: int, corpus: Corpus, *, callback=None,
     seed = check_int("seed", seed, min_value=0)
     with torch_threads(THREADS):
         hist = train(model, corpus, progress=False, callback=callback, device="cpu",
-                     **{**RECIPES[sweep], "seed": seed})
+                     **{**scaled_recipe(RECIPES[sweep]), "seed": seed})
     return model.eval(), hist
 
 

@@ -47,6 +47,7 @@ from .data import Corpus
 from .experiments import THREADS, write_sweep
 from .model import Transformer
 from .moe import max_vio, moe_layers
+from .plan import scaled_recipe
 from .reproduce import build_meta
 from .timing import torch_threads
 from .training import evaluate, train
@@ -121,7 +122,7 @@ def train_moe_arm(cfg: ModelConfig, seed: int, corpus: Corpus, *, callback=None,
     model = new_moe_model(cfg, seed) if model is None else model
     with torch_threads(THREADS):
         hist = train(model, corpus, progress=False, callback=callback, device="cpu",
-                     **{**RECIPE, "seed": seed})
+                     **{**scaled_recipe(RECIPE), "seed": seed})
     return model.eval(), hist.seconds
 
 

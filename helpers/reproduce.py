@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from .compare import t_critical
+from .plan import not_the_sweeps_run
 
 EXACT_RTOL = 1e-6  # relative tolerance of "exactly": what a float32 number printed to 6 digits keeps
 CONFIDENCE = 0.95
@@ -107,6 +108,7 @@ class Reproduction:
     sweep_build: str  # "torch 2.13.0+cpu on x86_64, AMD EPYC, AVX512"
     checks: tuple[MetricCheck, ...]
     n_seeds: int  # committed seeds behind the spread (0 when only exact checks ran)
+    not_compared: str | None = None  # why this run is not the sweep's run (a scaled run), or None
 
     @property
     def ok(self) -> bool:
@@ -115,7 +117,7 @@ class Reproduction:
     @property
     def exact(self) -> bool:
         """Every metric matched bit for bit (to ``EXACT_RTOL``), whatever was required."""
-        return all(c.exact for c in self.checks)
+        return self.not_compared is None and all(c.exact for c in self.checks)
 
     @property
     def failures(self) -> list[MetricCheck]:
@@ -123,6 +125,8 @@ class Reproduction:
 
     @property
     def sentence(self) -> str:
+        if self.not_compared is not None:
+            return f"{self.label}: {self.not_compared}"
         if self.exact:
             return f"{self.label}: reproduces the committed sweep exactly: True"
         if self.expected_exact:
@@ -161,6 +165,9 @@ def reproduction(label: str, got: Mapping[str, float], committed: Mapping[str, f
     missing = sorted(set(got) - set(committed))
     if missing:
         raise KeyError(f"{label}: no committed value for {missing}")
+    why_not = not_the_sweeps_run()
+    if why_not is not None:  # COURSE_STEPS_SCALE: a shortened run is another experiment
+        return Reproduction(label, False, _describe(meta), (), 0, not_compared=why_not)
     expected_exact = same_build(meta)
     checks, n_seeds = [], 0
     for metric, value in got.items():
@@ -188,5 +195,6 @@ def combined(label: str, reps: Iterable[Reproduction]) -> Reproduction:
     if len(builds) != 1:
         raise ValueError(f"the parts come from sweeps made with different builds: {sorted(builds)}")
     checks = tuple(replace(c, metric=f"{r.label}: {c.metric}") for r in reps for c in r.checks)
+    skipped = next((r.not_compared for r in reps if r.not_compared is not None), None)
     return Reproduction(label, all(r.expected_exact for r in reps), reps[0].sweep_build, checks,
-                        max(r.n_seeds for r in reps))
+                        max(r.n_seeds for r in reps), not_compared=skipped)

@@ -63,9 +63,13 @@ PALETTE: dict[str, str] = {
     "reference": _REFERENCE,
     "weights": _REFERENCE,
     "init": "#999999",
+    # FP8 training (lesson 09): E4M3 with 1×128 tiles, E5M2, and 128×128 blocks
+    "fp8": "#e7298a",
+    "fp8_e5m2": "#66a61e",
+    "fp8_block": "#a6761d",
     # expert parallelism (lesson 10): node-limited routing, and the all-to-all on the communication stream
-    "node_limited": "#a6761d",
-    "all_to_all": "#e7298a",
+    "node_limited": "#6a3d9a",
+    "all_to_all": "#fb9a99",
 }
 
 # matplotlib's tab10 and tab20: one colour per expert, K/V group or layer

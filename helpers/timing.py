@@ -20,9 +20,9 @@ one next to the other without saying so.
 
 What ``torch.utils.benchmark.Timer`` does for us: it calls ``fn`` in blocks, sized so that reading the
 clock costs next to nothing; it runs on the thread count it is given and restores the old one, even
-if ``fn`` raises; its clock synchronises the accelerator (CUDA) before every reading, so we time the
-kernels, not just their launch; and, like Python's ``timeit``, it switches the garbage collector off
-while it times.
+if ``fn`` raises; its clock (``synced_clock``) synchronises the accelerators (every CUDA device, and
+MPS) before every reading, so we time the kernels, not just their launch; and, like Python's ``timeit``,
+it switches the garbage collector off while it times.
 """
 
 from __future__ import annotations
@@ -50,11 +50,29 @@ def _benchmark():
     return benchmark
 
 
-def synced_clock() -> float:
-    """``time.perf_counter()`` after synchronising the accelerator (the clock ``Timer`` reads), so a
-    reading counts the kernels launched before it, not just their launch."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for the kernels queued on ``device``: a CUDA device by its own index (``cuda:1`` is not the
+    current device unless made so), Apple's MPS, nothing for the CPU. ``None``: every accelerator this
+    process can see (each CUDA device, and MPS)."""
+    if device is None:
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.synchronize(i)
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            torch.mps.synchronize()
+        return
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def synced_clock(device: torch.device | str | None = None) -> float:
+    """``time.perf_counter()`` after synchronising ``device`` (by default every accelerator: see
+    ``synchronize``), so a reading counts the kernels launched before it, not just their launch."""
+    synchronize(device)
     return time.perf_counter()
 
 
@@ -86,7 +104,9 @@ def _timer(fn: Callable[[], object], threads: int | None, cpu_time: bool, label:
     # Timer's default is ONE thread; ``threads=None`` keeps whatever torch uses now.
     if cpu_time and threads != 1:
         raise ValueError("cpu_time=True reads the calling thread's CPU time: pass threads=1")
-    clock = {"timer": time.thread_time} if cpu_time else {}
+    # wall time read after synchronising every accelerator (Timer's own clock syncs the current CUDA
+    # device only, and MPS not at all)
+    clock = {"timer": time.thread_time if cpu_time else synced_clock}
     return _benchmark().Timer(stmt="fn()", globals={"fn": fn}, label=label, **clock,
                  num_threads=torch.get_num_threads() if threads is None else threads)
 

@@ -9,6 +9,7 @@ it writes each notebook atomically; and a notebook that fails is not saved: the 
 next one and reports the failures at the end (exit status 1).
 
     python scripts/run_notebooks.py [--force] [--timeout SECONDS] [NOTEBOOK ...]   (default: all lessons)
+    python scripts/run_notebooks.py --no-save [NOTEBOOK ...]   # execute only (make test-gpu-plan)
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def describe(nb, ename: str, evalue: str) -> str:
     return f"{where}{ename}: {evalue}".strip()
 
 
-def run(path: Path, timeout: int = 900) -> float:
-    """Execute ``path`` and save it with its outputs; return the seconds it ran.
+def run(path: Path, timeout: int = 900, save: bool = True) -> float:
+    """Execute ``path`` and save it with its outputs (``save=False``: only execute); return the seconds
+    it ran.
 
     Raises :class:`NotebookFailed` (and saves nothing) when a cell fails or leaves an error output."""
     nb = nbformat.read(path, as_version=4)
@@ -102,8 +104,9 @@ def run(path: Path, timeout: int = 900) -> float:
     if found:
         _, out = found
         raise NotebookFailed(describe(nb, out.get("ename", "error"), out.get("evalue", "")))
-    clean_outputs(nb)
-    write_notebook(nb, path)
+    if save:
+        clean_outputs(nb)
+        write_notebook(nb, path)
     return elapsed
 
 
@@ -113,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true",
                     help="also overwrite notebooks with uncommitted changes (or FORCE=1)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds a cell may run (default 900)")
+    ap.add_argument("--no-save", action="store_true",
+                    help="execute only, change no file (make test-gpu-plan: every cell must run)")
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
-    if not forced(args.force):
+    if not args.no_save and not forced(args.force):
         dirty = unsaved_work(paths)
         if dirty:
             print(refusal(dirty, FORCE_HINT), file=sys.stderr)
@@ -123,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for path in paths:
         try:
-            elapsed = run(path, args.timeout)
+            elapsed = run(path, args.timeout, save=not args.no_save)
         except Exception as err:  # any failure: report it, save nothing, go on with the next
             reason = str(err) if isinstance(err, NotebookFailed) else f"{type(err).__name__}: {err}"
             reason = reason.strip().splitlines()[0] if reason.strip() else type(err).__name__
             failed.append(f"{path}: {reason}")
             print(f"{path}: FAILED, not saved: {reason}", flush=True)
+            continue
+        if args.no_save:
+            print(f"{path}: executed in {elapsed:.1f} s (not saved)", flush=True)
             continue
         size = path.stat().st_size
         print(f"{path}: executed in {elapsed:.1f} s, {size / 1024:.0f} KiB", flush=True)

@@ -9,6 +9,7 @@
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
     python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
+    python scripts/sweep.py fp8 --seeds 0 1 2 3 4 5 6 7    # lesson 09: FP8 GEMMs vs full precision
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,17 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import distill_sweep, dsa_sweep, model_sweeps, moe_sweep  # noqa: E402
+from helpers import distill_sweep, dsa_sweep, fp8_sweep, model_sweeps, moe_sweep, plan  # noqa: E402
 from helpers import experiments as ex  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
           "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
           "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed}
+SWEEPS["fp8"] = fp8_sweep.run_fp8_seed  # lesson 09
 WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
            "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
            "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
            "distill": distill_sweep.write_distill_sweep}
+WRITERS["fp8"] = fp8_sweep.write_fp8_sweep
 
 
 def part_path(name: str, part: str) -> Path:
@@ -53,6 +57,11 @@ def main(argv=None) -> int:
     p.add_argument("--part", help="write a part file (merge them with --merge) instead of the sweep")
     p.add_argument("--merge", action="store_true", help="merge the part files into the committed sweep")
     args = p.parse_args(argv)
+    forced = {v: os.environ[v] for v in (plan.PLAN_VAR, plan.SCALE_VAR) if os.environ.get(v, "").strip()}
+    if forced and not args.merge:  # a sweep is the full-length CPU recipe, nothing else
+        print(f"refused: {forced} would change the recipe a committed sweep records; unset them",
+              file=sys.stderr)
+        return 2
     if args.merge:
         parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
         if not parts:

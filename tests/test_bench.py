@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from helpers import bench, preset
+from helpers import bench, load_corpus, preset
 from helpers.bench import kv, roofline
 from helpers.config import ModelConfig
+from helpers.model import Transformer
 
 
 def test_kv_suite_is_discovered():
@@ -117,3 +118,16 @@ def test_decode_step_profile_sorts_the_whole_step_and_the_plan_calls_fewer_opera
     assert (readable.label, flat.label) == ("readable", "flat plan")
     assert flat.all_calls < readable.all_calls  # what the plan is for
     assert "profiler_start" not in capfd.readouterr().err  # kineto's lines kept out of notebook outputs
+
+
+def test_training_overhead_names_its_clock_and_trains_in_the_plans_dtype():
+    from helpers.bench.mtp import training_overhead
+
+    torch.manual_seed(0)
+    model = Transformer(preset("test", mtp_depth=1))
+    corpus = load_corpus()
+    cost = training_overhead(model, corpus, batch_size=2, seq_len=16, rounds=1)
+    assert cost["measured_ratio"] > 0 and cost["clock"] == "CPU time on one thread"
+    bf16 = training_overhead(model, corpus, batch_size=2, seq_len=16, rounds=1, autocast=torch.bfloat16)
+    assert bf16["clock"] == "CPU time on one thread, bfloat16 autocast" and bf16["mtp_step_ms"] > 0
+    assert all(p.grad is None for p in model.parameters())  # gradients cleared

@@ -74,3 +74,15 @@ def test_the_sweeps_torch_lies_in_the_supported_range_and_the_readme_names_it():
         assert _release(low) <= _release(built) < _release(high), f"{path.name}: torch {built}"
     readme = (ROOT / "README.md").read_text()
     assert f"`torch>={low},<{high}`" in readme
+
+
+def test_the_readme_layout_names_every_helpers_module():
+    """README's Layout is where a newcomer looks for "where is X?": every module and subpackage of
+    helpers/ appears there by file name, so it cannot go stale again."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Other commands")]
+    helpers = ROOT / "helpers"
+    names = [p.name for p in helpers.glob("*.py") if p.name != "__init__.py"]
+    names += [p.name + "/" for p in helpers.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    missing = sorted(n for n in names if f"`{n}`" not in layout and f"`{n.rstrip('/')}/`" not in layout)
+    assert missing == [], f"README's Layout does not name {missing}"

@@ -333,6 +333,55 @@ def test_l08_exercise_checks():
     assert not l08.check_grpo_step_compute(lambda P, G, T, n: P * G * (T + n))
 
 
+# --- lesson 09 exercise checks, proven against reference solutions -------------------------------
+def solution_l09_block_scales(x, block):
+    br, bc = block
+    R, C = x.shape
+    amax = x.float().reshape(R // br, br, C // bc, bc).abs().amax(dim=(1, 3))
+    return torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
+
+
+def solution_l09_promoted_sum(p, bits, nc):
+    from helpers.fp8 import round_bits
+
+    partial = torch.zeros(p.shape[0], dtype=torch.float64)
+    total = torch.zeros(p.shape[0], dtype=torch.float32)
+    for k in range(p.shape[1]):
+        partial = round_bits(partial + p[:, k], bits)
+        if (k + 1) % nc == 0:
+            total, partial = total + partial.float(), torch.zeros_like(partial)
+    return (total + partial.float()).double()
+
+
+def test_l09_exercise_checks():
+    import math
+
+    from helpers.exercises import l09
+    from helpers.fp8 import round_bits
+
+    assert l09.check_block_scales(solution_l09_block_scales)
+    assert not l09.check_block_scales(lambda x, b: 1 / solution_l09_block_scales(x, b))
+    assert not l09.check_block_scales(lambda x, b: solution_l09_block_scales(x, b) * 448)
+    assert not l09.check_block_scales(  # one scale per tensor
+        lambda x, b: torch.full_like(solution_l09_block_scales(x, b), x.abs().max().item() / 448))
+    assert not l09.check_block_scales(lambda x, b: None)
+    assert l09.check_promoted_sum(solution_l09_promoted_sum)
+    assert not l09.check_promoted_sum(lambda p, bits, nc: solution_l09_promoted_sum(p, bits, p.shape[1] + 1))
+
+    def no_reset(p, bits, nc):  # promotes, but never restarts the partial sum: it is counted twice
+        partial = torch.zeros(p.shape[0], dtype=torch.float64)
+        total = torch.zeros(p.shape[0], dtype=torch.float32)
+        for k in range(p.shape[1]):
+            partial = round_bits(partial + p[:, k], bits)
+            if (k + 1) % nc == 0:
+                total = total + partial.float()
+        return (total + partial.float()).double()
+
+    assert not l09.check_promoted_sum(no_reset)
+    assert not l09.check_promoted_sum(lambda p, bits, nc: p.sum(-1))
+    assert l09.check_fp8_weight_bytes(lambda R, C: R * C + 4 * math.ceil(R / 128) * math.ceil(C / 128))
+    assert not l09.check_fp8_weight_bytes(lambda R, C: R * C)
+    assert not l09.check_fp8_weight_bytes(lambda R, C: R * C + 4 * (R * C) // (128 * 128))
 # --- lesson 10 exercise checks, proven against reference solutions -------------------------------
 def _l10_token_rank(n, w):
     return torch.cat([torch.full((len(c),), r) for r, c in enumerate(torch.tensor_split(torch.arange(n), w))])

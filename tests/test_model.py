@@ -90,3 +90,19 @@ def test_decode_step_refuses_to_overflow_the_context():
         model.decode_step(torch.zeros(1, 8, dtype=torch.long), cache)
         with pytest.raises(ValueError, match="exceeds max_seq_len=8"):
             model.decode_step(torch.zeros(1, 1, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("attn_type, static", [("mha", False), ("mha", True), ("mla", False)])
+def test_model_fed_token_by_token_through_a_cache_equals_one_uncached_call(attn_type, static):
+    """The readable forward, ``model(x, cache=...)``, one position at a time from the first: every
+    position's logits equal one uncached call's. A cached RoPE position off by one (the offset the
+    cache hands to the rotation) breaks this at every step after the first."""
+    cfg = preset("test", n_kv_heads=2, attn_type=attn_type)
+    model = randomise(Transformer(cfg))
+    idx = torch.randint(0, cfg.vocab_size, (2, 12))
+    cache = model.new_cache(static=True, max_len=12) if static else model.new_cache()
+    with torch.no_grad():
+        whole = model(idx)  # (B, T, V)
+        stepped = torch.cat([model(idx[:, t:t + 1], cache=cache) for t in range(12)], dim=1)
+    torch.testing.assert_close(stepped, whole, atol=1e-4, rtol=1e-4)
+    assert (stepped[:, 1:] - whole[:, 1:]).abs().max() < 1e-4

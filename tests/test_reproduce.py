@@ -106,3 +106,13 @@ def test_parts_of_one_run_combine_into_one_verdict():
     c = reproduction("x", {"val_loss": 2.0}, {"val_loss": 2.0}, {"val_loss": SPREAD}, OTHER)
     with pytest.raises(ValueError, match="different builds"):
         combined("seed 0", [a, c])
+
+
+def test_a_scaled_run_is_not_compared_and_says_why(monkeypatch):
+    from helpers.reproduce import combined
+
+    monkeypatch.setenv("COURSE_STEPS_SCALE", "0.02")
+    rep = reproduction("MHA, seed 0", {"val_loss": 4.0}, {"val_loss": 2.0}, {"val_loss": SPREAD}, SAME)
+    assert rep.ok and not rep.exact and rep.checks == ()
+    assert "COURSE_STEPS_SCALE=0.02" in rep.sentence and "not the sweep's run" in rep.sentence
+    assert "not the sweep's run" in combined("both", [rep, rep]).sentence

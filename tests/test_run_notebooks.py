@@ -155,3 +155,16 @@ def test_clean_outputs_drops_frozen_bars_and_replaces_widget_reprs():
     texts = [o.get("text") or o["data"]["text/plain"] for o in nb.cells[0].outputs]
     assert texts == ["1000 steps in 12 s\n", run_notebooks.WIDGET_NOTE, run_notebooks.WIDGET_NOTE,
                      "Live loss curves (they render in a running Jupyter kernel)"]
+
+
+@pytest.mark.slow
+def test_no_save_executes_every_notebook_and_changes_no_file(repo, capsys):
+    """make test-gpu-plan's mode: uncommitted work is no obstacle (nothing is written), a failure still
+    fails the run."""
+    notebook(repo / "ok.ipynb", "print(1)")  # uncommitted: --no-save does not refuse, nor overwrite it
+    before = {p.name: p.read_bytes() for p in repo.glob("*.ipynb")}
+    assert run_notebooks.main(["--no-save", str(repo / "ok.ipynb"), str(repo / "bad.ipynb")]) == 1
+    out = capsys.readouterr()
+    assert "ok.ipynb: executed in" in out.out and "(not saved)" in out.out
+    assert "ZeroDivisionError" in out.err
+    assert {p.name: p.read_bytes() for p in repo.glob("*.ipynb")} == before

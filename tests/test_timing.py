@@ -141,3 +141,37 @@ def test_stopwatch_can_read_cpu_time():
         while time.thread_time() < end:
             pass
     assert idle.seconds < 0.02 <= busy.seconds
+
+
+class FakeAccelerators:
+    """Records which devices were synchronised (no GPU needed)."""
+
+    def __init__(self, monkeypatch, n_cuda: int = 2, mps: bool = True):
+        self.calls = []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n_cuda > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n_cuda)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: self.calls.append(("cuda", str(d))))
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        monkeypatch.setattr(torch.mps, "synchronize", lambda: self.calls.append(("mps", None)))
+
+
+def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
+    from helpers.timing import synchronize
+
+    fake = FakeAccelerators(monkeypatch)
+    synchronize("cuda:1")  # the second GPU, not the current one
+    synchronize(torch.device("mps"))
+    synchronize("cpu")  # nothing to wait for
+    assert fake.calls == [("cuda", "cuda:1"), ("mps", None)]
+    fake.calls.clear()
+    synchronize()  # by default: every accelerator in sight
+    assert fake.calls == [("cuda", "0"), ("cuda", "1"), ("mps", None)]
+
+
+def test_timings_read_a_clock_that_synchronises_every_accelerator(monkeypatch):
+    fake = FakeAccelerators(monkeypatch, n_cuda=1, mps=True)
+    time_call(lambda: None, min_run_time=0.0)
+    assert ("cuda", "0") in fake.calls and ("mps", None) in fake.calls
+    with stopwatch():
+        fake.calls.clear()
+    assert fake.calls  # the stopwatch's closing reading synchronised too

@@ -156,36 +156,46 @@ def training_flops_ratio(cfg: ModelConfig, seq_len: int = 128) -> float:
 
 
 def training_overhead(model: Transformer, data, *, batch_size: int = 16, seq_len: int = 128,
-                      rounds: int = 3) -> dict:
+                      rounds: int = 3, autocast: torch.dtype | None = None) -> dict:
     """The MTP modules' training cost, measured once and the same way wherever a lesson quotes it: one
     forward and backward pass of a training batch, with the modules and without them (the same weights
-    minus ``mtp.*``), taken in turns (``helpers.timing.interleaved``, CPU time on one thread, best
-    round), next to ``training_flops_ratio``. Returns ``measured_ratio``, ``flops_ratio`` and the two
-    step times in ms. No optimiser step is taken; the gradients are cleared afterwards."""
+    minus ``mtp.*``), taken in turns (``helpers.timing.interleaved``, best round), next to
+    ``training_flops_ratio``. On the CPU the clock is the thread's CPU time on one thread (steady on a
+    busy machine); on an accelerator it is the device's time (wall clock read after synchronising it:
+    a CPU thread's time would count kernel launches only). ``autocast``: the dtype the run trains in
+    (the GPU plan's bf16), so the cost is that of the real step. Returns ``measured_ratio``,
+    ``flops_ratio``, the two step times in ms and ``clock`` (which one was read). No optimiser step is
+    taken; the gradients are cleared afterwards."""
     cfg = model.config
     if model.mtp is None:
         raise ValueError(f"training_overhead needs a model with MTP modules, got mtp_depth={cfg.mtp_depth}")
-    plain = Transformer(cfg.replace(mtp_depth=0)).to(model.device)
+    device = model.device
+    plain = Transformer(cfg.replace(mtp_depth=0)).to(device)
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("mtp.")})
     b = data.get_batch("train", batch_size, seq_len, generator=torch.Generator().manual_seed(3),
-                       device=model.device)
+                       device=device)
     was_training = model.training
 
     def step(m):
         def go():
             m.zero_grad(set_to_none=True)
-            m.run(b.x, targets=b.y).loss.backward()
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                loss = m.run(b.x, targets=b.y).loss
+            loss.backward()
         return go
 
     model.train()
     plain.train()
-    t = interleaved({"mtp": step(model), "plain": step(plain)}, rounds=rounds, number=1, threads=1,
-                    cpu_time=True)
+    on_cpu = device.type == "cpu"
+    t = interleaved({"mtp": step(model), "plain": step(plain)}, rounds=rounds, number=1,
+                    threads=1 if on_cpu else None, cpu_time=on_cpu)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     mtp_ms, plain_ms = t["mtp"].min * 1e3, t["plain"].min * 1e3
+    clock = "CPU time on one thread" if on_cpu else f"{device.type} device time (synchronised wall clock)"
     return {"measured_ratio": mtp_ms / plain_ms, "flops_ratio": training_flops_ratio(cfg, seq_len),
-            "mtp_step_ms": mtp_ms, "plain_step_ms": plain_ms}
+            "mtp_step_ms": mtp_ms, "plain_step_ms": plain_ms,
+            "clock": clock + (f", {str(autocast).replace('torch.', '')} autocast" if autocast else "")}
 
 
 MAIN_LAYERS = 24  # the headline's main-model depth, against one MTP block (DeepSeek-V3: 61 against 1)
