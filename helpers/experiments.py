@@ -218,7 +218,7 @@ class Sweep:
     def reproduction(self, arm: str, seed: int, got: dict[str, float], *, exact=(),
                      label: str | None = None) -> Reproduction:
         """A live run of (``arm``, ``seed``) against this sweep (``helpers.reproduce``): exactly on the
-        sweep's torch build, inside the arm's seed spread on another; ``exact`` names counts that must
+        sweep's torch build and CPU, inside the arm's seed spread elsewhere; ``exact`` names counts that must
         match on every build."""
         committed = {m: self.value(arm, seed, m) for m in got}
         spread = {m: [self.value(arm, s, m) for s in self.seeds_of(arm)] for m in got}

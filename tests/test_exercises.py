@@ -21,6 +21,9 @@ def test_l00_param_count():
 def test_l00_rmsnorm():
     assert l00.check_rmsnorm(solutions.l00_rmsnorm)
     assert not l00.check_rmsnorm(lambda x, w, eps: x * w)  # forgot to normalise
+    assert not l00.check_rmsnorm(lambda x, w, eps: w * x / x.pow(2).mean(-1, keepdim=True).sqrt())  # no eps
+    assert not l00.check_rmsnorm(  # eps outside the square root
+        lambda x, w, eps: w * x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps))
 
     def todo(x, w, eps):
         raise NotImplementedError

@@ -24,16 +24,21 @@ def check_rmsnorm(fn) -> Checked:
     """``fn(x, weight, eps)`` must equal RMSNorm."""
     name = "RMSNorm"
     torch.manual_seed(0)
-    x, w = torch.randn(3, 5, 16), torch.rand(16) + 0.5
-    out = call_or_none(fn, x, w, 1e-6)
-    if out is None:
-        return not_attempted(name)
-    ref = RMSNorm(16, 1e-6)
-    with torch.no_grad():
-        ref.weight.copy_(w)
-    return report(close(out, ref(x)), name,
-                  "divide x by the root of the mean of its squares over the last dim (plus eps), "
-                  "then multiply by weight")
+    w = torch.rand(16) + 0.5
+    # ordinary activations, and small ones where eps is not negligible: an answer that leaves eps out,
+    # or adds it outside the square root, passes the first case and fails the second
+    cases = [(torch.randn(3, 5, 16), 1e-6), (1e-2 * torch.randn(3, 5, 16), 1e-3)]
+    ok = True
+    for x, eps in cases:
+        out = call_or_none(fn, x, w, eps)
+        if out is None:
+            return not_attempted(name)
+        ref = RMSNorm(16, eps)
+        with torch.no_grad():
+            ref.weight.copy_(w)
+        ok &= close(out, ref(x))
+    return report(ok, name, "divide x by the square root of (the mean of its squares over the last dim "
+                  "plus eps), then multiply by weight")
 
 
 def check_causal_mask(fn) -> Checked:
