@@ -28,7 +28,7 @@ import math
 import platform
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -186,8 +186,6 @@ def reproduction(label: str, got: Mapping[str, float], committed: Mapping[str, f
 def combined(label: str, reps: Iterable[Reproduction]) -> Reproduction:
     """Several checks of one live run (arms trained together, or a run's stages) as one verdict and one
     sentence; each metric keeps its own check, named after the part it came from."""
-    from dataclasses import replace
-
     reps = list(reps)
     if not reps:
         raise ValueError("combined() needs at least one reproduction")

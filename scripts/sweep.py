@@ -36,13 +36,12 @@ from helpers.data import load_corpus  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
           "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
-          "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed}
-SWEEPS["fp8"] = fp8_sweep.run_fp8_seed  # lesson 09
+          "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed,
+          "fp8": fp8_sweep.run_fp8_seed}
 WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
            "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
            "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
-           "distill": distill_sweep.write_distill_sweep}
-WRITERS["fp8"] = fp8_sweep.write_fp8_sweep
+           "distill": distill_sweep.write_distill_sweep, "fp8": fp8_sweep.write_fp8_sweep}
 
 
 def part_path(name: str, part: str) -> Path:
