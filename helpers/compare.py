@@ -13,6 +13,17 @@ excludes zero; otherwise the verdict says "no detectable difference at this scal
 Why paired: two seeds of one arm can differ more than the two arms do (the init and the batch order
 move the loss), but that seed-to-seed spread is shared by both arms on a seed, so it cancels in the
 per-seed difference. Judge a paired gap by the spread of paired gaps, never by the spread across seeds.
+``Difference.pairing`` says how much it cancelled: the per-seed correlation of the two arms and the
+paired against the unpaired standard deviation.
+
+Effects that multiply (a loss that is 2.6x on one seed and 1.1x on another) live on the log scale:
+``PairedRuns.ratio(a, b)`` takes the mean of the per-seed ``ln(b / a)`` and its t interval, shown as a
+factor (the geometric mean ratio, ``1.50x (1.06–2.11x)``). On the additive scale the biggest effects of
+such a family carry the widest intervals, so their verdicts can come out weaker than smaller ones'.
+
+Arms of one comparison must have the same seeds. ``PairedRuns`` refuses arms whose seeds differ; a
+sweep that holds arms with more seeds than others (``Sweep.runs``) compares them on the seeds they share
+and records what it left out (``PairedRuns.left_out``), and every verdict drawn from it says so.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from .style import PALETTE, color
@@ -87,10 +98,22 @@ class Difference:
     seeds: tuple[int, ...]
     per_seed: tuple[float, ...]  # b − a on each seed
     confidence: float = 0.95
+    # seeds that one of the two arms has and the comparison could not use: ((arm, (seed, …)), …)
+    left_out: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def n(self) -> int:
         return len(self.per_seed)
+
+    @property
+    def seed_note(self) -> str:
+        """'' when both arms were compared on all their seeds; else a clause that says what was left out."""
+        if not self.left_out:
+            return ""
+        parts = "; ".join(f"{arm}'s seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                          for arm, seeds in self.left_out)
+        return (f" [UNEQUAL SEEDS: compared on the {self.n} seeds every arm of these runs has; "
+                f"left out: {parts}]")
 
     @property
     def mean(self) -> float:
@@ -136,24 +159,128 @@ class Difference:
         pct = f"{self.confidence * 100:g}%"
         if self.n < 2:
             return (f"one seed: no interval ({b} − {a} = {_signed(self.mean, d)}{u} in {metric} on seed "
-                    f"{self.seeds[0]}); run more seeds before calling a difference")
+                    f"{self.seeds[0]}); run more seeds before calling a difference{self.seed_note}")
         if not self.excludes_zero:
             return (f"no detectable difference in {metric} at this scale ({b} − {a} = "
                     f"{_signed(self.mean, d)}{u}, {pct} interval {_signed(self.low, d)} … "
-                    f"{_signed(self.high, d)} over {self.n} paired seeds)")
+                    f"{_signed(self.high, d)} over {self.n} paired seeds){self.seed_note}")
         direction = "higher" if self.mean > 0 else "lower"
         size = (f"by {abs(self.mean):.{d}f} ± {self.half_width:.{d}f}{u} "
                 f"({pct} interval over {self.n} paired seeds)")
         if lower_is_better is None:
-            return f"{b}'s {metric} is {direction} than {a}'s {size}"
+            return f"{b}'s {metric} is {direction} than {a}'s {size}{self.seed_note}"
         word = "better" if (direction == "lower") == lower_is_better else "worse"
-        return f"{b} is {word} than {a}: its {metric} is {direction} {size}"
+        return f"{b} is {word} than {a}: its {metric} is {direction} {size}{self.seed_note}"
 
     def __str__(self) -> str:
         d = self._digits()
         spread = (f" ± {self.half_width:.{d}f} ({self.confidence * 100:g}% interval, {self.n} paired seeds)"
                   if self.n >= 2 else " (one seed, no interval)")
-        return f"{self.b} − {self.a}: {_signed(self.mean, d)}{spread}"
+        return f"{self.b} − {self.a}: {_signed(self.mean, d)}{spread}{self.seed_note}"
+
+
+def _sd(values: Sequence[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return math.nan
+    m = sum(values) / n
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What pairing by seed bought for one comparison: the per-seed correlation of the two arms, and the
+    standard deviation of the paired differences against the one two unpaired arms would have
+    (√(sd_a² + sd_b²)). Pairing helps when the correlation is well above 0 and ``paired_sd`` well below
+    ``unpaired_sd``; at correlation ≈ 0 the seeds share no luck and the paired interval is no narrower."""
+
+    correlation: float
+    paired_sd: float
+    unpaired_sd: float
+
+    @classmethod
+    def of(cls, a: Sequence[float], b: Sequence[float]) -> Pairing:
+        a, b = [float(v) for v in a], [float(v) for v in b]
+        if len(a) != len(b) or len(a) < 3:
+            raise ValueError(f"pairing needs two equally long lists of at least 3 seeds, got {len(a)} and {len(b)}")
+        sa, sb = _sd(a), _sd(b)
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        cov = sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (len(a) - 1)
+        corr = cov / (sa * sb) if sa > 0 and sb > 0 else math.nan
+        return cls(corr, _sd([y - x for x, y in zip(a, b)]), math.sqrt(sa * sa + sb * sb))
+
+    def __str__(self) -> str:
+        return (f"per-seed correlation {self.correlation:+.2f}; SD of the paired differences "
+                f"{self.paired_sd:.3g} against {self.unpaired_sd:.3g} unpaired")
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """The paired ratio ``b / a`` for effects that multiply: the per-seed ``ln(b / a)``, its mean and
+    Student-t interval (a ``Difference`` of logs), reported back as factors. ``factor`` is the geometric
+    mean of the per-seed ratios; the interval is ``exp`` of the log interval, so it is not symmetric."""
+
+    log: Difference
+
+    a = property(lambda self: self.log.a)
+    b = property(lambda self: self.log.b)
+    seeds = property(lambda self: self.log.seeds)
+    n = property(lambda self: self.log.n)
+    confidence = property(lambda self: self.log.confidence)
+
+    @property
+    def per_seed(self) -> tuple[float, ...]:
+        """b / a on each seed."""
+        return tuple(math.exp(d) for d in self.log.per_seed)
+
+    @property
+    def factor(self) -> float:
+        return math.exp(self.log.mean)
+
+    @property
+    def low(self) -> float:
+        return math.exp(self.log.low)
+
+    @property
+    def high(self) -> float:
+        return math.exp(self.log.high)
+
+    @property
+    def excludes_one(self) -> bool:
+        """True only when the interval lies wholly above or below 1 (never for one seed)."""
+        return self.log.excludes_zero
+
+    def _digits(self) -> int:
+        spread = self.high - self.low if self.n >= 2 else 0.0
+        return 2 if not spread or spread >= 0.1 else 3
+
+    def _x(self, v: float) -> str:
+        return f"{v:.{self._digits()}f}x"
+
+    def interval(self) -> str:
+        return f"{self._x(self.low)}–{self._x(self.high)}" if self.n >= 2 else "no interval"
+
+    def verdict(self, metric: str = "validation loss", *, lower_is_better: bool | None = True,
+                names: tuple[str, str] | None = None) -> str:
+        """One sentence computed from the log interval: "better"/"worse" only when it excludes 1."""
+        a, b = names if names is not None else (self.a, self.b)
+        pct = f"{self.confidence * 100:g}%"
+        note = self.log.seed_note
+        if self.n < 2:
+            return (f"one seed: no interval ({b} / {a} = {self._x(self.factor)} in {metric} on seed "
+                    f"{self.seeds[0]}); run more seeds before calling a difference{note}")
+        size = f"{self._x(self.factor)} {a}'s ({pct} interval {self.interval()}, geometric mean over {self.n} paired seeds)"
+        if not self.excludes_one:
+            return f"no detectable difference in {metric} at this scale ({b}'s is {size}){note}"
+        if lower_is_better is None:
+            return f"{b}'s {metric} is {size}{note}"
+        word = "better" if (self.factor < 1) == lower_is_better else "worse"
+        return f"{b} is {word} than {a}: its {metric} is {size}{note}"
+
+    def __str__(self) -> str:
+        spread = (f" ({self.confidence * 100:g}% interval {self.interval()}, {self.n} paired seeds)"
+                  if self.n >= 2 else " (one seed, no interval)")
+        return f"{self.b} / {self.a}: {self._x(self.factor)}{spread}{self.log.seed_note}"
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -184,6 +311,8 @@ class PairedRuns:
     """One number per (arm, seed), every arm run on the same seeds: ``values[arm][seed]``."""
 
     values: dict[str, dict[int, float]]
+    # seeds an arm had that the comparison could not use (set by ``Sweep.runs``): {arm: (seed, …)}
+    left_out: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.values:
@@ -203,6 +332,11 @@ class PairedRuns:
                                  f"{sorted(theirs - mine)} that {first!r} has, and has seeds "
                                  f"{sorted(mine - theirs)} that {first!r} lacks")
         object.__setattr__(self, "values", clean)  # a checked copy: the caller's dicts stay untouched
+        unknown = set(self.left_out) - set(clean)
+        if unknown:
+            raise ValueError(f"left_out names arms that are not in the runs: {sorted(unknown)}")
+        object.__setattr__(self, "left_out", {a: tuple(sorted(check_int("seed", s) for s in seeds))
+                                              for a, seeds in self.left_out.items() if seeds})
 
     @property
     def arms(self) -> list[str]:
@@ -265,12 +399,35 @@ class PairedRuns:
         confidence = _check_confidence(confidence)
         seeds = tuple(self.seeds)
         per_seed = tuple(self.values[b][s] - self.values[a][s] for s in seeds)
-        return Difference(a, b, seeds, per_seed, confidence)
+        left = tuple((arm, self.left_out[arm]) for arm in (a, b) if arm in self.left_out)
+        return Difference(a, b, seeds, per_seed, confidence, left)
+
+    def ratio(self, a: str, b: str, *, confidence: float = 0.95) -> Ratio:
+        """The paired ratio ``b / a`` on the log scale (every value must be > 0): for effects that multiply."""
+        for name in (a, b):
+            for s, v in self.values.get(name, {}).items():
+                if v <= 0:
+                    raise ValueError(f"arm {name!r}, seed {s}: a ratio needs positive values, got {v}")
+        logs = PairedRuns({name: {s: math.log(v) for s, v in self.values[name].items()}
+                           for name in (a, b) if name in self.values},
+                          {k: v for k, v in self.left_out.items() if k in (a, b)})
+        return Ratio(logs.difference(a, b, confidence=confidence))
+
+    def pairing(self, a: str, b: str) -> Pairing:
+        """How much pairing by seed bought for ``b − a``: correlation, paired and unpaired SD."""
+        return Pairing.of([self.values[a][s] for s in self.seeds], [self.values[b][s] for s in self.seeds])
 
     def differences(self, baseline: str, *, confidence: float = 0.95) -> dict[str, Difference]:
         """Every other arm against ``baseline``: ``{"GQA-2 − MHA": Difference, …}``, for the forest plot."""
         return {f"{b} − {baseline}": self.difference(baseline, b, confidence=confidence)
                 for b in self.arms if b != baseline}
+
+
+def ratio(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = ("a", "b"),
+          seeds: Sequence[int] | None = None, confidence: float = 0.95) -> Ratio:
+    """The paired ratio ``b / a`` of two equally long lists of positive per-seed values."""
+    return PairedRuns.from_values({names[0]: a, names[1]: b}, seeds=seeds).ratio(
+        names[0], names[1], confidence=confidence)
 
 
 def run_paired(arms: Mapping[str, Callable[[int], float]], seeds: Iterable[int]) -> PairedRuns:
@@ -297,29 +454,52 @@ def _arm_color(name: str) -> str:
     return PALETTE.get(name, color("main"))
 
 
+def _point(d: Difference | Ratio) -> tuple[float, float, float, bool]:
+    """(centre, low, high, interval excludes 'no effect') of a Difference or a Ratio."""
+    if isinstance(d, Ratio):
+        return d.factor, d.low, d.high, d.excludes_one
+    return d.mean, d.low, d.high, d.excludes_zero
+
+
+def _one_kind(diffs: Mapping[str, Difference | Ratio]) -> bool:
+    """True for ratios, False for differences; a plot mixing the two would have no single axis."""
+    kinds = {isinstance(d, Ratio) for d in diffs.values()}
+    if len(kinds) > 1:
+        raise ValueError("plot either Differences or Ratios, not both on one axis")
+    return kinds.pop()
+
+
 def plot_differences(diffs: Mapping[str, Difference], ax=None, *, metric: str = "validation loss",
                      unit: str = "nats", colors: Mapping[str, str] | None = None, title: str | None = None):
     """A forest plot: one row per comparison, its mean paired difference (filled dot when the interval
     excludes zero, hollow when not, a cross for one seed) and its interval, with a zero line. Each
-    row is coloured by ``colors[label]`` (a ``PALETTE`` name or hex), else by its second arm."""
+    row is coloured by ``colors[label]`` (a ``PALETTE`` name or hex), else by its second arm. Given
+    ``Ratio``s it draws factors on a log axis with the line at 1 (``unit`` is then ignored)."""
     import matplotlib.pyplot as plt
 
     if not diffs:
         raise ValueError("plot_differences needs at least one Difference")
+    ratios = _one_kind(diffs)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.6 * len(diffs) + 1.4))
-    ax.axvline(0.0, color=color("reference"), lw=1, zorder=1)
+    ax.axvline(1.0 if ratios else 0.0, color=color("reference"), lw=1, zorder=1)
     for y, (label, d) in enumerate(reversed(list(diffs.items()))):
         c = (colors or {}).get(label)
         c = _arm_color(d.b) if c is None else (c if c.startswith("#") else color(c))
+        centre, low, high, clear = _point(d)
         if d.n >= 2:
-            ax.plot([d.low, d.high], [y, y], color=c, lw=2.5, solid_capstyle="butt", gid="interval")
-        ax.plot([d.mean], [y], marker="x" if d.n < 2 else "o", ms=8, color=c,
-                markerfacecolor=c if d.excludes_zero else "white", gid="mean")
+            ax.plot([low, high], [y, y], color=c, lw=2.5, solid_capstyle="butt", gid="interval")
+        ax.plot([centre], [y], marker="x" if d.n < 2 else "o", ms=8, color=c,
+                markerfacecolor=c if clear else "white", gid="mean")
     ax.set_yticks(range(len(diffs)), list(reversed(list(diffs))))
     pct = f"{next(iter(diffs.values())).confidence * 100:g}%"
-    ax.set_xlabel(f"paired difference in {metric}{f' ({unit})' if unit else ''}, mean and {pct} interval")
-    ax.set_title(title or "paired differences over seeds (interval across 0: no detectable difference)")
+    if ratios:
+        ax.set_xscale("log")
+        ax.set_xlabel(f"paired ratio of {metric} (×, log scale), geometric mean and {pct} interval")
+    else:
+        ax.set_xlabel(f"paired difference in {metric}{f' ({unit})' if unit else ''}, mean and {pct} interval")
+    ax.set_title(title or ("paired ratios over seeds (interval across 1: no detectable difference)" if ratios
+                           else "paired differences over seeds (interval across 0: no detectable difference)"))
     return ax.figure
 
 
@@ -328,26 +508,33 @@ def plot_difference_curve(xs: Mapping[str, float], diffs: Mapping[str, Differenc
                           colors: Mapping[str, str] | None = None, annotate: bool = True):
     """Each comparison's paired difference (mean and interval, filled when it excludes zero) placed at
     ``xs[label]`` (e.g. the cache bytes of the arm being compared), with a zero line: a cost curve whose
-    every point carries its own evidence."""
+    every point carries its own evidence. Given ``Ratio``s it draws factors on a log y axis with the
+    line at 1 (``unit`` is then ignored)."""
     import matplotlib.pyplot as plt
 
-    if not diffs or set(xs) < set(diffs):
+    if not diffs or not set(diffs) <= set(xs):
         raise ValueError(f"give an x for every comparison: missing {sorted(set(diffs) - set(xs))}")
+    ratios = _one_kind(diffs)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.8))
-    ax.axhline(0.0, color=color("reference"), lw=1, zorder=1)
+    ax.axhline(1.0 if ratios else 0.0, color=color("reference"), lw=1, zorder=1)
     for label, d in diffs.items():
         c = (colors or {}).get(label) or _arm_color(d.b)
         c = c if c.startswith("#") else color(c)
+        centre, low, high, clear = _point(d)
         if d.n >= 2:
-            ax.plot([xs[label]] * 2, [d.low, d.high], color=c, lw=2.5, solid_capstyle="butt", gid="interval")
-        ax.plot([xs[label]], [d.mean], "o", ms=8, color=c, markerfacecolor=c if d.excludes_zero else "white",
+            ax.plot([xs[label]] * 2, [low, high], color=c, lw=2.5, solid_capstyle="butt", gid="interval")
+        ax.plot([xs[label]], [centre], "o", ms=8, color=c, markerfacecolor=c if clear else "white",
                 zorder=3, gid="mean")
         if annotate:
-            ax.annotate(d.b, (xs[label], d.mean), textcoords="offset points", xytext=(7, -3), fontsize=8)
+            ax.annotate(d.b, (xs[label], centre), textcoords="offset points", xytext=(7, -3), fontsize=8)
     pct = f"{next(iter(diffs.values())).confidence * 100:g}%"
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{metric} − baseline{f' ({unit})' if unit else ''}\nmean and {pct} interval")
+    if ratios:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{metric} ÷ baseline (×, log scale)\ngeometric mean and {pct} interval")
+    else:
+        ax.set_ylabel(f"{metric} − baseline{f' ({unit})' if unit else ''}\nmean and {pct} interval")
     return ax.figure
 
 

@@ -198,7 +198,8 @@ class Sweep:
 
     def runs(self, metric: str = "val_loss", arms: list[str] | None = None) -> PairedRuns:
         """One metric as paired runs (arm × seed) for ``helpers.compare``, on the seeds every one of
-        ``arms`` has (some arms have extra seeds: compare two of them to use all they share)."""
+        ``arms`` has. Seeds an arm has beyond those are recorded in ``PairedRuns.left_out``, and every
+        verdict drawn from these runs names them (compare two arms alone to use all the seeds they share)."""
         order = list(arms) if arms is not None else self.arms
         by_arm: dict[str, dict[int, float]] = {}
         for r in self.records:
@@ -206,8 +207,10 @@ class Sweep:
                 by_arm.setdefault(r["arm"], {})[r["seed"]] = r["value"]
         if not by_arm:
             raise KeyError(f"sweep {self.name!r} has no metric {metric!r} for arms {arms}")
-        common = sorted(set.intersection(*(set(v) for v in by_arm.values())))
-        return PairedRuns({a: {s: by_arm[a][s] for s in common} for a in order if a in by_arm})
+        common = set.intersection(*(set(v) for v in by_arm.values()))
+        left_out = {a: tuple(sorted(set(v) - common)) for a, v in by_arm.items() if set(v) - common}
+        return PairedRuns({a: {s: by_arm[a][s] for s in sorted(common)} for a in order if a in by_arm},
+                          left_out)
 
     def value(self, arm: str, seed: int, metric: str = "val_loss") -> float:
         for r in self.records:

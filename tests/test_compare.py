@@ -232,3 +232,97 @@ def test_difference_curve_places_each_interval_at_its_x_and_fills_only_clear_one
     with pytest.raises(ValueError, match="missing"):
         plot_difference_curve({"MQA − MHA": 32}, {"MQA − MHA": clear, "GQA − MHA": noise}, xlabel="x")
     plt.close("all")
+
+
+# --- ratios: effects that multiply -----------------------------------------------------------------
+def test_ratio_is_the_geometric_mean_with_a_log_t_interval():
+    a = [0.2, 0.5, 0.1, 0.4, 0.3]
+    factors = [2.6, 1.1, 4.0, 1.3, 1.9]
+    b = [x * f for x, f in zip(a, factors)]
+    r = compare.ratio(a, b, names=("dense", "k=2"))
+    logs = [math.log(f) for f in factors]
+    m, sd = statistics.mean(logs), statistics.stdev(logs)
+    h = compare.t_critical(4) * sd / math.sqrt(5)
+    assert r.factor == pytest.approx(math.exp(m))
+    assert (r.low, r.high) == pytest.approx((math.exp(m - h), math.exp(m + h)))
+    assert r.per_seed == pytest.approx(tuple(factors))
+    assert r.low < r.factor < r.high and r.high - r.factor > r.factor - r.low  # not symmetric
+    assert r.excludes_one and "k=2 is worse than dense" in r.verdict("copy loss")
+    assert "x dense's" in r.verdict("copy loss") and "geometric mean over 5 paired seeds" in r.verdict()
+    assert str(r).startswith("k=2 / dense: ")
+
+
+def test_multiplicative_effects_read_right_only_on_the_log_scale():
+    """Lesson 07's trap: the biggest multiplicative effect has the widest additive interval, so it comes
+    out 'no detectable difference' while a smaller one is 'worse'. On the log scale both are worse."""
+    base = [0.05, 0.4, 0.1, 0.2, 0.08, 0.3]
+    big = [x * f for x, f in zip(base, [1.4, 9.0, 2.0, 1.5, 3.0, 1.3])]  # multiplies, very unevenly
+    small = [x * f for x, f in zip(base, [1.05, 1.08, 1.04, 1.06, 1.07, 1.05])]
+    assert not difference(base, big).excludes_zero and difference(base, small).excludes_zero
+    assert compare.ratio(base, big).excludes_one and compare.ratio(base, small).excludes_one
+    noise = compare.ratio(base, [x * f for x, f in zip(base, [1.1, 0.9, 1.05, 0.95, 1.02, 0.98])])
+    assert not noise.excludes_one and noise.verdict().startswith("no detectable difference")
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_ratio_refuses_values_that_are_not_positive(bad):
+    with pytest.raises(ValueError, match=r"arm 'b', seed 1: a ratio needs positive values"):
+        compare.ratio([1.0, 2.0, 3.0], [1.0, bad, 3.0])
+
+
+def test_ratio_curve_and_forest_use_a_log_axis_with_a_line_at_one():
+    import matplotlib.pyplot as plt
+
+    clear = compare.ratio([1.0, 2.0, 0.5, 1.0], [1.5, 3.1, 0.74, 1.52], names=("dense", "k=2"))
+    noise = compare.ratio([1.0, 2.0, 0.5, 1.0], [1.05, 1.9, 0.52, 0.98], names=("dense", "k=8"))
+    fig = plot_difference_curve({"a": 2, "b": 8}, {"a": clear, "b": noise}, xlabel="k", metric="copy loss")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "÷ baseline" in ax.get_ylabel()
+    assert any(tuple(l.get_ydata()) == (1.0, 1.0) for l in ax.lines)  # the no-effect line
+    intervals = {tuple(l.get_xdata())[0]: tuple(l.get_ydata()) for l in ax.lines if l.get_gid() == "interval"}
+    assert intervals[2] == pytest.approx((clear.low, clear.high))
+    means = {tuple(l.get_xdata())[0]: l.get_markerfacecolor() for l in ax.lines if l.get_gid() == "mean"}
+    assert means[8] == "white" and means[2] != "white"
+    ax2 = plot_differences({"a": clear, "b": noise}).axes[0]
+    assert ax2.get_xscale() == "log"
+    with pytest.raises(ValueError, match="not both"):
+        plot_differences({"a": clear, "d": difference([1, 2], [2, 3])})
+    plt.close("all")
+
+
+# --- pairing, and seeds that differ ------------------------------------------------------------------
+def test_pairing_reports_correlation_and_both_sds():
+    a = [2.0, 2.3, 1.8, 2.1, 2.4]
+    b = [x + 0.05 + e for x, e in zip(a, [0.01, -0.01, 0.0, 0.02, -0.02])]  # shares every seed's luck
+    p = PairedRuns.from_values({"A": a, "B": b}).pairing("A", "B")
+    assert p.correlation > 0.95
+    assert p.paired_sd == pytest.approx(statistics.stdev([y - x for x, y in zip(a, b)]))
+    assert p.unpaired_sd == pytest.approx(math.hypot(statistics.stdev(a), statistics.stdev(b)))
+    assert p.paired_sd < p.unpaired_sd / 5
+    unrelated = PairedRuns.from_values({"A": a, "B": [2.1, 1.8, 2.4, 2.3, 2.0]}).pairing("A", "B")
+    assert unrelated.correlation < 0.5 and unrelated.paired_sd > unrelated.unpaired_sd / 2
+    assert "per-seed correlation" in str(p)
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        PairedRuns.from_values({"A": [1, 2], "B": [1, 2]}).pairing("A", "B")
+
+
+def test_a_sweep_with_unequal_seed_counts_says_so_in_every_verdict(tmp_path):
+    from helpers.experiments import Sweep
+
+    records = [{"arm": arm, "seed": s, "metric": "val_loss", "value": 2.0 + 0.01 * s + (0.1 if arm == "B" else 0)}
+               for arm, seeds in (("A", range(10)), ("B", range(10)), ("C", range(5))) for s in seeds]
+    sweep = Sweep("t", {}, records, {}, {})
+    runs = sweep.runs("val_loss")
+    assert runs.left_out == {"A": (5, 6, 7, 8, 9), "B": (5, 6, 7, 8, 9)}
+    d = runs.difference("A", "B")
+    assert d.n == 5 and "UNEQUAL SEEDS" in d.verdict() and "A's seeds 5, 6, 7, 8, 9" in d.verdict()
+    assert "UNEQUAL SEEDS" in str(d) and "UNEQUAL SEEDS" in runs.ratio("A", "B").verdict()
+    # the two arms alone: all ten seeds, nothing to say
+    both = sweep.runs("val_loss", ["A", "B"])
+    assert both.left_out == {} and both.difference("A", "B").n == 10
+    assert "UNEQUAL" not in both.difference("A", "B").verdict()
+    # built by hand, arms with different seeds are refused outright
+    with pytest.raises(ValueError, match="must share the same seeds"):
+        PairedRuns({"A": {0: 1.0, 1: 2.0}, "B": {0: 1.0}})
+    with pytest.raises(ValueError, match="not in the runs"):
+        PairedRuns({"A": {0: 1.0}}, {"Z": (1,)})
