@@ -202,7 +202,8 @@ class Pairing:
     def of(cls, a: Sequence[float], b: Sequence[float]) -> Pairing:
         a, b = [float(v) for v in a], [float(v) for v in b]
         if len(a) != len(b) or len(a) < 3:
-            raise ValueError(f"pairing needs two equally long lists of at least 3 seeds, got {len(a)} and {len(b)}")
+            raise ValueError("pairing needs two equally long lists of at least 3 seeds, "
+                             f"got {len(a)} and {len(b)}")
         sa, sb = _sd(a), _sd(b)
         ma, mb = sum(a) / len(a), sum(b) / len(b)
         cov = sum((x - ma) * (y - mb) for x, y in zip(a, b)) / (len(a) - 1)
@@ -269,7 +270,8 @@ class Ratio:
         if self.n < 2:
             return (f"one seed: no interval ({b} / {a} = {self._x(self.factor)} in {metric} on seed "
                     f"{self.seeds[0]}); run more seeds before calling a difference{note}")
-        size = f"{self._x(self.factor)} {a}'s ({pct} interval {self.interval()}, geometric mean over {self.n} paired seeds)"
+        size = (f"{self._x(self.factor)} {a}'s ({pct} interval {self.interval()}, geometric mean over "
+                f"{self.n} paired seeds)")
         if not self.excludes_one:
             return f"no detectable difference in {metric} at this scale ({b}'s is {size}){note}"
         if lower_is_better is None:
@@ -403,7 +405,7 @@ class PairedRuns:
         return Difference(a, b, seeds, per_seed, confidence, left)
 
     def ratio(self, a: str, b: str, *, confidence: float = 0.95) -> Ratio:
-        """The paired ratio ``b / a`` on the log scale (every value must be > 0): for effects that multiply."""
+        """The paired ratio ``b / a`` on the log scale (every value must be > 0): effects that multiply."""
         for name in (a, b):
             for s, v in self.values.get(name, {}).items():
                 if v <= 0:
@@ -497,7 +499,8 @@ def plot_differences(diffs: Mapping[str, Difference], ax=None, *, metric: str = 
         ax.set_xscale("log")
         ax.set_xlabel(f"paired ratio of {metric} (×, log scale), geometric mean and {pct} interval")
     else:
-        ax.set_xlabel(f"paired difference in {metric}{f' ({unit})' if unit else ''}, mean and {pct} interval")
+        unit_part = f" ({unit})" if unit else ""
+        ax.set_xlabel(f"paired difference in {metric}{unit_part}, mean and {pct} interval")
     ax.set_title(title or ("paired ratios over seeds (interval across 1: no detectable difference)" if ratios
                            else "paired differences over seeds (interval across 0: no detectable difference)"))
     return ax.figure

@@ -309,7 +309,8 @@ def test_pairing_reports_correlation_and_both_sds():
 def test_a_sweep_with_unequal_seed_counts_says_so_in_every_verdict(tmp_path):
     from helpers.experiments import Sweep
 
-    records = [{"arm": arm, "seed": s, "metric": "val_loss", "value": 2.0 + 0.01 * s + (0.1 if arm == "B" else 0)}
+    records = [{"arm": arm, "seed": s, "metric": "val_loss",
+                "value": 2.0 + 0.01 * s + (0.1 if arm == "B" else 0)}
                for arm, seeds in (("A", range(10)), ("B", range(10)), ("C", range(5))) for s in seeds]
     sweep = Sweep("t", {}, records, {}, {})
     runs = sweep.runs("val_loss")
