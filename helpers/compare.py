@@ -501,8 +501,8 @@ def plot_differences(diffs: Mapping[str, Difference], ax=None, *, metric: str = 
     else:
         unit_part = f" ({unit})" if unit else ""
         ax.set_xlabel(f"paired difference in {metric}{unit_part}, mean and {pct} interval")
-    ax.set_title(title or ("paired ratios over seeds (interval across 1: no detectable difference)" if ratios
-                           else "paired differences over seeds (interval across 0: no detectable difference)"))
+    what, line = ("ratios", 1) if ratios else ("differences", 0)
+    ax.set_title(title or f"paired {what} over seeds (interval across {line}: no detectable difference)")
     return ax.figure
 
 
