@@ -60,6 +60,9 @@ class ModelConfig:
     # or "loss_free+seq_aux": DeepSeek-V3's recipe, bias balancing plus the tiny sequence-wise loss
     aux_loss_alpha: float = 0.01  # α: weight of the balance loss
     bias_update_speed: float = 0.001  # γ (u): step of the aux-loss-free bias update
+    # capacity factor c: each expert takes at most ceil(c·N·K/E) of a batch's N·K assignments and the rest
+    # are dropped (GShard, Switch); 0 = no dropping, DeepSeek-V3's choice (lesson 04)
+    capacity_factor: float = 0.0
     # --- multi-token prediction (DeepSeek-V3 §2.2) ----------------------------------------------
     mtp_depth: int = 0  # Dm (the report's D): sequential MTP modules; 0 = none
     mtp_lambda: float = 0.3  # λ: weight of the MTP loss
@@ -121,7 +124,8 @@ OPTIONAL_POSITIVE_INTS = ("n_kv_heads", "head_dim")  # None means "derive it"
 BOOLS = ("tie_embeddings", "norm_topk_prob")
 # Floats: (name, lower bound, strict?): rope_theta, norm_eps and route_scale > 0; rates and weights >= 0.
 FLOATS = (("rope_theta", 0.0, True), ("norm_eps", 0.0, True), ("route_scale", 0.0, True),
-          ("aux_loss_alpha", 0.0, False), ("bias_update_speed", 0.0, False), ("mtp_lambda", 0.0, False))
+          ("aux_loss_alpha", 0.0, False), ("bias_update_speed", 0.0, False), ("mtp_lambda", 0.0, False),
+          ("capacity_factor", 0.0, False))
 
 
 def _check_types(cfg: ModelConfig) -> list[str]:

@@ -212,6 +212,14 @@ class Sweep:
         return PairedRuns({a: {s: by_arm[a][s] for s in sorted(common)} for a in order if a in by_arm},
                           left_out)
 
+    def build_of(self, arm: str) -> dict:
+        """The meta that says which build made ``arm``: the sweep's own, or that of the extension that
+        added the arm later (``extend_sweep``)."""
+        for ext in self.meta.get("extensions", []):
+            if arm in ext["arms"]:
+                return ext
+        return self.meta
+
     def value(self, arm: str, seed: int, metric: str = "val_loss") -> float:
         for r in self.records:
             if (r["arm"], r["seed"], r["metric"]) == (arm, seed, metric):
@@ -225,7 +233,8 @@ class Sweep:
         match on every build."""
         committed = {m: self.value(arm, seed, m) for m in got}
         spread = {m: [self.value(arm, s, m) for s in self.seeds_of(arm)] for m in got}
-        return reproduction(label or f"{arm}, seed {seed}", got, committed, spread, self.meta, exact=exact)
+        return reproduction(label or f"{arm}, seed {seed}", got, committed, spread, self.build_of(arm),
+                            exact=exact)
 
     def uptrain_reproduction(self, arm: str, seed: int, got: dict[str, float]) -> Reproduction:
         """``reproduction`` for an uptraining arm: ``got`` holds 'at_0' and/or 'final'."""
@@ -266,6 +275,27 @@ def per_seed_results(path: Path) -> list[dict]:
     return [{"seed": s, "runs": [r for r in blob["records"] if r["seed"] == s],
              "curves": blob["curves"].get(str(s), {}), "uptrain": blob.get("uptrain", {}).get(str(s))}
             for s in seeds]
+
+
+def extend_sweep(name: str, per_seed: list[dict], made_by: str, path: Path | None = None) -> Path:
+    """Add new arms to a committed sweep without touching its records or its meta: the new records are
+    appended, and ``meta["extensions"]`` records the arms, their seeds, the build that made them and the
+    command. Refuses an arm the sweep already has (re-running an arm is a new sweep, not an extension)."""
+    path = Path(path) if path is not None else sweep_path(name)
+    blob = json.loads(path.read_text(encoding="utf-8"))
+    have = {r["arm"] for r in blob["records"]}
+    new = [r for entry in _merge_seeds(per_seed) for r in entry["runs"]]
+    arms = list(dict.fromkeys(r["arm"] for r in new))
+    if not new:
+        raise ValueError("nothing to add")
+    if set(arms) & have:
+        raise ValueError(f"the sweep already has arms {sorted(set(arms) & have)}; "
+                         "an extension adds new arms only")
+    blob["records"] += new
+    blob["meta"].setdefault("extensions", []).append(
+        {"arms": arms, "seeds": sorted({r["seed"] for r in new}), **build_meta(), "made_by": made_by})
+    path.write_text(json.dumps(blob, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def _merge_seeds(per_seed: list[dict]) -> list[dict]:

@@ -22,6 +22,11 @@ of the official ``inference/model.py`` classes ``Gate`` and ``MoE``:
     previous step (``MoE.after_optimizer_step``, called by ``Transformer.after_optimizer_step``).
   * ``"loss_free+seq_aux"``: both, DeepSeek-V3's own recipe (the bias does the balancing; the
     sequence-wise loss with a tiny α, 0.0001 in V3, only guards against extreme imbalance in one sequence).
+- Token dropping (``cfg.capacity_factor`` c > 0; GShard, Lepikhin et al. 2020; Switch): each expert
+  takes at most ``C = ceil(c · N·K / E)`` of a call's N·K assignments; the rest get gate 0 (the token
+  keeps its residual and any shared expert). First choices are served before second choices, and within
+  one choice rank earlier tokens first (``capacity_mask``). DeepSeek-V3 drops no tokens (§3.2.2 of the
+  report): lesson 04 measures what dropping costs against balancing.
 - Metrics: ``max_vio`` (Wang et al.: (max load − mean load) / mean load) and ``load_entropy``.
 
 Two dispatch paths compute the same routed output and are tested equal: ``dispatch_grouped`` sorts the
@@ -176,6 +181,23 @@ def load_entropy(counts: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(-1)
 
 
+def expert_capacity(n_tokens: int, top_k: int, n_experts: int, capacity_factor: float) -> int:
+    """C = ceil(c · N·K / E): the assignments one expert may take in a call (at least 1)."""
+    check_int("n_tokens", n_tokens, min_value=0)
+    check_number("capacity_factor", capacity_factor, min_value=0.0, strict_min=True)
+    return max(1, math.ceil(capacity_factor * n_tokens * top_k / n_experts))
+
+
+def capacity_mask(indices: torch.Tensor, n_experts: int, capacity: int) -> torch.Tensor:
+    """(N, K) bool: which assignments an expert of ``capacity`` slots keeps. Slots go to first choices
+    of every token before second choices, and within one choice rank to earlier tokens first."""
+    check_int("capacity", capacity, min_value=1)
+    by_rank = indices.t().reshape(-1)  # (K·N,): all first choices, then all second choices …
+    onehot = F.one_hot(by_rank, n_experts)  # (K·N, E)
+    place = (onehot.cumsum(0) * onehot).sum(-1) - 1  # how many earlier assignments went to the same expert
+    return (place < capacity).view(indices.shape[1], -1).t()  # (N, K)
+
+
 # --- dispatch -----------------------------------------------------------------------------------------
 def dispatch_grouped(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor,
                      experts: nn.ModuleList) -> torch.Tensor:
@@ -220,6 +242,7 @@ class MoEResult:
     indices: torch.Tensor  # (B, T, K) chosen experts
     weights: torch.Tensor  # (B, T, K) gate values
     scores: torch.Tensor  # (B, T, E) unbiased router scores
+    dropped: float = 0.0  # share of the N·K assignments dropped for capacity (0 without a capacity factor)
 
     @property
     def max_vio(self) -> float:
@@ -252,11 +275,16 @@ class MoE(nn.Module):
         B, T, D = x.shape
         flat = x.reshape(B * T, D)  # (N, D)
         r = self.gate(flat)
+        weights, dropped = r.weights, 0.0
+        if cfg.capacity_factor > 0:  # over-full experts drop their latest assignments (gate 0)
+            cap = expert_capacity(B * T, r.indices.shape[1], cfg.n_routed_experts, cfg.capacity_factor)
+            keep = capacity_mask(r.indices, cfg.n_routed_experts, cap)  # (N, K)
+            weights, dropped = weights * keep, 1.0 - keep.float().mean().item()
         run = dispatch_grouped if self.dispatch == "grouped" else dispatch_loop
-        out = run(flat, r.indices, r.weights, self.experts)  # (N, D)
+        out = run(flat, r.indices, weights, self.experts)  # (N, D)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
-        counts = _count(r.indices, cfg.n_routed_experts)  # (E,)
+        counts = _count(r.indices, cfg.n_routed_experts)  # (E,) the router's choices, before any dropping
         if self.training:
             self.load += counts.to(self.load.dtype)
         if cfg.balance == "aux":
@@ -266,8 +294,8 @@ class MoE(nn.Module):
         else:
             balance = r.probs.new_zeros(())
         return MoEResult(out=out.view(B, T, D), balance_loss=balance, counts=counts,
-                         indices=r.indices.view(B, T, -1), weights=r.weights.view(B, T, -1),
-                         scores=r.scores.view(B, T, -1))  # (B, T, ·)
+                         indices=r.indices.view(B, T, -1), weights=weights.view(B, T, -1),
+                         scores=r.scores.view(B, T, -1), dropped=dropped)  # (B, T, ·)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:

@@ -20,7 +20,11 @@ and one balancing method: ``none``; ``aux α=…`` (the Switch loss, batch-wise:
 batch); ``seq-aux α=…`` (DeepSeek-V3's sequence-wise loss: f and P per sequence); ``loss-free γ=…`` (the
 selection bias). α runs from Wang et al.'s 0.001 to 1, far enough to hurt. Two more arms test the shared
 expert at equal active parameters: ``sigmoid K=3`` (three routed experts) against ``sigmoid K=2+shared``
-(two routed plus one always-on expert of the same width), both with loss-free balancing.
+(two routed plus one always-on expert of the same width), both with loss-free balancing. Two arms added
+later (``python scripts/sweep.py moe --arms … --part c`` then ``--extend``; their build is recorded in the
+sweep's ``meta["extensions"]``) drop tokens instead of balancing: ``softmax capacity c=1`` and ``c=1.25``,
+no balancing, each expert taking at most ``ceil(c · N·K / E)`` assignments of a batch (GShard, Switch;
+``helpers.moe.capacity_mask``). DeepSeek-V3 drops none.
 
 Per run (``measure_moe``), on fixed validation batches:
 
@@ -33,6 +37,7 @@ Per run (``measure_moe``), on fixed validation batches:
   averaged over layers (0 = the domains use the experts identically, 1 = disjoint experts);
 - ``class_mi``: mutual information between a token's byte class (``BYTE_CLASSES``) and the experts it is
   sent to, in bits, averaged over layers: how much knowing the expert tells about the token;
+- ``dropped`` (capacity arms only): the share of the N·K assignments of a validation batch dropped;
 - ``train_seconds``: training wall time on one thread (a cost, not a quality measure).
 """
 
@@ -61,6 +66,7 @@ EVAL = dict(batch_size=16, seq_len=64, iters=16, seed=1234)  # the same fixed ba
 ALPHAS = (0.001, 0.01, 0.1, 1.0)
 SEQ_ALPHAS = (0.01, 0.1)
 GAMMAS = (0.0001, 0.001, 0.01)
+CAPACITY_FACTORS = (1.0, 1.25)  # token dropping instead of balancing (softmax router, added later)
 ROUTERS = ("softmax", "sigmoid")
 # Byte classes for the specialisation measure; every byte of the corpus falls in exactly one.
 BYTE_CLASSES = {"space / newline": b" \n\t", "lowercase": bytes(range(97, 123)),
@@ -72,7 +78,7 @@ STARVED = 0.25  # an expert with under a quarter of its fair share of the load c
 
 def arm_name(router: str, method: str, value: float | None = None) -> str:
     """``"softmax aux α=0.01"`` and the like: router, method, and its one knob."""
-    knob = {"aux": "α", "seq-aux": "α", "loss-free": "γ"}.get(method)
+    knob = {"aux": "α", "seq-aux": "α", "loss-free": "γ", "capacity": "c"}.get(method)
     return f"{router} {method}" + (f" {knob}={value:g}" if knob else "")
 
 
@@ -89,6 +95,8 @@ def moe_arms(base: ModelConfig | None = None) -> dict[str, ModelConfig]:
             arms[arm_name(router, "seq-aux", a)] = cfg.replace(balance="seq_aux", aux_loss_alpha=a)
         for g in GAMMAS:
             arms[arm_name(router, "loss-free", g)] = cfg.replace(balance="loss_free", bias_update_speed=g)
+    for c in CAPACITY_FACTORS:  # no balancing; the over-full experts drop tokens instead
+        arms[arm_name("softmax", "capacity", c)] = base.replace(score_func="softmax", capacity_factor=c)
     shared = base.replace(score_func="sigmoid", balance="loss_free", bias_update_speed=0.001)
     arms["sigmoid K=3"] = shared.replace(n_activated_experts=3)
     arms["sigmoid K=2+shared"] = shared.replace(n_activated_experts=2, n_shared_experts=1)
@@ -96,13 +104,13 @@ def moe_arms(base: ModelConfig | None = None) -> dict[str, ModelConfig]:
 
 
 def method_of(arm: str) -> str:
-    """The balancing method of an arm name: 'none', 'aux', 'seq-aux', 'loss-free' or 'shared'."""
+    """The balancing method of an arm name: 'none', 'aux', 'seq-aux', 'loss-free', 'capacity' or 'shared'."""
     parts = arm.split()
     return "shared" if parts[1].startswith("K=") else parts[1]
 
 
 def knob_of(arm: str) -> float | None:
-    """α or γ of an arm name (None for 'none' and the shared-expert arms)."""
+    """α, γ or the capacity factor c of an arm name (None for 'none' and the shared-expert arms)."""
     parts = arm.split()
     return float(parts[2].split("=")[1]) if len(parts) > 2 and "=" in parts[2] else None
 
@@ -154,25 +162,28 @@ def total_variation(a: torch.Tensor, b: torch.Tensor) -> float:
 def routing_tables(model: Transformer, corpus: Corpus, *,
                    domain: str | None = None) -> dict[str, torch.Tensor]:
     """Expert loads on ``EVAL``'s validation batches: ``total`` (L, E) summed, ``per_batch`` (iters, L, E),
-    and ``by_class`` (L, classes, E): the assignments of each byte class."""
+    ``by_class`` (L, classes, E): the assignments of each byte class (the router's choices, before any
+    dropping), and ``dropped`` (iters, L): the share of assignments a capacity factor dropped."""
     layers = len(moe_layers(model.layers))
     E, n_cls = model.config.n_routed_experts, len(BYTE_CLASSES)
     cls_of = class_of_byte().to(model.device)
     gen = torch.Generator().manual_seed(EVAL["seed"])
-    per_batch, by_class = [], torch.zeros(layers, n_cls, E, dtype=torch.long)
+    per_batch, dropped, by_class = [], [], torch.zeros(layers, n_cls, E, dtype=torch.long)
     with torch_threads(THREADS):
         for _ in range(EVAL["iters"]):
             b = corpus.get_batch("val", EVAL["batch_size"], EVAL["seq_len"], generator=gen,
                                  device=model.device, domain=domain)
             moe = model.run(b.x).moe[:layers]  # the main model's MoE layers
             per_batch.append(torch.stack([m.counts for m in moe]).cpu())  # (L, E)
+            dropped.append([m.dropped for m in moe])
             K = moe[0].indices.shape[-1]
             cls = cls_of[b.x].unsqueeze(-1).expand(-1, -1, K).flatten()  # (B·T·K,)
             for layer, m in enumerate(moe):
                 by_class[layer].view(-1).index_add_(0, (cls * E + m.indices.flatten()).cpu(),
                                                     torch.ones(cls.numel(), dtype=torch.long))
     per_batch = torch.stack(per_batch)  # (iters, L, E)
-    return {"total": per_batch.sum(0), "per_batch": per_batch, "by_class": by_class}
+    return {"total": per_batch.sum(0), "per_batch": per_batch, "by_class": by_class,
+            "dropped": torch.tensor(dropped, dtype=torch.float64)}  # (iters, L) share of assignments dropped
 
 
 def measure_moe(model: Transformer, corpus: Corpus) -> dict[str, float]:
@@ -184,13 +195,14 @@ def measure_moe(model: Transformer, corpus: Corpus) -> dict[str, float]:
     E = total.shape[-1]
     share = total.double() / total.double().sum(-1, keepdim=True)
     docs, code = (routing_tables(model, corpus, domain=d)["total"] for d in ("docs", "code"))
+    dropping = {"dropped": tables["dropped"].mean().item()} if model.config.capacity_factor > 0 else {}
     return {"val_loss": val,
             "max_vio_global": max_vio(total).mean().item(),
             "max_vio_batch": max_vio(tables["per_batch"]).mean().item(),
             "entropy": _entropy_bits(share).mean().item(),
             "starved": (share < STARVED / E).double().mean().item(),
             "domain_tv": total_variation(docs, code),
-            "class_mi": mutual_information(tables["by_class"])}
+            "class_mi": mutual_information(tables["by_class"]), **dropping}
 
 
 def _entropy_bits(p: torch.Tensor) -> torch.Tensor:

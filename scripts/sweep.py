@@ -5,6 +5,8 @@
     python scripts/sweep.py attention --merge              # parts + the committed sweep -> attention.json
     python scripts/sweep.py attention --seeds 5 6 7 8 9 --arms MHA GQA-2 MQA "MLA Dc=4" --part x  # +seeds
     python scripts/sweep.py moe --seeds 0 1 2 --part a     # lesson 04's sweep, the same way
+    python scripts/sweep.py moe --arms "softmax capacity c=1" --part c && \
+        python scripts/sweep.py moe --extend               # new arms added beside the committed ones
     python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
@@ -55,12 +57,29 @@ def main(argv=None) -> int:
     p.add_argument("--arms", nargs="+", help="only these arms (default: all); e.g. extra seeds for a few")
     p.add_argument("--part", help="write a part file (merge them with --merge) instead of the sweep")
     p.add_argument("--merge", action="store_true", help="merge the part files into the committed sweep")
+    p.add_argument("--extend", action="store_true",
+                   help="add the part files' NEW arms to the committed sweep, keeping its records and meta; "
+                        "their build is recorded in meta['extensions']")
     args = p.parse_args(argv)
     forced = {v: os.environ[v] for v in (plan.PLAN_VAR, plan.SCALE_VAR) if os.environ.get(v, "").strip()}
-    if forced and not args.merge:  # a sweep is the full-length CPU recipe, nothing else
+    if forced and not (args.merge or args.extend):  # a sweep is the full-length CPU recipe, nothing else
         print(f"refused: {forced} would change the recipe a committed sweep records; unset them",
               file=sys.stderr)
         return 2
+    if args.extend:
+        parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
+        per_seed = [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
+        arms = " ".join(repr(a) for a in sorted({r["arm"] for s in per_seed for r in s["runs"]}))
+        try:
+            path = ex.extend_sweep(args.name, per_seed, f"python scripts/sweep.py {args.name} --arms {arms} "
+                                   "--part …, then --extend")
+        except (ValueError, FileNotFoundError) as err:
+            print(f"not extended: {err}", file=sys.stderr)
+            return 1
+        for f in parts:
+            f.unlink()
+        print(f"extended {path}")
+        return 0
     if args.merge:
         parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
         if not parts:

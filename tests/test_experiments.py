@@ -88,6 +88,26 @@ def test_entries_for_one_seed_merge_and_a_repeat_is_refused(tmp_path):
         ex.write_sweep("attention", [fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
 
 
+def test_an_extension_adds_new_arms_and_records_their_own_build(tmp_path):
+    path = ex.write_sweep("attention", [fake_seed(0), fake_seed(1)], path=tmp_path / "s.json",
+                          meta={"recipe": {}, "torch": "2.0.0+old"})
+    later = [{"seed": s, "runs": [{"arm": "GQA-2", "seed": s, "metric": "val_loss", "value": 2.5 + s}],
+              "curves": {}, "uptrain": None} for s in (0, 1)]
+    ex.extend_sweep("attention", later, "a test", path=path)
+    sweep = ex.load_sweep(path=path)
+    assert sweep.arms == ["MHA", "MQA", "GQA-2"] and sweep.value("GQA-2", 1) == 3.5
+    assert sweep.meta["torch"] == "2.0.0+old"  # the sweep's own build stays
+    ext = sweep.meta["extensions"][0]
+    assert ext["arms"] == ["GQA-2"] and ext["seeds"] == [0, 1] and ext["made_by"] == "a test"
+    assert sweep.build_of("GQA-2") is ext and sweep.build_of("MHA") is sweep.meta
+    assert ext["torch"] == ex.build_meta()["torch"]
+    # the extension's arm is checked against its own build: here that is this machine, so bit for bit
+    assert sweep.reproduction("GQA-2", 0, {"val_loss": 2.5}).expected_exact
+    assert not sweep.reproduction("MHA", 0, {"val_loss": 2.0}).expected_exact
+    with pytest.raises(ValueError, match="already has arms"):
+        ex.extend_sweep("attention", later, "again", path=path)
+
+
 def test_the_committed_sweep_is_complete_and_paired():
     sweep = ex.load_sweep("attention")
     assert sweep.arms == list(ex.attention_arms())

@@ -366,3 +366,60 @@ def test_bench_suite_names_and_values():
     assert out["moe.ours_over_hf"] == pytest.approx(out["moe.ours_ms@64"] / out["moe.hf_ms@64"])
     with pytest.raises(ValueError, match="loop_tokens=99"):
         moe_bench.run(quick=True, n_tokens=64, loop_tokens=99, sizes=sizes)
+
+
+# --- token dropping at a capacity factor (GShard/Switch; what DeepSeek-V3 does not do) ---------------
+def _capacity_by_hand(indices, n_experts, capacity):
+    """The reference: serve first choices of every token in order, then second choices, counting slots."""
+    used = [0] * n_experts
+    keep = [[False] * indices.shape[1] for _ in range(indices.shape[0])]
+    for k in range(indices.shape[1]):
+        for t in range(indices.shape[0]):
+            e = int(indices[t, k])
+            if used[e] < capacity:
+                used[e] += 1
+                keep[t][k] = True
+    return torch.tensor(keep)
+
+
+def test_capacity_mask_matches_the_slot_by_slot_reference():
+    from helpers.moe import capacity_mask, expert_capacity
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        E, K, N = 6, 2, 40
+        idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(N)])
+        idx[:25, 0] = 0  # a hot expert, so dropping happens
+        for cap in (1, 3, 7, 13, 80):
+            assert torch.equal(capacity_mask(idx, E, cap), _capacity_by_hand(idx, E, cap))
+    assert expert_capacity(1024, 2, 8, 1.0) == 256 and expert_capacity(1024, 2, 8, 1.25) == 320
+    assert expert_capacity(3, 1, 8, 1.0) == 1  # never zero slots
+    with pytest.raises(ValueError, match="capacity_factor"):
+        expert_capacity(10, 2, 8, 0.0)
+
+
+def test_a_capacity_factor_drops_over_full_experts_and_only_them():
+    cfg = ModelConfig(dim=16, n_heads=2, n_routed_experts=4, n_activated_experts=2, moe_inter_dim=8)
+    torch.manual_seed(0)
+    free = MoE(cfg).eval()
+    with torch.no_grad():
+        free.gate.bias.copy_(torch.tensor([2.0, 0.0, 0.0, 0.0]))  # expert 0 chosen by every token
+    tight = MoE(cfg.replace(capacity_factor=1.0)).eval()
+    tight.load_state_dict(free.state_dict())
+    x = torch.randn(2, 10, 16)
+    with torch.no_grad():
+        a, b = free(x), tight(x)
+    idx = a.indices.reshape(-1, 2)
+    keep = _capacity_by_hand(idx, 4, 10)  # C = ceil(1.0 · 20·2 / 4) = 10
+    assert b.dropped == pytest.approx(1 - keep.float().mean().item()) and b.dropped > 0
+    assert torch.equal(b.weights.reshape(-1, 2), a.weights.reshape(-1, 2) * keep)
+    assert torch.equal(b.counts, a.counts)  # the router's choices are counted before dropping
+    expected = dispatch_loop(x.reshape(-1, 16), idx, a.weights.reshape(-1, 2) * keep, free.experts)
+    torch.testing.assert_close(b.out.reshape(-1, 16), expected, rtol=1e-5, atol=1e-6)
+    roomy = MoE(cfg.replace(capacity_factor=4.0)).eval()  # C = N·K: nothing can be dropped
+    roomy.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        c = roomy(x)
+    assert c.dropped == 0.0 and torch.equal(c.out, a.out)
+    with pytest.raises(ValueError, match="capacity_factor"):
+        cfg.replace(capacity_factor=-1.0)
