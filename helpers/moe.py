@@ -25,8 +25,8 @@ of the official ``inference/model.py`` classes ``Gate`` and ``MoE``:
 - Token dropping (``cfg.capacity_factor`` c > 0; GShard, Lepikhin et al. 2020; Switch): each expert
   takes at most ``C = ceil(c · N·K / E)`` of a call's N·K assignments; the rest get gate 0 (the token
   keeps its residual and any shared expert). First choices are served before second choices, and within
-  one choice rank earlier tokens first (``capacity_mask``). DeepSeek-V3 drops no tokens (§3.2.2 of the
-  report): lesson 04 measures what dropping costs against balancing.
+  one choice rank earlier tokens first (``capacity_mask``). DeepSeek-V3 drops no tokens (§2.1.2, "No
+  Token-Dropping", in training and in inference): lesson 04 measures what dropping costs against balancing.
 - Metrics: ``max_vio`` (Wang et al.: (max load − mean load) / mean load) and ``load_entropy``.
 
 Two dispatch paths compute the same routed output and are tested equal: ``dispatch_grouped`` sorts the

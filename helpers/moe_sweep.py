@@ -312,3 +312,68 @@ def plot_frontier(sweep, router: str, ax=None, *, x_metric: str = "max_vio_globa
     if legend:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
+
+
+def paired_against_none(sweep, router: str, metric: str = "val_loss") -> dict:
+    """Every balancing arm of one router against no balancing on the same seeds: ``{arm: Difference}``
+    of ``metric`` (arm − none), the comparison the balancing methods' price is read from."""
+    none = arm_name(router, "none")
+    return {arm: sweep.runs(metric, [none, arm]).difference(none, arm) for arm in sweep.arms
+            if arm.split()[0] == router and arm != none and method_of(arm) not in ("shared", "capacity")}
+
+
+def plot_paired_frontier(sweep, router: str, ax=None, *, x_metric: str = "max_vio_global",
+                         xlabel: str | None = None, legend: bool = True):
+    """The price of balance, paired: each balancing arm's validation loss minus no balancing's on the
+    same seeds (mean and 95% interval, filled when it excludes zero) against the arm's mean ``x_metric``;
+    no balancing itself sits on the zero line at its own MaxVio. Arms of one method are joined in the
+    order of their knob, which is labelled beside each point."""
+    import matplotlib.pyplot as plt
+
+    from .style import PALETTE
+
+    diffs = paired_against_none(sweep, router)
+    xs = {a: arm_points(sweep, router, x_metric)[a][0] for a in [*diffs, arm_name(router, "none")]}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.axhline(0.0, color=PALETTE.get("reference", "#888888"), lw=1, zorder=1)
+    none = arm_name(router, "none")
+    ax.plot([xs[none]], [0.0], "*", ms=12, color=PALETTE[METHOD_COLORS["none"]], label="no balancing",
+            zorder=3)
+    markers = {"aux": "o", "seq-aux": "D", "loss-free": "s"}
+    labels = {"aux": "aux loss (batch-wise), α", "seq-aux": "sequence-wise aux, α",
+              "loss-free": "loss-free bias, γ"}
+    for method in markers:
+        arms = sorted((a for a in diffs if method_of(a) == method), key=lambda a: knob_of(a) or 0.0)
+        c = PALETTE.get(METHOD_COLORS[method], "#555555")
+        ax.plot([xs[a] for a in arms], [diffs[a].mean for a in arms], "-", color=c, lw=1, alpha=0.6)
+        for i, a in enumerate(arms):
+            d = diffs[a]
+            ax.plot([xs[a]] * 2, [d.low, d.high], color=c, lw=2.2, solid_capstyle="butt", gid="interval")
+            ax.plot([xs[a]], [d.mean], markers[method], ms=7, color=c, zorder=3, gid="mean",
+                    markerfacecolor=c if d.excludes_zero else "white",
+                    label=labels[method] if i == 0 else None)
+            ax.annotate(f"{knob_of(a):g}", (xs[a], d.mean), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8, color=c)
+    ax.set(xlabel=xlabel or x_metric,
+           ylabel="val loss − no balancing (nats/byte)\npaired over seeds, 95% interval",
+           title=f"{router} router: the price of balance, paired")
+    if legend:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure
+
+
+def matched_aux_arms(sweep, loss_free_arm: str, n: int = 2, metric: str = "max_vio_global") -> list[str]:
+    """The ``n`` auxiliary-loss arms of the same router nearest to ``loss_free_arm`` in mean ``metric``,
+    nearest first: a verdict that holds against one match and not the next depends on the matching rule."""
+    check_int("n", n, min_value=1)
+    router = loss_free_arm.split()[0]
+
+    def mean(arm):
+        v = sweep.runs(metric, [arm]).values[arm]
+        return sum(v.values()) / len(v)
+    target = mean(loss_free_arm)
+    rivals = [a for a in sweep.arms if a.split()[0] == router and method_of(a) == "aux"]
+    if not rivals:
+        raise ValueError(f"no aux arms for router {router!r} in the sweep")
+    return sorted(rivals, key=lambda a: abs(mean(a) - target))[:n]

@@ -117,8 +117,10 @@ def test_per_channel_keys_win_with_outlier_channels():
     q, v = torch.randn(1, 4, 64, 16), torch.randn(1, 2, 64, 16)
     per_channel = attention_error(q, k, v, key_axis="channel", value_axis=None)
     per_token = attention_error(q, k, v, key_axis="token", value_axis=None)
-    assert per_channel < per_token
-    assert quant_error(k, "channel").rel_rms < quant_error(k, "token").rel_rms
+    # with a margin: scales that ignore the axis (one per tensor) would make the two equal, and a strict
+    # "<" would then rest on an exact tie (measured ratios here: about 4x and 1.4-1.8x)
+    assert per_channel < per_token / 2
+    assert quant_error(k, "channel").rel_rms < 0.85 * quant_error(k, "token").rel_rms
 
 
 def test_cache_update_matches_quantised_history_and_counts_bytes():
