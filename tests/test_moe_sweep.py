@@ -21,13 +21,17 @@ def test_arms_differ_only_in_router_and_balance():
         assert cfg.score_func == name.split()[0]
         method = ms.method_of(name)
         want = {"none": "none", "aux": "aux", "seq-aux": "seq_aux", "loss-free": "loss_free",
-                "shared": "loss_free"}[method]
+                "shared": "loss_free", "capacity": "none"}[method]
         assert cfg.balance == want, name
         knob = ms.knob_of(name)
         if method in ("aux", "seq-aux"):
             assert cfg.aux_loss_alpha == knob
         elif method == "loss-free":
             assert cfg.bias_update_speed == knob
+        # only the capacity arms drop tokens, and they differ from "softmax none" in that alone
+        assert cfg.capacity_factor == (knob if method == "capacity" else 0.0), name
+        if method == "capacity":
+            assert cfg == arms["softmax none"].replace(capacity_factor=knob)
     # Wang et al.'s α and values large enough to hurt are both in the sweep
     assert {0.001, 1.0} <= set(ms.ALPHAS)
 
@@ -71,8 +75,19 @@ def test_committed_sweep_has_every_arm_on_every_seed():
     assert sweep.meta["recipe"] == ms.RECIPE and sweep.meta["eval"] == ms.EVAL
 
 
+def test_capacity_arms_were_added_as_an_extension_with_their_own_build():
+    sweep = load_sweep("moe")
+    added = [a for a in sweep.arms if ms.method_of(a) == "capacity"]
+    assert added == [ms.arm_name("softmax", "capacity", c) for c in ms.CAPACITY_FACTORS]
+    ext = sweep.meta["extensions"][0]
+    assert ext["arms"] == added and ext["seeds"] == list(ms.SEEDS) and "cpu" in ext
+    for arm in added:  # they dropped something, and only they record it
+        assert all(0 < sweep.value(arm, s, "dropped") < 1 for s in ms.SEEDS)
+    assert "dropped" not in {r["metric"] for r in sweep.records if r["arm"] == "softmax none"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arm", ["softmax aux α=0.1", "sigmoid K=2+shared"])
+@pytest.mark.parametrize("arm", ["softmax aux α=0.1", "sigmoid K=2+shared", "softmax capacity c=1.25"])
 def test_one_arm_reproduces_the_committed_numbers(arm):
     corpus = load_corpus()
     model, _ = ms.train_moe_arm(ms.moe_arms()[arm], 1, corpus)
