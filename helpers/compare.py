@@ -273,7 +273,7 @@ class Ratio:
         size = (f"{self._x(self.factor)} {a}'s ({pct} interval {self.interval()}, geometric mean over "
                 f"{self.n} paired seeds)")
         if not self.excludes_one:
-            return f"no detectable difference in {metric} at this scale ({b}'s is {size}){note}"
+            return f"no detectable difference in {metric} at this scale: {b}'s is {size}{note}"
         if lower_is_better is None:
             return f"{b}'s {metric} is {size}{note}"
         word = "better" if (self.factor < 1) == lower_is_better else "worse"

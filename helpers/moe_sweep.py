@@ -355,6 +355,9 @@ def plot_paired_frontier(sweep, router: str, ax=None, *, x_metric: str = "max_vi
                     label=labels[method] if i == 0 else None)
             ax.annotate(f"{knob_of(a):g}", (xs[a], d.mean), textcoords="offset points", xytext=(5, 4),
                         fontsize=8, color=c)
+    ax.set_xscale("log")  # MaxVio spans 0.2 … 2.5: the well-balanced arms would crowd together
+    ax.set_xticks([0.25, 0.5, 1, 2], ["0.25", "0.5", "1", "2"])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel=xlabel or x_metric,
            ylabel="val loss − no balancing (nats/byte)\npaired over seeds, 95% interval",
            title=f"{router} router: the price of balance, paired")
