@@ -263,7 +263,7 @@ def cache_size_figure(model: str, batch_size: int = 1, dtype: str = "bf16",
     ax.set_ylabel("memory (GiB)")
     ax.set_title(f"{model}: KV cache, batch {batch_size}, {dtype}")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")  # curves rise to the upper right
     fig.tight_layout()
     return fig
 

@@ -100,6 +100,7 @@ class Difference:
     confidence: float = 0.95
     # seeds that one of the two arms has and the comparison could not use: ((arm, (seed, …)), …)
     left_out: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    paired_by: str = "seeds"  # what one pair is, as the sentences name it ("validation batches", …)
 
     @property
     def n(self) -> int:
@@ -163,10 +164,10 @@ class Difference:
         if not self.excludes_zero:
             return (f"no detectable difference in {metric} at this scale ({b} − {a} = "
                     f"{_signed(self.mean, d)}{u}, {pct} interval {_signed(self.low, d)} … "
-                    f"{_signed(self.high, d)} over {self.n} paired seeds){self.seed_note}")
+                    f"{_signed(self.high, d)} over {self.n} paired {self.paired_by}){self.seed_note}")
         direction = "higher" if self.mean > 0 else "lower"
         size = (f"by {abs(self.mean):.{d}f} ± {self.half_width:.{d}f}{u} "
-                f"({pct} interval over {self.n} paired seeds)")
+                f"({pct} interval over {self.n} paired {self.paired_by})")
         if lower_is_better is None:
             return f"{b}'s {metric} is {direction} than {a}'s {size}{self.seed_note}"
         word = "better" if (direction == "lower") == lower_is_better else "worse"
@@ -174,8 +175,8 @@ class Difference:
 
     def __str__(self) -> str:
         d = self._digits()
-        spread = (f" ± {self.half_width:.{d}f} ({self.confidence * 100:g}% interval, {self.n} paired seeds)"
-                  if self.n >= 2 else " (one seed, no interval)")
+        spread = (f" ± {self.half_width:.{d}f} ({self.confidence * 100:g}% interval, {self.n} paired "
+                  f"{self.paired_by})" if self.n >= 2 else " (one seed, no interval)")
         return f"{self.b} − {self.a}: {_signed(self.mean, d)}{spread}{self.seed_note}"
 
 
@@ -271,7 +272,7 @@ class Ratio:
             return (f"one seed: no interval ({b} / {a} = {self._x(self.factor)} in {metric} on seed "
                     f"{self.seeds[0]}); run more seeds before calling a difference{note}")
         size = (f"{self._x(self.factor)} {a}'s ({pct} interval {self.interval()}, geometric mean over "
-                f"{self.n} paired seeds)")
+                f"{self.n} paired {self.log.paired_by})")
         if not self.excludes_one:
             return f"no detectable difference in {metric} at this scale: {b}'s is {size}{note}"
         if lower_is_better is None:
@@ -280,8 +281,8 @@ class Ratio:
         return f"{b} is {word} than {a}: its {metric} is {size}{note}"
 
     def __str__(self) -> str:
-        spread = (f" ({self.confidence * 100:g}% interval {self.interval()}, {self.n} paired seeds)"
-                  if self.n >= 2 else " (one seed, no interval)")
+        spread = (f" ({self.confidence * 100:g}% interval {self.interval()}, {self.n} paired "
+                  f"{self.log.paired_by})" if self.n >= 2 else " (one seed, no interval)")
         return f"{self.b} / {self.a}: {self._x(self.factor)}{spread}{self.log.seed_note}"
 
 
@@ -315,6 +316,9 @@ class PairedRuns:
     values: dict[str, dict[int, float]]
     # seeds an arm had that the comparison could not use (set by ``Sweep.runs``): {arm: (seed, …)}
     left_out: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # what one pair is, as the sentences name it: "seeds" (one training run per arm and seed), or e.g.
+    # "validation batches" when one model's variants are compared batch by batch
+    paired_by: str = "seeds"
 
     def __post_init__(self):
         if not self.values:
@@ -402,7 +406,7 @@ class PairedRuns:
         seeds = tuple(self.seeds)
         per_seed = tuple(self.values[b][s] - self.values[a][s] for s in seeds)
         left = tuple((arm, self.left_out[arm]) for arm in (a, b) if arm in self.left_out)
-        return Difference(a, b, seeds, per_seed, confidence, left)
+        return Difference(a, b, seeds, per_seed, confidence, left, self.paired_by)
 
     def ratio(self, a: str, b: str, *, confidence: float = 0.95) -> Ratio:
         """The paired ratio ``b / a`` on the log scale (every value must be > 0): effects that multiply."""
@@ -412,7 +416,7 @@ class PairedRuns:
                     raise ValueError(f"arm {name!r}, seed {s}: a ratio needs positive values, got {v}")
         logs = PairedRuns({name: {s: math.log(v) for s, v in self.values[name].items()}
                            for name in (a, b) if name in self.values},
-                          {k: v for k, v in self.left_out.items() if k in (a, b)})
+                          {k: v for k, v in self.left_out.items() if k in (a, b)}, self.paired_by)
         return Ratio(logs.difference(a, b, confidence=confidence))
 
     def pairing(self, a: str, b: str) -> Pairing:
@@ -508,7 +512,8 @@ def plot_differences(diffs: Mapping[str, Difference], ax=None, *, metric: str = 
 
 def plot_difference_curve(xs: Mapping[str, float], diffs: Mapping[str, Difference], ax=None, *,
                           xlabel: str, metric: str = "validation loss", unit: str = "nats",
-                          colors: Mapping[str, str] | None = None, annotate: bool = True):
+                          colors: Mapping[str, str] | None = None, annotate: bool = True,
+                          baseline: str = "baseline"):
     """Each comparison's paired difference (mean and interval, filled when it excludes zero) placed at
     ``xs[label]`` (e.g. the cache bytes of the arm being compared), with a zero line: a cost curve whose
     every point carries its own evidence. Given ``Ratio``s it draws factors on a log y axis with the
@@ -535,9 +540,9 @@ def plot_difference_curve(xs: Mapping[str, float], diffs: Mapping[str, Differenc
     ax.set_xlabel(xlabel)
     if ratios:
         ax.set_yscale("log")
-        ax.set_ylabel(f"{metric} ÷ baseline (×, log scale)\ngeometric mean and {pct} interval")
+        ax.set_ylabel(f"{metric} ÷ {baseline} (×, log scale)\ngeometric mean and {pct} interval")
     else:
-        ax.set_ylabel(f"{metric} − baseline{f' ({unit})' if unit else ''}\nmean and {pct} interval")
+        ax.set_ylabel(f"{metric} − {baseline}{f' ({unit})' if unit else ''}\nmean and {pct} interval")
     return ax.figure
 
 

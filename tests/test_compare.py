@@ -327,3 +327,13 @@ def test_a_sweep_with_unequal_seed_counts_says_so_in_every_verdict(tmp_path):
         PairedRuns({"A": {0: 1.0, 1: 2.0}, "B": {0: 1.0}})
     with pytest.raises(ValueError, match="not in the runs"):
         PairedRuns({"A": {0: 1.0}}, {"Z": (1,)})
+
+
+def test_sentences_name_what_was_paired():
+    runs = PairedRuns.from_values({"exact": [1.0, 1.1, 0.9], "int4": [1.01, 1.12, 0.91]})
+    assert "paired seeds" in runs.difference("exact", "int4").verdict()
+    batches = PairedRuns(runs.values, paired_by="validation batches")
+    d = batches.difference("exact", "int4")
+    assert "3 paired validation batches" in d.verdict() and "3 paired validation batches" in str(d)
+    assert "paired validation batches" in batches.ratio("exact", "int4").verdict()
+    assert "seeds" not in str(d)
