@@ -223,9 +223,12 @@ class SparseMLA(MLA):
         B, T, k = idx.shape
         w_uk, w_uv = self.up_weights()
         q_lat = torch.einsum("bhtn,hnc->bhtc", q_nope, w_uk)  # (B, H, T, Dc)
-        flat = idx.reshape(B, T * k, 1)
-        c_sel = c_kv.gather(1, flat.expand(B, T * k, c_kv.shape[-1])).view(B, T, k, -1)  # (B, T, Ks, Dc)
-        pe_sel = k_pe.gather(1, flat.expand(B, T * k, k_pe.shape[-1])).view(B, T, k, -1)  # (B, T, Ks, Dr)
+        S = c_kv.shape[1]
+        # one row index per selected latent into the (B·S, ·) cache: index_select copies whole rows, where a
+        # gather with an expanded index would read an index per element
+        rows = (idx + torch.arange(B, device=idx.device).view(B, 1, 1) * S).reshape(-1)  # (B·T·Ks,)
+        c_sel = c_kv.reshape(B * S, -1).index_select(0, rows).view(B, T, k, -1)  # (B, T, Ks, Dc)
+        pe_sel = k_pe.reshape(B * S, -1).index_select(0, rows).view(B, T, k, -1)  # (B, T, Ks, Dr)
         att = (torch.einsum("bhtc,btkc->bhtk", q_lat, c_sel)
                + torch.einsum("bhtr,btkr->bhtk", q_pe, pe_sel)) * self.softmax_scale  # (B, H, T, Ks)
         valid = torch.isfinite(scores.gather(-1, idx))  # (B, T, Ks)

@@ -194,7 +194,10 @@ class MLA(nn.Module):
     def attend_absorbed(self, q_nope, q_pe, c_kv, k_pe) -> torch.Tensor:
         w_uk, w_uv = self.up_weights()
         q_lat = torch.einsum("bhtn,hnc->bhtc", q_nope, w_uk)  # (B, H, T, Dc): W_UK folded into q
-        fn = absorbed_attention_explicit if self.impl == "explicit" else absorbed_attention_sdpa
+        if self.impl == "fused":  # one pass over the latents per decode step (helpers.fused_mla)
+            from .fused_mla import absorbed_attention_fused as fn
+        else:
+            fn = absorbed_attention_explicit if self.impl == "explicit" else absorbed_attention_sdpa
         o_lat = fn(q_lat, q_pe, c_kv, k_pe, self.softmax_scale)  # (B, H, T, Dc)
         return torch.einsum("bhtc,hvc->bhtv", o_lat, w_uv)  # (B, H, T, Dv): W_UV after the sum
 

@@ -97,10 +97,13 @@ def test_roofline_run_figure_names(monkeypatch):
     for name in ("bandwidth_gb_s", "copy_gb_s", "triad_gb_s", "read_gb_s", "peak_gflop_s",
                  "ridge_flop_per_byte", "fraction_of_bound@32"):
         assert f"roofline.{name}" in out
-    for tag in ("absorbed,b1", "absorbed,b2", "kv,b1", "gqa,b1", "absorbed-sdpa,b1"):
+    for tag in ("absorbed,b1", "absorbed,b2", "absorbed-fused,b1", "absorbed-fused,b2", "kv,b1", "gqa,b1",
+                "absorbed-sdpa,b1"):
         for figure in ("ms_per_step", "mb_per_step", "flop_per_byte", "fraction_of_bound"):
             assert f"roofline.{figure}@32[{tag}]" in out
     assert "roofline.fraction_of_bound@32[kv,b2]" not in out  # --quick: other paths at batch 1 only
+    assert "roofline.fraction_of_bound@32[absorbed-sdpa,b2]" not in out
+    assert out["roofline.fraction_of_bound@32"] == out["roofline.fraction_of_bound@32[absorbed-fused,b1]"]
     assert all(math.isfinite(v) and v > 0 for v in out.values())
 
 

@@ -1,0 +1,247 @@
+"""Single-pass absorbed MLA decode: each cached latent read once (FlashMLA's design, on a CPU).
+
+``helpers.mla.absorbed_attention_explicit`` decodes in two passes over the cache: every latent is read
+for the scores, then the softmax needs the maximum of all of them, then every latent is read again for
+the weighted sum. At a long context the cache does not fit in any CPU cache, so the step reads it from
+memory twice, and with only H query rows both passes are skinny matrix products that torch's CPU matmul
+runs far below the memory bandwidth (``helpers.bench.roofline`` measures it).
+
+The single-pass form keeps, per head, a running maximum ``m``, a running sum ``l`` of ``exp(score − m)``
+and a running weighted sum ``acc`` of latents. For each tile of latents it computes the tile's scores,
+raises ``m`` if the tile holds a larger score (rescaling ``l`` and ``acc`` by ``exp(m_old − m_new)``),
+and adds the tile's ``exp(score − m)`` and weighted latents. At the end ``acc / l`` is exactly the
+softmax-weighted sum (Milakov & Gimelshein 2018, "Online normalizer calculation for softmax"; FlashMLA
+blocks its decode the same way). Each tile is read from memory once; its second use comes from the
+core's own cache.
+
+Two implementations, tested equal to the two-pass path:
+
+* ``"c++"``: a small C++ loop compiled on first use with ``torch.utils.cpp_extension.load_inline``
+  (needs a C++ compiler and ninja; the build is cached under ``~/.cache/torch_extensions``). Compiled
+  with ``-ffast-math`` (the compiler may reorder the sums, which is what lets it vectorise them; no
+  infinities are used: the running max starts at the largest negative float), so it agrees with the
+  two-pass path to float32 rounding, not bit for bit. Its inputs must be finite;
+* ``"torch"``: the same algorithm in readable torch, block by block (the fallback wherever the C++ one
+  cannot be built, or when ``COURSE_FUSED_MLA=torch``). It reads each block once from memory too, but
+  its products are the same skinny matmuls, so it is no faster than the two-pass path: the point of
+  the C++ loop is the inner arithmetic, which stays in registers and L1.
+
+Decode only: one query position per sequence (T = 1), all S cached positions visible. Anything else
+(a prefill, T > 1) goes to ``absorbed_attention_explicit``. Shapes as there: q_lat (B, H, 1, Dc),
+q_pe (B, H, 1, Dr), c_kv (B, S, Dc), k_pe (B, S, Dr) → (B, H, 1, Dc); float32 on the CPU for the C++ loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .validate import check_int
+
+BACKENDS = ("c++", "torch")
+BACKEND_VAR = "COURSE_FUSED_MLA"  # "torch" forces the readable fallback
+TILE = 32  # latents per tile of the C++ loop: 32 rows (74 KB) stay in the core's L2 for their second use
+BLOCK = 4096  # latents per block of the torch fallback
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+// One sequence at a time, one tile of latents at a time: scores for the tile (every head), the running
+// max per head raised if needed (rescaling the running sum and the accumulator), then the tile's
+// exp(score - m) and weighted latents added. Each latent is read from memory once.
+torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tensor c_kv, torch::Tensor k_pe,
+                           double scale, int64_t tile) {
+  const int64_t B = c_kv.size(0), S = c_kv.size(1), Dc = c_kv.size(2), Dr = k_pe.size(2), H = q_lat.size(1);
+  auto out = torch::zeros({B, H, Dc}, c_kv.options());
+  const float* ql = q_lat.data_ptr<float>();
+  const float* qp = q_pe.data_ptr<float>();
+  const float* ckv = c_kv.data_ptr<float>();
+  const float* kpe = k_pe.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  const float sc = static_cast<float>(scale);
+  std::vector<float> m(H), l(H), s(tile * H), w(tile * 4);
+  for (int64_t b = 0; b < B; ++b) {
+    float* acc = o + b * H * Dc;
+    const float* qlb = ql + b * H * Dc;
+    const float* qpb = qp + b * H * Dr;
+    for (int64_t h = 0; h < H; ++h) {  // finite, not -inf: see the flags
+      m[h] = -std::numeric_limits<float>::max();
+      l[h] = 0.f;
+    }
+    for (int64_t t0 = 0; t0 < S; t0 += tile) {
+      const int64_t n = std::min(tile, S - t0);
+      for (int64_t r = 0; r < n; ++r) {  // the tile's scores, four heads at a time: four independent
+        const float* row = ckv + (b * S + t0 + r) * Dc;  // sums hide the adder's latency, and each latent
+        const float* pe = kpe + (b * S + t0 + r) * Dr;   // element is loaded once for the four
+        int64_t h = 0;
+        for (; h + 4 <= H; h += 4) {
+          const float *q0 = qlb + h * Dc, *q1 = q0 + Dc, *q2 = q1 + Dc, *q3 = q2 + Dc;
+          const float *p0 = qpb + h * Dr, *p1 = p0 + Dr, *p2 = p1 + Dr, *p3 = p2 + Dr;
+          float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
+          for (int64_t c = 0; c < Dc; ++c) {
+            const float x = row[c];
+            d0 += q0[c] * x; d1 += q1[c] * x; d2 += q2[c] * x; d3 += q3[c] * x;
+          }
+          for (int64_t c = 0; c < Dr; ++c) {
+            const float x = pe[c];
+            d0 += p0[c] * x; d1 += p1[c] * x; d2 += p2[c] * x; d3 += p3[c] * x;
+          }
+          float* out_s = s.data() + r * H + h;
+          out_s[0] = d0 * sc; out_s[1] = d1 * sc; out_s[2] = d2 * sc; out_s[3] = d3 * sc;
+        }
+        for (; h < H; ++h) {  // the heads left over when H is not a multiple of 4
+          const float* qh = qlb + h * Dc;
+          const float* ph = qpb + h * Dr;
+          float d = 0.f;
+          for (int64_t c = 0; c < Dc; ++c) d += qh[c] * row[c];
+          for (int64_t c = 0; c < Dr; ++c) d += ph[c] * pe[c];
+          s[r * H + h] = d * sc;
+        }
+      }
+      for (int64_t h = 0; h < H; ++h) {  // raise the running max, rescale what was summed so far
+        float tmax = m[h];
+        for (int64_t r = 0; r < n; ++r) tmax = std::max(tmax, s[r * H + h]);
+        if (tmax > m[h]) {
+          const float alpha = std::exp(m[h] - tmax);  // underflows to 0 on the first tile
+          l[h] *= alpha;
+          float* a = acc + h * Dc;
+          for (int64_t c = 0; c < Dc; ++c) a[c] *= alpha;
+          m[h] = tmax;
+        }
+      }
+      // add the tile. Its rows are still in the core's L1: the loop runs over the latent's elements
+      // outside and the tile's rows inside, so each accumulator element is loaded and stored once per
+      // tile rather than once per row (a store is the slowest thing this loop does).
+      const float* tile_rows = ckv + (b * S + t0) * Dc;
+      int64_t h = 0;
+      for (; h + 4 <= H; h += 4) {
+        for (int64_t r = 0; r < n; ++r)
+          for (int k = 0; k < 4; ++k) {
+            w[r * 4 + k] = std::exp(s[r * H + h + k] - m[h + k]);
+            l[h + k] += w[r * 4 + k];
+          }
+        float *a0 = acc + h * Dc, *a1 = a0 + Dc, *a2 = a1 + Dc, *a3 = a2 + Dc;
+        const float* wp = w.data();
+        int64_t c0 = 0;
+        for (; c0 + 16 <= Dc; c0 += 16) {  // 16 floats (one AVX-512 register) per head in registers
+          float x0[16], x1[16], x2[16], x3[16];
+          for (int j = 0; j < 16; ++j) {
+            x0[j] = a0[c0 + j]; x1[j] = a1[c0 + j]; x2[j] = a2[c0 + j]; x3[j] = a3[c0 + j];
+          }
+          for (int64_t r = 0; r < n; ++r) {
+            const float* v = tile_rows + r * Dc + c0;
+            const float w0 = wp[r * 4], w1 = wp[r * 4 + 1], w2 = wp[r * 4 + 2], w3 = wp[r * 4 + 3];
+            for (int j = 0; j < 16; ++j) {
+              x0[j] += w0 * v[j]; x1[j] += w1 * v[j]; x2[j] += w2 * v[j]; x3[j] += w3 * v[j];
+            }
+          }
+          for (int j = 0; j < 16; ++j) {
+            a0[c0 + j] = x0[j]; a1[c0 + j] = x1[j]; a2[c0 + j] = x2[j]; a3[c0 + j] = x3[j];
+          }
+        }
+        for (; c0 < Dc; ++c0)  // a latent width that is not a multiple of 16
+          for (int64_t r = 0; r < n; ++r) {
+            const float v = tile_rows[r * Dc + c0];
+            a0[c0] += wp[r * 4] * v; a1[c0] += wp[r * 4 + 1] * v;
+            a2[c0] += wp[r * 4 + 2] * v; a3[c0] += wp[r * 4 + 3] * v;
+          }
+      }
+      for (; h < H; ++h) {  // the heads left over when H is not a multiple of 4
+        float* a = acc + h * Dc;
+        for (int64_t r = 0; r < n; ++r) {
+          const float p = std::exp(s[r * H + h] - m[h]);
+          l[h] += p;
+          for (int64_t c = 0; c < Dc; ++c) a[c] += p * tile_rows[r * Dc + c];
+        }
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      float* a = acc + h * Dc;
+      const float inv = 1.f / l[h];
+      for (int64_t c = 0; c < Dc; ++c) a[c] *= inv;
+    }
+  }
+  return out.view({B, H, 1, Dc});
+}
+"""
+_CPP_DECL = ("torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tensor c_kv, "
+             "torch::Tensor k_pe, double scale, int64_t tile);")
+_extension = None  # the compiled module, or the reason it could not be built (a string)
+
+
+def _build():
+    """Compile the C++ loop once per process (torch caches the build on disk between processes)."""
+    global _extension
+    if _extension is None:
+        try:
+            from torch.utils.cpp_extension import load_inline
+
+            _extension = load_inline("course_fused_mla", cpp_sources=[_CPP_DECL, _SOURCE],
+                                     functions=["fused_decode"], verbose=False,
+                                     extra_cflags=["-O3", "-march=native", "-ffast-math"])
+        except Exception as err:  # no compiler, no ninja, no headers: the torch fallback serves
+            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+            _extension = f"{type(err).__name__}: {last}"
+    return _extension
+
+
+def backend() -> str:
+    """``"c++"`` when the compiled loop is available (and not switched off by ``COURSE_FUSED_MLA=torch``),
+    else ``"torch"``."""
+    if os.environ.get(BACKEND_VAR, "").strip().lower() == "torch":
+        return "torch"
+    return "c++" if not isinstance(_build(), str) else "torch"
+
+
+def why_not_cpp() -> str | None:
+    """Why the C++ loop is not in use (``None`` when it is)."""
+    if os.environ.get(BACKEND_VAR, "").strip().lower() == "torch":
+        return f"{BACKEND_VAR}=torch"
+    ext = _build()
+    return ext if isinstance(ext, str) else None
+
+
+def online_softmax_blocks(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor, k_pe: torch.Tensor,
+                          scale: float, block: int = BLOCK) -> torch.Tensor:
+    """The single-pass algorithm in readable torch, ``block`` latents at a time (the fallback)."""
+    check_int("block", block, min_value=1, where="online_softmax_blocks")
+    B, H, _, Dc = q_lat.shape
+    ql = q_lat.reshape(B, H, Dc).transpose(1, 2)  # (B, Dc, H)
+    qp = q_pe.reshape(B, H, -1).transpose(1, 2)  # (B, Dr, H)
+    m = q_lat.new_full((B, 1, H), -math.inf)  # running max per head
+    l = q_lat.new_zeros((B, 1, H))  # running sum of exp(score - m)
+    acc = q_lat.new_zeros((B, H, Dc))  # running weighted sum of latents
+    for start in range(0, c_kv.shape[1], block):
+        c, p = c_kv[:, start:start + block], k_pe[:, start:start + block]  # (B, n, Dc), (B, n, Dr)
+        s = (c @ ql + p @ qp) * scale  # (B, n, H): this block's scores
+        m_new = torch.maximum(m, s.amax(dim=1, keepdim=True))  # (B, 1, H)
+        alpha = torch.exp(m - m_new)  # rescales what was summed under the old max (0 on the first block)
+        w = torch.exp(s - m_new)  # (B, n, H)
+        l = l * alpha + w.sum(dim=1, keepdim=True)
+        acc = acc * alpha.transpose(1, 2) + w.transpose(1, 2) @ c  # (B, H, Dc)
+        m = m_new
+    return (acc / l.transpose(1, 2)).view(B, H, 1, Dc)
+
+
+def absorbed_attention_fused(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor,
+                             k_pe: torch.Tensor, scale: float) -> torch.Tensor:
+    """Absorbed attention over the latents in one pass (decode); the same signature and result as
+    ``helpers.mla.absorbed_attention_explicit``, which serves every call that is not a decode step."""
+    from .mla import absorbed_attention_explicit
+
+    if q_lat.shape[2] != 1:
+        return absorbed_attention_explicit(q_lat, q_pe, c_kv, k_pe, scale)
+    tensors = (q_lat, q_pe, c_kv, k_pe)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)  # the loop has no backward
+    cpp = (not needs_grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+           and backend() == "c++")
+    if cpp:
+        B, H, _, Dc = q_lat.shape
+        ql, qp = q_lat.reshape(B, H, Dc).contiguous(), q_pe.reshape(B, H, -1).contiguous()
+        return _build().fused_decode(ql, qp, c_kv.contiguous(), k_pe.contiguous(), float(scale), TILE)
+    return online_softmax_blocks(q_lat, q_pe, c_kv, k_pe, scale)
