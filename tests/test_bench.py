@@ -104,6 +104,10 @@ def test_roofline_run_figure_names(monkeypatch):
     assert "roofline.fraction_of_bound@32[kv,b2]" not in out  # --quick: other paths at batch 1 only
     assert "roofline.fraction_of_bound@32[absorbed-sdpa,b2]" not in out
     assert out["roofline.fraction_of_bound@32"] == out["roofline.fraction_of_bound@32[absorbed-fused,b1]"]
+    for size in roofline.MODEL_SIZES:  # the whole model on the same roof, with where its step goes
+        assert 0 < out[f"roofline.model_fraction_of_bound[{size}]"] < 1.5
+        shares = [v for k, v in out.items() if k.startswith(f"roofline.model_share[{size},")]
+        assert len(shares) == 4 and abs(sum(shares) - 1) < 1e-6
     assert all(math.isfinite(v) and v > 0 for v in out.values())
 
 

@@ -27,6 +27,12 @@ Figures (one CPU thread throughout, ``THREADS``, the setting the ``kv`` suite de
   ``roofline.flop_per_byte@32768[...]`` (arithmetic intensity, ``step_flops / step_bytes``) and
   ``roofline.fraction_of_bound@32768[...]`` = (bytes / bandwidth) / measured time: 1 means the step
   ran at the memory roof.
+* ``roofline.model_fraction_of_bound[tiny]``, ``[small]``: a whole model's greedy decode step (the
+  flat plan ``generate`` takes, batch 1, ``MODEL_CONTEXT`` cached positions) placed on the same roof:
+  (float32 weights + cache) / bandwidth / measured time; with ``roofline.model_ms_per_step``,
+  ``roofline.model_mb_per_step`` and the profiler's shares of the step
+  (``roofline.model_share[size,part]``: matrix products, the attention kernel, other operators, the
+  time between operators), which say where the rest of the step goes.
 * ``roofline.fraction_of_bound@32768``: the headline figure, the fused single-pass absorbed path
   (``absorbed-fused``, ``helpers.fused_mla``) at batch 1; it runs the compiled C++ loop where one
   could be built and the torch fallback elsewhere (``helpers.fused_mla.backend()`` says which).
@@ -201,6 +207,28 @@ def step_cost(path: str, layer: nn.Module, cfg: ModelConfig, batch: int, context
     return StepCost(weight_bytes, cache_bytes, flops)
 
 
+# --- the whole model against the roof --------------------------------------------------------------------
+MODEL_SIZES = ("tiny", "small")
+MODEL_CONTEXT = 512  # cached positions for the whole-model step (the kv suite's generation length)
+
+
+def model_step(size: str, context: int = MODEL_CONTEXT) -> tuple[float, float, dict[str, float]]:
+    """One greedy decode step of a whole ``preset(size)`` model (batch 1, ``context`` cached positions)
+    through the flat decode plan ``generate`` uses: (ms per step, MB it must read: every float32 weight
+    once plus the cache, the profiler's shares of the step's time, ``helpers.bench.kv.PROFILE_PARTS``)."""
+    from ..config import preset
+    from ..model import Transformer
+    from .kv import decode_step_profile
+
+    torch.manual_seed(0)
+    model = Transformer(preset(size, max_seq_len=context + 2)).eval()
+    cfg = model.config
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    cache_bytes = (context + 1) * kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd) * 4
+    profile = decode_step_profile(model, fast=True, context=context)
+    return profile.ms_per_step, (weight_bytes + cache_bytes) / 1e6, profile.shares
+
+
 # --- the measured decode step -------------------------------------------------------------------------
 def make_layer(path: str) -> tuple[nn.Module, ModelConfig]:
     """The layer of a ``PATHS`` entry and its configuration."""
@@ -272,6 +300,14 @@ def run(quick: bool, context: int = CONTEXT, batches: tuple[int, ...] = BATCHES,
         results[f"roofline.mb_per_step{at}[{tag}]"] = cost.bytes / 1e6
         results[f"roofline.flop_per_byte{at}[{tag}]"] = cost.intensity
         results[f"roofline.fraction_of_bound{at}[{tag}]"] = cost.bytes / bandwidth / seconds
+    for size in MODEL_SIZES:  # the whole model's decode step on the same roof, and where its time goes
+        with torch_threads(THREADS):
+            ms, mb, shares = model_step(size)
+        results[f"roofline.model_ms_per_step[{size}]"] = ms
+        results[f"roofline.model_mb_per_step[{size}]"] = mb
+        results[f"roofline.model_fraction_of_bound[{size}]"] = mb * 1e6 / bandwidth / (ms / 1e3)
+        for part, share in shares.items():
+            results[f"roofline.model_share[{size},{part.replace(' ', '_')}]"] = share
     # the headline: the course's fastest absorbed decode at batch 1, the fused single pass where it ran
     for path in ("absorbed-fused", "absorbed"):
         headline = f"roofline.fraction_of_bound{at}[{path},b{batches[0]}]"
