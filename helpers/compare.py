@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from .style import PALETTE, color
 from .validate import InputTypeError, check_int, check_number
+from .viz.style import PALETTE, color
 
 
 def _check_confidence(confidence) -> float:

@@ -5,7 +5,7 @@
     python scripts/sweep.py attention --merge              # parts + the committed sweep -> attention.json
     python scripts/sweep.py attention --seeds 5 6 7 8 9 --arms MHA GQA-2 MQA "MLA Dc=4" --part x  # +seeds
     python scripts/sweep.py moe --seeds 0 1 2 --part a     # lesson 04's sweep, the same way
-    python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
+    python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (experiments.models)
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
     python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
@@ -13,7 +13,7 @@
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
-on ``helpers.model_sweeps.THREADS``, two: run those one process at a time), so the numbers do not
+on ``helpers.experiments.models.THREADS``, two: run those one process at a time), so the numbers do not
 depend on how the work is split.
 """
 
@@ -30,9 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import distill_sweep, dsa_sweep, fp8_sweep, model_sweeps, moe_sweep, plan  # noqa: E402
-from helpers import experiments as ex  # noqa: E402
+from helpers import plan  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
+from helpers.experiments import attention as ex  # noqa: E402
+from helpers.experiments import distill as distill_sweep  # noqa: E402
+from helpers.experiments import dsa as dsa_sweep  # noqa: E402
+from helpers.experiments import fp8 as fp8_sweep  # noqa: E402
+from helpers.experiments import models as model_sweeps  # noqa: E402
+from helpers.experiments import moe as moe_sweep  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
           "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,

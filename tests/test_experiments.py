@@ -7,9 +7,9 @@ import pytest
 import torch
 from testkit import assert_reproduces
 
-from helpers import experiments as ex
 from helpers import load_corpus, preset
 from helpers.compare import PairedRuns
+from helpers.experiments import attention as ex
 from helpers.model import Transformer
 
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from helpers import KVCache, StaticKVCache, Transformer, preset
-from helpers.capstone import CPU_CONFIG
 from helpers.kv_cache import (
     config_cache_bytes_per_token,
     kv_elements_per_token,
     measured_cache_bytes_per_token,
     mla_elements_per_token,
 )
+from helpers.lessons.capstone import CPU_CONFIG
 
 
 def kv(b=2, g=2, t=3, d=8):

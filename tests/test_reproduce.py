@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from helpers import experiments as ex
+from helpers.experiments import attention as ex
 from helpers.reproduce import build, build_meta, cpu, prediction_range, reproduction, same_build
 
 SPREAD = [2.00, 2.10, 1.95, 2.05, 2.02]  # five committed seeds of one arm

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ModelConfig
+from ..config import ModelConfig
+from ..validate import InputTypeError
 from .style import PALETTE, expert_colors
-from .validate import InputTypeError
 
 # One colour per part, from the course palette where the part is a mechanism of a lesson.
 COLORS = {

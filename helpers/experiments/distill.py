@@ -1,6 +1,6 @@
 """The committed seed sweep behind lesson 08: distillation against RL for a small model, at course scale.
 
-Two experiments share the shipped teacher (``helpers.teacher.load_teacher``: width 192, 4 layers, trained
+Two experiments share the shipped teacher (``lessons.teacher.load_teacher``: width 192, 4 layers, trained
 on the corpus and on addition by ``scripts/train_teacher.py``) and the ``tiny`` student (0.38M parameters):
 
 * ``lm`` (language modelling, equal student compute): the student trains for ``LM_RECIPE`` steps on
@@ -25,19 +25,19 @@ import copy
 
 import torch
 
-from . import arith
-from .config import preset
-from .data import Corpus
-from .distill import ComputeMeter, generation_passes, kd_loss
-from .experiments import THREADS, write_sweep
-from .generate import generate
-from .grpo import grpo_step
-from .model import Transformer
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .teacher import load_teacher
-from .timing import synced_clock, torch_threads
-from .validate import check_choice
+from .. import arith
+from ..config import preset
+from ..data import Corpus
+from ..distill import ComputeMeter, generation_passes, kd_loss
+from ..generate import generate
+from ..grpo import grpo_step
+from ..lessons.teacher import load_teacher
+from ..model import Transformer
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..timing import synced_clock, torch_threads
+from ..validate import check_choice
+from .attention import THREADS, write_sweep
 
 SEEDS = (0, 1, 2, 3, 4)
 STUDENT = preset("tiny")

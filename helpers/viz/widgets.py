@@ -4,9 +4,9 @@
 every MoE layer received (``MoEResult.counts``), the load entropy, MaxVio_batch (Wang et al. 2024,
 arXiv 2408.15664) and the selection biases, and, in a live Jupyter kernel, redraws a plotly
 ``go.FigureWidget``: one bar per expert per MoE layer (one bar trace per layer) above the entropy and
-MaxVio curves. Redraws follow ``helpers.live.Throttle``: every ``every`` steps and at most ``max_rate``
+MaxVio curves. Redraws follow ``helpers.viz.live.Throttle``: every ``every`` steps and at most ``max_rate``
 times a second, each as one batched message, so a fast training loop cannot flood the kernel's message
-channel. Colours come from ``helpers.style`` (one per expert, one per layer).
+channel. Colours come from ``helpers.viz.style`` (one per expert, one per layer).
 
 Which layers: the MoE layers of the main model, in order. ``RoutingMonitor(model)`` on a
 ``helpers.Transformer`` with multi-token prediction leaves out the MoE inside the MTP block(s): their
@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..moe import MoE, load_entropy, max_vio, moe_layers  # noqa: F401  (moe_layers: old import)
+from ..mtp import MTP
 from .live import Throttle, figure_widget, in_live_kernel, show_widget  # the last two lived here
-from .moe import MoE, load_entropy, max_vio, moe_layers  # noqa: F401  (moe_layers: old import)
-from .mtp import MTP
 from .style import EXPERT_COLORS as PALETTE  # noqa: F401  (old name: the expert colours, tab10)
 from .style import color as course_color
 from .style import expert_colors

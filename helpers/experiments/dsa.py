@@ -29,9 +29,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .data import Corpus
-from .dsa import (
+from ..config import ModelConfig
+from ..data import Corpus
+from ..dsa import (
     dsa_layers,
     indexer_loss,
     indexer_parameters,
@@ -40,12 +40,12 @@ from .dsa import (
     set_dsa_phase,
     set_index_topk,
 )
-from .experiments import THREADS, write_sweep
-from .model import Transformer
-from .plan import scaled
-from .reproduce import build_meta
-from .timing import synced_clock, torch_threads
-from .validate import check_choice, check_int
+from ..model import Transformer
+from ..plan import scaled
+from ..reproduce import build_meta
+from ..timing import synced_clock, torch_threads
+from ..validate import check_choice, check_int
+from .attention import THREADS, write_sweep
 
 HALF = 64  # bytes of text, then the same bytes again: sequences of 2·HALF − 1 inputs
 SEQ_LEN = 2 * HALF - 1

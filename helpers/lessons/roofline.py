@@ -32,18 +32,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bench.roofline import (
+from ..bench.roofline import (
     StepCost,
     attention_flops_per_position,
     cache_elements_per_token,
     peak_flops,
     stream_bandwidth,
 )
-from .config import ModelConfig
-from .kv_cache import kv_elements_per_token
-from .params import attention_params
-from .timing import torch_threads
-from .validate import check_choice, check_int
+from ..config import ModelConfig
+from ..kv_cache import kv_elements_per_token
+from ..params import attention_params
+from ..timing import torch_threads
+from ..validate import check_choice, check_int
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,8 @@ def measured_steps(paths=PATHS, context: int = 32768, batch: int = 1, rounds: in
     """One real decode step of each attention path (``helpers.bench.roofline.decode_step``: one layer,
     float32, ``context`` random cached positions), timed in turns on one thread (CPU time, best of
     ``rounds``): path → (its ``StepCost``, seconds)."""
-    from .bench.roofline import decode_step
-    from .timing import interleaved
+    from ..bench.roofline import decode_step
+    from ..timing import interleaved
 
     steps, costs = {}, {}
     with torch_threads(1):

@@ -21,16 +21,16 @@ import math
 
 import torch
 
-from .config import ModelConfig
-from .data import Corpus
-from .experiments import THREADS, write_sweep
-from .fp8 import to_fp8
-from .model import Transformer
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .timing import torch_threads
-from .training import evaluate, train
-from .validate import check_choice, check_int
+from ..config import ModelConfig
+from ..data import Corpus
+from ..fp8 import to_fp8
+from ..model import Transformer
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..timing import torch_threads
+from ..training import evaluate, train
+from ..validate import check_choice, check_int
+from .attention import THREADS, write_sweep
 
 # D and I multiples of 128, so every activation tile and weight block is whole (no padding)
 BASE = ModelConfig(dim=128, n_layers=2, n_heads=4, inter_dim=256, max_seq_len=64)

@@ -36,21 +36,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .compare import PairedRuns
-from .config import ModelConfig, preset
-from .data import Corpus
-from .gqa import to_gqa
-from .kv_cache import config_cache_bytes_per_token
-from .mla import set_mla_mode
-from .model import Transformer
-from .plan import scaled, scaled_recipe
-from .reproduce import Reproduction, build_meta, reproduction
-from .style import PALETTE, latent_colors
-from .timing import torch_threads
-from .training import History, evaluate, train
-from .validate import check_choice, check_int
+from ..compare import PairedRuns
+from ..config import ModelConfig, preset
+from ..data import Corpus
+from ..kv_cache import config_cache_bytes_per_token
+from ..lessons.gqa import to_gqa
+from ..mla import set_mla_mode
+from ..model import Transformer
+from ..plan import scaled, scaled_recipe
+from ..reproduce import Reproduction, build_meta, reproduction
+from ..timing import torch_threads
+from ..training import History, evaluate, train
+from ..validate import check_choice, check_int
+from ..viz.style import PALETTE, latent_colors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SWEEP_DIR = ROOT / "results" / "sweeps"
 THREADS = 1  # every sweep run, live re-run and test trains with this many threads: bit-identical results
 SEEDS = (0, 1, 2, 3, 4)  # every arm

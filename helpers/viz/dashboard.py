@@ -26,11 +26,11 @@ class LossHistory:
 
 
 class Dashboard:
-    """A ``helpers.train`` callback: the loss curves (``helpers.live.LiveLoss``, a plotly
-    ``FigureWidget``) above lesson 04's live routing histogram (``helpers.widgets.RoutingMonitor``) for
+    """A ``helpers.train`` callback: the loss curves (``helpers.viz.live.LiveLoss``, a plotly
+    ``FigureWidget``) above lesson 04's live routing histogram (``helpers.viz.widgets.RoutingMonitor``) for
     the main model's MoE layers.
 
-    Both redraw every ``every`` steps, at most ``max_rate`` times a second (``helpers.live.Throttle``),
+    Both redraw every ``every`` steps, at most ``max_rate`` times a second (``helpers.viz.live.Throttle``),
     one batched message each. Outside a live kernel it only records (``live=False`` forces that);
     ``plot_training_summary`` draws the static figure from what it recorded."""
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .live import show_widget
-from .published import PUBLISHED, PublishedModel, get_published
-from .style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
+from ..published import PUBLISHED, PublishedModel, get_published
+from ..viz.live import show_widget
+from ..viz.style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "fp8": 1}
 VARIANTS = ("MHA", "GQA", "MQA", "MLA")
@@ -277,7 +277,7 @@ class Calculator:
     HTML widget), ``figure`` (a plotly ``FigureWidget``) and ``widget``, the box holding them.
 
     Displaying it (``display(calc)`` or a cell ending in it) shows the widget through
-    ``helpers.live.show_widget``, whose plain-text fallback is the one line ``CALCULATOR_FALLBACK_TEXT``:
+    ``helpers.viz.live.show_widget``, whose plain-text fallback is the one line ``CALCULATOR_FALLBACK_TEXT``:
     that line, not the widget's ``VBox(children=...)`` repr, is what a saved notebook shows on GitHub.
     """
 

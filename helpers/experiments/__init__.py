@@ -1,0 +1,30 @@
+"""The committed seed sweeps: one module per sweep (``attention``, ``moe``, ``models``, ``dsa``,
+``distill``, ``fp8``), each loaded by a lesson through ``load_sweep``."""
+
+# The old helpers/experiments.py, whose path this package keeps for one term (helpers/_moved.py).
+from .attention import (  # noqa: F401
+    COPY_PROBE,
+    EVAL,
+    EXTRA_ARMS,
+    EXTRA_SEEDS,
+    MLA_TRAIN_MODE,
+    RECIPE,
+    ROOT,
+    SEEDS,
+    SWEEP_DIR,
+    THREADS,
+    UPTRAIN,
+    Sweep,
+    arm_color,
+    attention_arms,
+    cache_numbers_per_token,
+    copy_probe,
+    load_sweep,
+    measure,
+    per_seed_results,
+    run_attention_seed,
+    sweep_path,
+    train_arm,
+    uptrain,
+    write_sweep,
+)
