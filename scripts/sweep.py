@@ -1,4 +1,5 @@
-"""Run a committed seed sweep and write its results (``helpers.experiments`` explains the design).
+"""Run a committed seed sweep and write its results (``helpers.experiments.sweep`` explains the design;
+``helpers.experiments.registry`` lists the sweeps).
 
     python scripts/sweep.py attention                      # every seed, one process (~25 min on 1 core)
     python scripts/sweep.py attention --seeds 0 1 --part a # a share of the seeds, into a part file
@@ -12,7 +13,7 @@
     python scripts/sweep.py fp8 --seeds 0 1 2 3 4 5 6 7    # lesson 09: FP8 GEMMs vs full precision
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
-trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
+trains on its sweep's fixed thread count (``helpers.experiments.sweep.THREADS``, one; ``mtp`` and ``capstone``
 on ``helpers.experiments.models.THREADS``, two: run those one process at a time), so the numbers do not
 depend on how the work is split.
 """
@@ -32,21 +33,8 @@ if str(ROOT) not in sys.path:
 
 from helpers import plan  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
-from helpers.experiments import attention as ex  # noqa: E402
-from helpers.experiments import distill as distill_sweep  # noqa: E402
-from helpers.experiments import dsa as dsa_sweep  # noqa: E402
-from helpers.experiments import fp8 as fp8_sweep  # noqa: E402
-from helpers.experiments import models as model_sweeps  # noqa: E402
-from helpers.experiments import moe as moe_sweep  # noqa: E402
-
-SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
-          "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
-          "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed,
-          "fp8": fp8_sweep.run_fp8_seed}
-WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
-           "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
-           "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
-           "distill": distill_sweep.write_distill_sweep, "fp8": fp8_sweep.write_fp8_sweep}
+from helpers.experiments import sweep as ex  # noqa: E402
+from helpers.experiments.registry import SWEEPS  # noqa: E402
 
 
 def part_path(name: str, part: str) -> Path:
@@ -76,7 +64,7 @@ def main(argv=None) -> int:
         per_seed += [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
         seeds = sorted({s["seed"] for s in per_seed})
         try:
-            path = WRITERS[args.name](per_seed)
+            path = SWEEPS[args.name].write(per_seed)
         except ValueError as err:  # the same (arm, seed) twice
             print(f"not merged: {err}", file=sys.stderr)
             return 1
@@ -87,12 +75,13 @@ def main(argv=None) -> int:
     corpus = load_corpus()
     start, per_seed = time.perf_counter(), []
     for seed in args.seeds:
-        per_seed.append(SWEEPS[args.name](seed, corpus, arms=args.arms, log=lambda s: print(s, flush=True)))
+        run = SWEEPS[args.name].run_seed
+        per_seed.append(run(seed, corpus, arms=args.arms, log=lambda s: print(s, flush=True)))
         if args.part:  # rewritten after every seed, so an interrupted run keeps its finished seeds
             part_path(args.name, args.part).parent.mkdir(parents=True, exist_ok=True)
             part_path(args.name, args.part).write_text(json.dumps(per_seed) + "\n", encoding="utf-8")
     if not args.part:
-        print(f"wrote {WRITERS[args.name](per_seed)}")
+        print(f"wrote {SWEEPS[args.name].write(per_seed)}")
     print(f"{len(per_seed)} seed(s) in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -61,7 +61,7 @@ def fake_seed(seed: int) -> dict:
 
 
 def test_a_written_sweep_loads_back_as_paired_runs(tmp_path):
-    path = ex.write_sweep("attention", [fake_seed(1), fake_seed(0)], path=tmp_path / "s.json")
+    path = ex.write_attention_sweep([fake_seed(1), fake_seed(0)], path=tmp_path / "s.json")
     sweep = ex.load_sweep(path=path)
     assert sweep.seeds == [0, 1] and sweep.arms == ["MHA", "MQA"]
     runs = sweep.runs("val_loss")
@@ -79,13 +79,13 @@ def test_entries_for_one_seed_merge_and_a_repeat_is_refused(tmp_path):
     extra = fake_seed(0)
     extra["runs"] = [dict(r, arm="MLA Dc=4") for r in extra["runs"][:1]]
     extra["uptrain"] = None
-    sweep = ex.load_sweep(path=ex.write_sweep("attention", [fake_seed(0), fake_seed(1), extra],
+    sweep = ex.load_sweep(path=ex.write_attention_sweep([fake_seed(0), fake_seed(1), extra],
                                               path=tmp_path / "s.json"))
     assert sweep.seeds_of("MLA Dc=4") == [0] and sweep.seeds_of("MHA") == [0, 1]
     assert sweep.runs("val_loss", ["MHA", "MQA"]).seeds == [0, 1]  # the seeds both arms have
     assert sweep.runs("val_loss", ["MHA", "MLA Dc=4"]).seeds == [0]
     with pytest.raises(ValueError, match="two results"):
-        ex.write_sweep("attention", [fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
+        ex.write_attention_sweep([fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
 
 
 def test_the_committed_sweep_is_complete_and_paired():
