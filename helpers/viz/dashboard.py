@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .live import LiveLoss, in_live_kernel
+from .routing import draw_bias_heatmap, draw_share_heatmap, legend_outside
 from .style import PALETTE
-from .widgets import RoutingMonitor, draw_bias_heatmap, draw_share_heatmap, legend_outside
+from .widgets import RoutingMonitor
 
 
 # --- the training dashboard ---------------------------------------------------------------------------
@@ -87,8 +88,8 @@ def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20,
 
     Top: the losses (next-token and MTP depth-1 on the training batches, next-token validation from
     ``history``, a ``helpers.History``), and each expert's share of every MoE layer's routed tokens over
-    the last ``last`` steps (``widgets.draw_share_heatmap``: white = uniform). Bottom, for a MoE model:
-    one expert × step heatmap of the selection biases b_i per MoE layer (``widgets.draw_bias_heatmap``)
+    the last ``last`` steps (``routing.draw_share_heatmap``: white = uniform). Bottom, for a MoE model:
+    one expert × step heatmap of the selection biases b_i per MoE layer (``routing.draw_bias_heatmap``)
     with one colour bar. A dense model gets the loss panel alone."""
     import matplotlib.pyplot as plt
 
