@@ -46,8 +46,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from .moe import MoE, group_limit_mask
-from .validate import check_activations, check_choice, check_int, check_number
+from ..moe import MoE, group_limit_mask
+from ..validate import check_activations, check_choice, check_int, check_number
 
 WHERE = "ep_forward"
 

@@ -1,0 +1,27 @@
+"""Expert parallelism (DeepSeek-V3 §2.1.2, §3.2): one MoE layer's routed experts spread over ranks."""
+
+from .layer import (  # noqa: F401  (the package's face: helpers.expert_parallel.X as before)
+    WHERE,
+    EPRun,
+    ExpertParallelError,
+    Slot,
+    Traffic,
+    all_to_all,
+    dualpipe_bubble,
+    ep_forward,
+    ep_layer,
+    ep_run,
+    exchange_counts,
+    expert_ranks,
+    free_port,
+    makespan,
+    max_world_size,
+    node_limited_topk,
+    one_f_one_b,
+    pick_backend,
+    pipeline_bubble,
+    rank_loads,
+    token_ranks,
+    traffic,
+    two_stream_schedule,
+)
