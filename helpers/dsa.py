@@ -43,6 +43,7 @@ from torch import nn
 
 from .attention import apply_rope, causal_mask
 from .config import ModelConfig
+from .decode_cost import DecodeCost, decode_attention_cost  # noqa: F401  (their old home)
 from .mla import MLA
 from .validate import check_activations, check_choice, check_int, check_rope_tables
 
@@ -366,27 +367,3 @@ def dsa_elements_per_token(cfg: ModelConfig) -> int:
     from .kv_cache import config_cache_bytes_per_token
 
     return config_cache_bytes_per_token(cfg, bytes_per_element=1)
-
-
-@dataclass(frozen=True)
-class DecodeCost:
-    """One decode step's attention at context S, per layer: multiply-adds and cache elements read."""
-
-    macs: float
-    elements_read: float
-
-
-def decode_attention_cost(cfg: ModelConfig, context: int, k: int | None = None) -> DecodeCost:
-    """The FLOP/byte model of one absorbed decode step per layer. Dense MLA (``k=None`` or k ≥ S):
-    H·S·(Dc + Dr) for the scores and H·S·Dc for the weighted sum, reading S·(Dc + Dr) cached elements.
-    DSA: the indexer's H_I·S·d_I (+ S for the head weights) over S index keys, then the same attention
-    over min(k, S) gathered latents."""
-    check_int("context", context, min_value=1, where="decode_attention_cost")
-    H, Dc, Dr = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_rope_head_dim
-    read = context if k is None else min(k, context)
-    macs = H * read * (2 * Dc + Dr)
-    elements = read * (Dc + Dr)
-    if k is not None and cfg.is_sparse_attention:
-        macs += context * (cfg.index_n_heads * cfg.index_head_dim + cfg.index_n_heads)
-        elements += context * cfg.index_head_dim
-    return DecodeCost(float(macs), float(elements))
