@@ -105,10 +105,9 @@ def decode_attention_cost(cfg: ModelConfig, context: int, k: int | None = None) 
     DSA: the indexer's H_I·S·d_I (+ S for the head weights) over S index keys, then the same attention
     over min(k, S) gathered latents."""
     check_int("context", context, min_value=1, where="decode_attention_cost")
-    H, Dc, Dr = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_rope_head_dim
     read = context if k is None else min(k, context)
-    macs = H * read * (2 * Dc + Dr)
-    elements = read * (Dc + Dr)
+    macs = read * attention_flops_per_position("absorbed", cfg) // 2  # H·(2·Dc + Dr) per position
+    elements = read * cache_elements_per_token("absorbed", cfg)  # Dc + Dr per position
     if k is not None and cfg.is_sparse_attention:
         macs += context * (cfg.index_n_heads * cfg.index_head_dim + cfg.index_n_heads)
         elements += context * cfg.index_head_dim
