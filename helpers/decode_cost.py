@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import ModelConfig
-from .kv_cache import kv_elements_per_token
-from .mla import cache_bill
+from .kv_cache import cache_bill, kv_elements_per_token
 from .params import attention_params
 from .validate import check_choice, check_int
 

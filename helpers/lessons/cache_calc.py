@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..kv_cache import kv_elements_per_token, mla_elements_per_token
 from ..published import PUBLISHED, PublishedModel, get_published
 from ..viz.live import show_widget
 from ..viz.style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
@@ -59,8 +60,8 @@ def _model(model: str | PublishedModel) -> PublishedModel:
 def kv_head_width(m: PublishedModel) -> int:
     """Elements one K/V head pair caches per token: ``Dh + Dh``, or ``(Dn + Dr) + Dv`` for MLA models."""
     if m.uses_mla:
-        return (m.qk_nope_head_dim + m.qk_rope_head_dim) + m.v_head_dim
-    return 2 * m.head_dim
+        return kv_elements_per_token(1, 1, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim)
+    return kv_elements_per_token(1, 1, m.head_dim)
 
 
 def variant_kv_heads(model: str | PublishedModel, variant: str) -> int | None:
@@ -89,8 +90,7 @@ def elements_per_token_per_layer(model: str | PublishedModel, variant: str) -> i
     m = _model(model)
     g = variant_kv_heads(m, variant)
     if g is None:
-        dc, dr = mla_dims(m)
-        return dc + dr
+        return mla_elements_per_token(1, *mla_dims(m))
     return g * kv_head_width(m)
 
 

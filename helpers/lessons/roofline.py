@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ..bench.roofline import peak_flops, stream_bandwidth
 from ..config import ModelConfig
-from ..decode_cost import StepCost, step_cost  # noqa: F401  (step_cost: lesson 03's name for it, rl.step_cost)
+from ..decode_cost import StepCost, attention_flops_per_position, step_cost  # noqa: F401  (step_cost: lesson 03's name for it, rl.step_cost)
 from ..kv_cache import kv_elements_per_token
 from ..timing import torch_threads
 from ..validate import check_int
@@ -157,5 +157,5 @@ def model_step_cost(model, context: int, bytes_per_element: int = 4) -> StepCost
     cfg = model.config
     weights = model.num_params() - model.tok_emb.weight.numel()
     kv = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd) * (context + 1)
-    flops = 2 * weights + 2 * cfg.n_layers * cfg.n_heads * 2 * cfg.hd * (context + 1)
+    flops = 2 * weights + cfg.n_layers * (context + 1) * attention_flops_per_position("gqa", cfg)
     return StepCost(weights * bytes_per_element, kv * bytes_per_element, flops)
