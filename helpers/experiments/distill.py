@@ -36,6 +36,7 @@ from ..model import Transformer
 from ..plan import scaled_recipe
 from ..reproduce import build_meta
 from ..timing import synced_clock, torch_threads
+from ..training import optimizer_step, run_steps
 from ..validate import check_choice
 from .sweep import SEEDS, THREADS, write_sweep  # noqa: F401  (SEEDS: this sweep's seeds)
 
@@ -95,8 +96,9 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
         curve, every = {"compute": [0.0], "val_loss": [val_loss(student.eval(), corpus)]}, \
             max(1, r["steps"] // r["checkpoints"])
         student.train()
-        start, eval_seconds = synced_clock(), 0.0
-        for step in range(r["steps"]):
+        start, eval_seconds = synced_clock(), [0.0]
+
+        def step_fn(step):
             if pool is not None:
                 rows = pool[step * r["batch_size"]:(step + 1) * r["batch_size"]]
                 x, y = rows[:, :-1], rows[:, 1:]
@@ -112,16 +114,18 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
             else:
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
             meter.train(x.numel())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return loss
+
+        def on_step(step, loss):
             if (step + 1) % every == 0 and step + 1 < r["steps"]:  # the learning curve, off the clock
                 tick = synced_clock()
                 curve["compute"].append(float(meter.total))
                 curve["val_loss"].append(val_loss(student.eval(), corpus))
                 student.train()
-                eval_seconds += synced_clock() - tick
-        seconds = synced_clock() - start - eval_seconds
+                eval_seconds[0] += synced_clock() - tick
+
+        run_steps(opt, r["steps"], step_fn, callback=on_step)
+        seconds = synced_clock() - start - eval_seconds[0]
         if pool is not None:
             meter.teacher_generate(pool_passes)
         final = val_loss(student.eval(), corpus)
@@ -144,12 +148,12 @@ def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
         model = Transformer(STUDENT)
         opt = torch.optim.AdamW(model.parameters(), lr=r["base_lr"], weight_decay=0.0)
         gen = torch.Generator().manual_seed(seed)
-        for _ in range(r["base_steps"]):
+
+        def step_fn(step):
             b = arith.sft_batch(arith.sample_problems(r["sft_batch"], r["digits"], gen))
-            loss = model.run(b.x, b.y).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return model.run(b.x, b.y).loss
+
+        run_steps(opt, r["base_steps"], step_fn)
     return model.eval(), gen
 
 
@@ -191,10 +195,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
             if meter.total + 3 * b.tokens > budget:  # the next step would pass GRPO's compute: stop
                 break
             meter.teacher_generate(answers.passes)
-            loss = model.run(b.x, b.y).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, model.run(b.x, b.y).loss)  # to a compute budget: run_steps cannot stop there
             meter.train(b.tokens)
             while m < len(marks) and meter.total >= marks[m]:
                 sft_curve["compute"].append(float(meter.total))

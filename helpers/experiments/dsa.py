@@ -44,6 +44,7 @@ from ..model import Transformer
 from ..plan import scaled
 from ..reproduce import build_meta
 from ..timing import synced_clock, torch_threads
+from ..training import run_steps
 from ..validate import check_choice, check_int
 from .sweep import EXTRA_SEEDS, SEEDS, THREADS, write_sweep
 
@@ -137,14 +138,8 @@ def _loop(model, params, corpus, steps, lr, gen, step_fn, callback=None) -> floa
     model.train()
     start = synced_clock()
     with torch_threads(THREADS):
-        for step in range(steps):
-            x, y = repeat_batch(corpus, "train", RECIPE["batch_size"], gen)
-            loss = step_fn(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if callback is not None:
-                callback(step, loss.item())
+        run_steps(opt, steps, lambda step: step_fn(*repeat_batch(corpus, "train", RECIPE["batch_size"], gen)),
+                  callback=None if callback is None else lambda step, loss: callback(step, loss.item()))
     model.eval()
     return synced_clock() - start
 
