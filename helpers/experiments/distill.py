@@ -82,15 +82,21 @@ def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tenso
     return _POOL[key]
 
 
+def new_student(seed: int, lr: float) -> tuple[Transformer, torch.optim.Optimizer, torch.Generator]:
+    """Seed ``seed``'s fresh student, its optimiser (AdamW, constant ``lr``, no weight decay) and its
+    batch generator, made in this order (the order fixes the numbers)."""
+    torch.manual_seed(seed)
+    student = Transformer(STUDENT)
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    return student, opt, torch.Generator().manual_seed(seed)
+
+
 def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> dict:
     """One LM arm, one seed: the student's validation loss, its compute and the teacher's."""
     arm = check_choice("arm", arm, LM_ARMS)
     r = scaled_recipe(LM_RECIPE)
     with torch_threads(THREADS):
-        torch.manual_seed(seed)
-        student = Transformer(STUDENT)
-        opt = torch.optim.AdamW(student.parameters(), lr=r["lr"], weight_decay=0.0)
-        gen = torch.Generator().manual_seed(seed)
+        student, opt, gen = new_student(seed, r["lr"])
         meter = ComputeMeter()
         pool, pool_passes = teacher_text_pool(teacher, corpus) if arm == "sequence KD" else (None, 0)
         curve, every = {"compute": [0.0], "val_loss": [val_loss(student.eval(), corpus)]}, \
@@ -144,10 +150,7 @@ def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
     """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``."""
     r = scaled_recipe(RL_RECIPE)
     with torch_threads(THREADS):
-        torch.manual_seed(seed)
-        model = Transformer(STUDENT)
-        opt = torch.optim.AdamW(model.parameters(), lr=r["base_lr"], weight_decay=0.0)
-        gen = torch.Generator().manual_seed(seed)
+        model, opt, gen = new_student(seed, r["base_lr"])
 
         def step_fn(step):
             b = arith.sft_batch(arith.sample_problems(r["sft_batch"], r["digits"], gen))
