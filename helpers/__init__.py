@@ -4,6 +4,7 @@ One module per mechanism; notebooks build each mechanism from scratch, then show
 version here. Start with ``ModelConfig``/``preset``, ``Transformer``, ``load_corpus`` and ``train``.
 """
 
+from . import _moved
 from .checks import assert_close, check_shape
 from .config import PRESETS, ModelConfig, preset
 from .data import ByteTokenizer, Corpus, load_corpus
@@ -12,6 +13,8 @@ from .generate import Generation, generate
 from .kv_cache import KVCache, StaticKVCache
 from .model import ModelOutput, Transformer
 from .training import History, TrainConfig, evaluate, train
+
+_moved.install()  # old module paths (helpers.moe_sweep, helpers.widgets, ...) for one term
 
 COURSE = "deepseek-v3-course"  # marks this course's package; the notebooks' setup cell checks it
 __all__ = [

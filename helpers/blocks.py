@@ -49,8 +49,10 @@ class Block(nn.Module):
         self.ffn = make_ffn(cfg, layer_idx)
         self.is_moe = isinstance(self.ffn, MoE)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None) -> BlockOutput:
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
+                **attn_options) -> BlockOutput:
+        """``attn_options`` go to the attention as they are (DSA's ``index_topk`` and ``phase``)."""
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, **attn_options)
         if self.is_moe:
             moe = self.ffn(self.ffn_norm(x))
             return BlockOutput(x + moe.out, moe)

@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from .style import PALETTE, color
 from .validate import InputTypeError, check_int, check_number
+from .viz.style import PALETTE, color
 
 
 def _check_confidence(confidence) -> float:

@@ -25,8 +25,10 @@ Two attention paths, tested equal: ``"gather"`` (the fast one: per query, gather
 and attend over them, absorbed form) and ``"masked"`` (the readable one: score every cached latent,
 mask all but the selected ones). Training follows the report: a dense warm-up where only the indexer
 learns, by KL(p_t ‖ softmax(I(t, ·))) with p_t the main attention summed over heads and L1-normalised,
-then sparse training where the KL runs over the selected set only and the indexer's input is detached
-(``set_dsa_phase``, ``indexer_loss``).
+then sparse training where the KL runs over the selected set only and the indexer's input is detached.
+The phase and k travel with each call (``model.run(x, y, index_topk=k, dsa_phase="sparse")``), and the
+KL comes back in ``ModelOutput.indexer_loss`` beside ``aux_loss`` and ``mtp_loss``; ``set_dsa_phase`` and
+``set_index_topk`` change the defaults (the latter in ``model.config`` too).
 
 Shape letters (``docs/GLOSSARY.md``): B batch, T queries, S cached positions, D model width, H heads, Dq
 query latent, Dc KV latent, Dr RoPE part, HI indexer heads (the report's H^I), DI indexer width (d^I), Ks
@@ -43,6 +45,7 @@ from torch import nn
 
 from .attention import apply_rope, causal_mask
 from .config import ModelConfig
+from .decode_cost import DecodeCost, decode_attention_cost  # noqa: F401  (their old home)
 from .mla import MLA
 from .validate import check_activations, check_choice, check_int, check_rope_tables
 
@@ -147,8 +150,10 @@ class SparseMLA(MLA):
 
     ``forward(x, cos, sin, cache=None)`` as ``MLA``; with a cache, ``cache.update`` stores
     ``(c_kv (B, T, Dc), k_pe (B, T, Dr), k_I (B, T, DI))``. Modes ``"absorbed"`` (default) and
-    ``"latent"``; ``path`` picks ``"gather"`` (fast) or ``"masked"`` (readable); ``phase`` is one of
-    ``PHASES`` (``set_dsa_phase``)."""
+    ``"latent"``; ``path`` picks ``"gather"`` (fast) or ``"masked"`` (readable). ``index_topk`` and
+    ``phase`` (one of ``PHASES``) come per call, explicitly (``Transformer.run(..., index_topk=k,
+    dsa_phase=...)`` passes them down); left out, they are the layer's configuration's ``index_topk``
+    and ``"inference"``, or what ``set_index_topk`` / ``set_dsa_phase`` made the defaults."""
 
     def __init__(self, cfg: ModelConfig, layer_idx: int = 0, mode: str = "absorbed"):
         super().__init__(cfg, layer_idx, mode)
@@ -162,13 +167,18 @@ class SparseMLA(MLA):
         self.stats: DSAStats | None = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
-                mode: str | None = None) -> torch.Tensor:
+                mode: str | None = None, *, index_topk: int | None = None,
+                phase: str | None = None) -> torch.Tensor:
         mode = mode or self.mode
+        k = self.index_topk if index_topk is None else check_int("index_topk", index_topk, min_value=1)
+        phase = self.phase if phase is None else phase
+        if not self.record:
+            self.stats = None  # the KL of this call only (ModelOutput.indexer_loss reads it)
         if mode not in ("absorbed", "latent"):
             raise ValueError(f"SparseMLA supports mode 'absorbed' or 'latent', got {mode!r}: the 'kv' "
                              "cache of expanded keys has no place for the indexer keys")
         check_choice("path", self.path, PATHS)
-        check_choice("phase", self.phase, PHASES)
+        check_choice("phase", phase, PHASES)
         check_activations(x, self.dim, self.wkv_a.weight)
         B, T, _ = x.shape
         check_rope_tables(cos, sin, T, self.rope_dim)
@@ -177,26 +187,25 @@ class SparseMLA(MLA):
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
         q_pe = apply_rope(q_pe, cos, sin)
         c_kv, k_pe = self.latents(x, cos, sin)  # (B, T, Dc), (B, T, Dr)
-        detach = self.phase == "sparse"  # sparse training: the indexer learns only from its KL
+        detach = phase == "sparse"  # sparse training: the indexer learns only from its KL
         k_idx = self.indexer.keys(x.detach() if detach else x, cos, sin)  # (B, T, DI)
         if cache is not None:
             c_kv, k_pe, k_idx = cache.update(self.layer_idx, c_kv, k_pe, k_idx)  # S positions each
-        need_weights = self.record or self.phase != "inference"
-        if not need_weights and self.index_topk >= c_kv.shape[1] and mode == "absorbed":
+        need_weights = self.record or phase != "inference"
+        if not need_weights and k >= c_kv.shape[1] and mode == "absorbed":
             out = self.attend_absorbed(q_nope, q_pe, c_kv, k_pe)  # k covers the context: dense MLA
             return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.v_dim))  # (B, T, D)
         scores = self.indexer(x.detach() if detach else x, q_lat.detach() if detach else q_lat,
                               cos, sin, k_idx)  # (B, T, S)
-        dense = self.phase == "warmup"
+        dense = phase == "warmup"
         if dense or self.path == "masked" or mode == "latent" or need_weights:
-            keep = torch.isfinite(scores) if dense else selection_mask(scores, self.index_topk)
+            keep = torch.isfinite(scores) if dense else selection_mask(scores, k)
             out, probs = self._attend_masked(q_nope, q_pe, c_kv, k_pe, keep, mode)  # probs (B, H, T, S)
         else:
             keep, probs = None, None
-            out = self._attend_gather(q_nope, q_pe, c_kv, k_pe, select_topk(scores, self.index_topk),
-                                      scores)
+            out = self._attend_gather(q_nope, q_pe, c_kv, k_pe, select_topk(scores, k), scores)
         if need_weights:
-            self._keep_stats(scores, keep, probs)
+            self._keep_stats(scores, keep, probs, phase)
         return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.v_dim))  # (B, T, D)
 
     # --- the two attention paths -------------------------------------------------------------------
@@ -238,11 +247,11 @@ class SparseMLA(MLA):
         return torch.einsum("bhtc,hvc->bhtv", o_lat, w_uv)  # (B, H, T, Dv)
 
     # --- the indexer's training signal -------------------------------------------------------------
-    def _keep_stats(self, scores, keep, probs) -> None:
+    def _keep_stats(self, scores, keep, probs, phase: str) -> None:
         p = probs.detach().sum(dim=1)  # (B, T, S): summed over heads
         p = p / p.sum(dim=-1, keepdim=True)  # L1-normalised
         loss = None
-        if self.phase != "inference":
+        if phase != "inference":
             loss = indexer_kl(p, scores, keep)
         self.stats = DSAStats(scores.detach(), keep, p, loss) if self.record else \
             DSAStats(scores.new_empty(0), keep.new_empty(0), p.new_empty(0), loss)
@@ -283,11 +292,16 @@ def set_dsa_phase(model: nn.Module, phase: str, path: str | None = None) -> int:
 
 
 def set_index_topk(model: nn.Module, k: int) -> int:
-    """Change k in every DSA layer (k ≥ the context length makes the attention dense)."""
+    """Change the default k of every DSA layer (k ≥ the context length makes the attention dense),
+    and the model's configuration with it, so ``model.config.index_topk`` is what runs. For one call,
+    pass it instead: ``model.run(x, index_topk=k)``."""
     check_int("k", k, min_value=1, where="set_index_topk")
     layers = dsa_layers(model)
     for m in layers:
         m.index_topk = k
+    config = getattr(model, "config", None)
+    if layers and isinstance(config, ModelConfig) and config.index_topk != k:
+        model.config = config.replace(index_topk=k)
     return len(layers)
 
 
@@ -369,27 +383,3 @@ def dsa_elements_per_token(cfg: ModelConfig) -> int:
     from .kv_cache import config_cache_bytes_per_token
 
     return config_cache_bytes_per_token(cfg, bytes_per_element=1)
-
-
-@dataclass(frozen=True)
-class DecodeCost:
-    """One decode step's attention at context S, per layer: multiply-adds and cache elements read."""
-
-    macs: float
-    elements_read: float
-
-
-def decode_attention_cost(cfg: ModelConfig, context: int, k: int | None = None) -> DecodeCost:
-    """The FLOP/byte model of one absorbed decode step per layer. Dense MLA (``k=None`` or k ≥ S):
-    H·S·(Dc + Dr) for the scores and H·S·Dc for the weighted sum, reading S·(Dc + Dr) cached elements.
-    DSA: the indexer's H_I·S·d_I (+ S for the head weights) over S index keys, then the same attention
-    over min(k, S) gathered latents."""
-    check_int("context", context, min_value=1, where="decode_attention_cost")
-    H, Dc, Dr = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_rope_head_dim
-    read = context if k is None else min(k, context)
-    macs = H * read * (2 * Dc + Dr)
-    elements = read * (Dc + Dr)
-    if k is not None and cfg.is_sparse_attention:
-        macs += context * (cfg.index_n_heads * cfg.index_head_dim + cfg.index_n_heads)
-        elements += context * cfg.index_head_dim
-    return DecodeCost(float(macs), float(elements))

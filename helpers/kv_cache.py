@@ -7,10 +7,16 @@ gets back the full history. The cache is agnostic about *what* a layer stores: M
 ``(B, S, Dr)``. Every stored tensor keeps the sequence on dimension -2.
 
 Memory per token (DeepSeek-V2 Table 1): ``2 · l · G · Dh`` elements for MHA/GQA/MQA and
-``l · (Dc + Dr)`` for MLA; ``nbytes()`` measures it from the tensors themselves.
+``l · (Dc + Dr)`` for MLA; ``nbytes()`` measures it from the tensors themselves. This module is the
+course's one cache bill: the formulas (``kv_elements_per_token``, ``mla_elements_per_token``), a
+configuration's bill (``config_cache_bytes_per_token``), MLA's latent against expanded bill
+(``cache_bill``, ``cache_table``) and the measurement (``measured_cache_bytes_per_token``). The lessons,
+the published-model calculator, the decode cost model and the sweeps all call these.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -198,9 +204,14 @@ def _fits(bufs: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...]) -> bool
         and b.device == n.device for b, n in zip(bufs, new))
 
 
-def kv_elements_per_token(n_layers: int, n_kv_heads: int, head_dim: int) -> int:
-    """MHA/GQA/MQA: K and V, each ``G · Dh`` per layer."""
-    return 2 * n_layers * n_kv_heads * head_dim
+def kv_elements_per_token(n_layers: int, n_kv_heads: int, head_dim: int,
+                          v_head_dim: int | None = None) -> int:
+    """MHA/GQA/MQA: K and V, each ``G · Dh`` per layer. Where values are narrower than keys (MLA's
+    expanded heads: K of ``Dn + Dr``, V of ``Dv``), ``head_dim`` is the key's width and ``v_head_dim``
+    the value's: ``G · (Dk + Dv)`` per layer."""
+    if v_head_dim is None:
+        return 2 * n_layers * n_kv_heads * head_dim
+    return n_layers * n_kv_heads * (head_dim + v_head_dim)
 
 
 def mla_elements_per_token(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: int) -> int:
@@ -237,3 +248,89 @@ def measured_cache_bytes_per_token(model, n_tokens: int = 16, batch_size: int = 
     model(idx, cache=cache)
     model.train(was_training)
     return cache.nbytes() / (batch_size * n_tokens)
+
+
+# --- MLA's cache modes ------------------------------------------------------------------------------
+MODES = ("absorbed", "latent", "kv")
+# The former course mode "naive" meant the opposite of DeepSeek's attn_impl="naive": refused, with the map.
+RENAMED = ('mode="naive" was renamed "latent", because DeepSeek\'s own "naive" means something else. '
+           'Course "kv" = DeepSeek attn_impl="naive" (expanded K/V cached); course "latent" = latent '
+           'cached, K/V re-expanded each step (no DeepSeek name); course "absorbed" = DeepSeek '
+           'attn_impl="absorb"')
+
+
+def check_mla_mode(mode: str) -> str:
+    """An MLA layer's cache mode, checked: what it caches (``MLACacheBill``) depends on it."""
+    if mode == "naive":
+        raise ValueError(f"{RENAMED}; modes are {MODES}")
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} must be one of {MODES}")
+    return mode
+
+
+# --- the cache bill (DeepSeek-V2 Table 1) ----------------------------------------------------------
+@dataclass(frozen=True)
+class CacheRow:
+    method: str  # "MHA", "GQA", "MQA", "MLA"
+    formula: str  # elements per token per layer, symbolically
+    elements: int  # elements per token per layer for the given sizes
+    gqa_groups_equivalent: float  # the G of a GQA model with the same cache (elements / (2·Dh))
+
+
+def cache_table(n_heads: int, head_dim: int, n_groups: int, kv_lora_rank: int,
+                qk_rope_head_dim: int) -> list[CacheRow]:
+    """DeepSeek-V2 Table 1 for concrete sizes: KV-cache elements per token per layer."""
+    for name, value in [("n_heads", n_heads), ("head_dim", head_dim), ("n_groups", n_groups),
+                        ("kv_lora_rank", kv_lora_rank), ("qk_rope_head_dim", qk_rope_head_dim)]:
+        if value <= 0:
+            raise ValueError(f"{name}={value} must be positive")
+    rows = [("MHA", "2·H·Dh", kv_elements_per_token(1, n_heads, head_dim)),
+            ("GQA", "2·G·Dh", kv_elements_per_token(1, n_groups, head_dim)),
+            ("MQA", "2·Dh", kv_elements_per_token(1, 1, head_dim)),
+            ("MLA", "Dc + Dr", mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim))]
+    return [CacheRow(m, f, e, e / (2 * head_dim)) for m, f, e in rows]
+
+
+@dataclass(frozen=True)
+class MLACacheBill:
+    latent: int  # Dc + Dr: what the absorbed/latent MLA caches, elements per token per layer
+    expanded_kv: int  # H·(Dn + Dr) + H·Dv: per-head K and V ("kv" mode), elements per token per layer
+    n_layers: int
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the latent cache is than the expanded K/V cache."""
+        return self.expanded_kv / self.latent
+
+    def bytes_per_token(self, bytes_per_element: int = 2, mode: str = "absorbed") -> int:
+        """Whole-model cache bytes per token (all layers); bf16 = 2 bytes per element."""
+        per_layer = self.expanded_kv if check_mla_mode(mode) == "kv" else self.latent
+        return per_layer * self.n_layers * bytes_per_element
+
+
+def mla_cache_bill(n_layers: int, n_heads: int, kv_lora_rank: int, qk_nope_head_dim: int,
+                   qk_rope_head_dim: int, v_head_dim: int) -> MLACacheBill:
+    """Elements per token per layer of the latent cache and of the expanded per-head K/V cache."""
+    for name, value in [("n_layers", n_layers), ("n_heads", n_heads), ("kv_lora_rank", kv_lora_rank),
+                        ("qk_nope_head_dim", qk_nope_head_dim), ("qk_rope_head_dim", qk_rope_head_dim),
+                        ("v_head_dim", v_head_dim)]:
+        if value <= 0:
+            raise ValueError(f"{name}={value} must be positive")
+    latent = mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim)
+    expanded = kv_elements_per_token(1, n_heads, qk_nope_head_dim + qk_rope_head_dim, v_head_dim)
+    return MLACacheBill(latent, expanded, n_layers)
+
+
+def cache_bill(cfg) -> MLACacheBill:
+    """The cache bill of one of our MLA configs."""
+    return mla_cache_bill(cfg.n_layers, cfg.n_heads, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
+                          cfg.qk_rope_head_dim, cfg.v_head_dim)
+
+
+def deepseek_v3_cache_bill() -> MLACacheBill:
+    """DeepSeek-V3's real configuration (``helpers.published``): 576 vs 40,960 elements."""
+    from .published import get_published
+
+    m = get_published("DeepSeek-V3")
+    return mla_cache_bill(m.n_layers, m.n_heads, m.kv_lora_rank, m.qk_nope_head_dim,
+                          m.qk_rope_head_dim, m.v_head_dim)

@@ -52,32 +52,25 @@ width, H heads, Dq query latent (q_lora_rank), Dc KV latent (kv_lora_rank), Dn n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import apply_rope, attend, causal_mask
 from .config import ModelConfig
-from .kv_cache import kv_elements_per_token, mla_elements_per_token
+from .kv_cache import (  # noqa: F401  (MODES, RENAMED and the cache bill: their old home)
+    MODES,
+    RENAMED,
+    CacheRow,
+    MLACacheBill,
+    cache_bill,
+    cache_table,
+    check_mla_mode,
+    deepseek_v3_cache_bill,
+    mla_cache_bill,
+)
 from .layers import RMSNorm
 from .validate import check_activations, check_rope_tables
-
-MODES = ("absorbed", "latent", "kv")
-# The former course mode "naive" meant the opposite of DeepSeek's attn_impl="naive": refused, with the map.
-RENAMED = ('mode="naive" was renamed "latent", because DeepSeek\'s own "naive" means something else. '
-           'Course "kv" = DeepSeek attn_impl="naive" (expanded K/V cached); course "latent" = latent '
-           'cached, K/V re-expanded each step (no DeepSeek name); course "absorbed" = DeepSeek '
-           'attn_impl="absorb"')
-
-
-def _check_mode(mode: str) -> str:
-    if mode == "naive":
-        raise ValueError(f"{RENAMED}; modes are {MODES}")
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} must be one of {MODES}")
-    return mode
 
 
 def absorbed_attention_explicit(q_lat: torch.Tensor, q_pe: torch.Tensor, c_kv: torch.Tensor,
@@ -137,7 +130,7 @@ class MLA(nn.Module):
             raise ValueError(f"qk_rope_head_dim={cfg.qk_rope_head_dim}: MLA needs a decoupled RoPE part "
                              "(DeepSeek-V3 uses 64); without one the model has no position signal")
         self.layer_idx = layer_idx
-        self.mode = _check_mode(mode)
+        self.mode = check_mla_mode(mode)
         self.impl = cfg.attn_impl
         self.dim, self.n_heads = cfg.dim, cfg.n_heads
         self.q_lora_rank, self.kv_lora_rank = cfg.q_lora_rank, cfg.kv_lora_rank
@@ -203,7 +196,7 @@ class MLA(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None,
                 mode: str | None = None) -> torch.Tensor:
-        mode = _check_mode(mode or self.mode)
+        mode = check_mla_mode(mode or self.mode)
         check_activations(x, self.dim, self.wkv_a.weight)
         B, T, _ = x.shape
         check_rope_tables(cos, sin, T, self.rope_dim)
@@ -226,76 +219,8 @@ class MLA(nn.Module):
 
 def set_mla_mode(model: nn.Module, mode: str) -> int:
     """Switch every MLA layer of ``model`` to ``mode``; returns how many layers were switched."""
-    _check_mode(mode)
+    check_mla_mode(mode)
     layers = [m for m in model.modules() if isinstance(m, MLA)]
     for m in layers:
         m.mode = mode
     return len(layers)
-
-
-# --- the cache bill (DeepSeek-V2 Table 1) ----------------------------------------------------------
-@dataclass(frozen=True)
-class CacheRow:
-    method: str  # "MHA", "GQA", "MQA", "MLA"
-    formula: str  # elements per token per layer, symbolically
-    elements: int  # elements per token per layer for the given sizes
-    gqa_groups_equivalent: float  # the G of a GQA model with the same cache (elements / (2·Dh))
-
-
-def cache_table(n_heads: int, head_dim: int, n_groups: int, kv_lora_rank: int,
-                qk_rope_head_dim: int) -> list[CacheRow]:
-    """DeepSeek-V2 Table 1 for concrete sizes: KV-cache elements per token per layer."""
-    for name, value in [("n_heads", n_heads), ("head_dim", head_dim), ("n_groups", n_groups),
-                        ("kv_lora_rank", kv_lora_rank), ("qk_rope_head_dim", qk_rope_head_dim)]:
-        if value <= 0:
-            raise ValueError(f"{name}={value} must be positive")
-    rows = [("MHA", "2·H·Dh", kv_elements_per_token(1, n_heads, head_dim)),
-            ("GQA", "2·G·Dh", kv_elements_per_token(1, n_groups, head_dim)),
-            ("MQA", "2·Dh", kv_elements_per_token(1, 1, head_dim)),
-            ("MLA", "Dc + Dr", mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim))]
-    return [CacheRow(m, f, e, e / (2 * head_dim)) for m, f, e in rows]
-
-
-@dataclass(frozen=True)
-class MLACacheBill:
-    latent: int  # Dc + Dr: what the absorbed/latent MLA caches, elements per token per layer
-    expanded_kv: int  # H·(Dn + Dr) + H·Dv: per-head K and V ("kv" mode), elements per token per layer
-    n_layers: int
-
-    @property
-    def ratio(self) -> float:
-        """How many times smaller the latent cache is than the expanded K/V cache."""
-        return self.expanded_kv / self.latent
-
-    def bytes_per_token(self, bytes_per_element: int = 2, mode: str = "absorbed") -> int:
-        """Whole-model cache bytes per token (all layers); bf16 = 2 bytes per element."""
-        per_layer = self.expanded_kv if _check_mode(mode) == "kv" else self.latent
-        return per_layer * self.n_layers * bytes_per_element
-
-
-def mla_cache_bill(n_layers: int, n_heads: int, kv_lora_rank: int, qk_nope_head_dim: int,
-                   qk_rope_head_dim: int, v_head_dim: int) -> MLACacheBill:
-    """Elements per token per layer of the latent cache and of the expanded per-head K/V cache."""
-    for name, value in [("n_layers", n_layers), ("n_heads", n_heads), ("kv_lora_rank", kv_lora_rank),
-                        ("qk_nope_head_dim", qk_nope_head_dim), ("qk_rope_head_dim", qk_rope_head_dim),
-                        ("v_head_dim", v_head_dim)]:
-        if value <= 0:
-            raise ValueError(f"{name}={value} must be positive")
-    latent = mla_elements_per_token(1, kv_lora_rank, qk_rope_head_dim)
-    expanded = n_heads * (qk_nope_head_dim + qk_rope_head_dim) + n_heads * v_head_dim
-    return MLACacheBill(latent, expanded, n_layers)
-
-
-def cache_bill(cfg: ModelConfig) -> MLACacheBill:
-    """The cache bill of one of our MLA configs."""
-    return mla_cache_bill(cfg.n_layers, cfg.n_heads, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
-                          cfg.qk_rope_head_dim, cfg.v_head_dim)
-
-
-def deepseek_v3_cache_bill() -> MLACacheBill:
-    """DeepSeek-V3's real configuration (``helpers.published``): 576 vs 40,960 elements."""
-    from .published import get_published
-
-    m = get_published("DeepSeek-V3")
-    return mla_cache_bill(m.n_layers, m.n_heads, m.kv_lora_rank, m.qk_nope_head_dim,
-                          m.qk_rope_head_dim, m.v_head_dim)

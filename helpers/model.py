@@ -23,10 +23,11 @@ from torch import nn
 from .attention import rope_tables
 from .blocks import Block, BlockOutput, make_attention, make_ffn  # noqa: F401  (re-exported)
 from .config import ModelConfig
+from .dsa import PHASES, indexer_loss
 from .kv_cache import KVCache, StaticKVCache
 from .layers import MLP, RMSNorm, stacked_weight  # noqa: F401  (MLP, RMSNorm re-exported)
 from .mtp import MTP
-from .validate import InputTypeError, check_int, check_token_ids
+from .validate import InputTypeError, check_choice, check_int, check_token_ids
 
 
 @dataclass
@@ -36,6 +37,7 @@ class ModelOutput:
     main_loss: torch.Tensor | None = None  # next-token cross-entropy alone
     aux_loss: torch.Tensor | None = None  # sum of the MoE layers' balance losses (0 if dense)
     mtp_loss: torch.Tensor | None = None  # (λ/Dm) Σ_k L_k, if the model has MTP modules
+    indexer_loss: torch.Tensor | None = None  # DSA: the indexers' KL in a training phase (0 in inference)
     hidden: torch.Tensor | None = None  # (B, T, D) last block's output, before the final norm
     moe: list = field(default_factory=list)  # per MoE layer: its result object
     mtp: object | None = None  # the MTP modules' result object
@@ -83,12 +85,18 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def run(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-            cache: KVCache | None = None) -> ModelOutput:
+            cache: KVCache | None = None, *, index_topk: int | None = None,
+            dsa_phase: str | None = None) -> ModelOutput:
         """idx (B, T) token ids → ModelOutput. With a cache, idx holds only the new positions.
 
         ``idx`` must be a (B, T) integer tensor of ids in [0, V) on the model's device; ``targets`` the
-        same shape (-100 marks a position to ignore). A bad input raises here, naming the problem."""
+        same shape (-100 marks a position to ignore). A bad input raises here, naming the problem.
+        A DSA model (``config.is_sparse_attention``) takes ``index_topk`` (k for this call; the
+        configuration's by default) and ``dsa_phase`` (``"inference"``, ``"warmup"``: dense attention
+        and the indexers' KL over every position, ``"sparse"``: top-k and the KL over the selected
+        ones); ``out.indexer_loss`` is the KL, and in the sparse phase ``out.loss`` includes it."""
         self.check_inputs(idx, targets, cache)
+        attn_options = self.dsa_options(index_topk, dsa_phase)
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_seq_len:
@@ -98,7 +106,7 @@ class Transformer(nn.Module):
         x = self.tok_emb(idx)  # (B, T, D)
         moe_results = []
         for layer in self.layers:
-            x, moe = layer(x, cos, sin, cache)
+            x, moe = layer(x, cos, sin, cache, **attn_options)
             if moe is not None:
                 moe_results.append(moe)
         hidden = x
@@ -109,10 +117,28 @@ class Transformer(nn.Module):
             out.aux_loss = sum((m.balance_loss for m in moe_results), logits.new_zeros(()))
             out.loss = out.main_loss + out.aux_loss
             if self.mtp is not None:
-                out.mtp = self.mtp(self, hidden, idx, targets)
+                out.mtp = self.mtp(self, hidden, idx, targets, **attn_options)
                 out.mtp_loss = out.mtp.loss
                 out.loss = out.loss + out.mtp_loss
+        if self.config.is_sparse_attention:
+            out.indexer_loss = indexer_loss(self)
+            if out.loss is not None and attn_options.get("phase") == "sparse":
+                out.loss = out.loss + out.indexer_loss
         return out
+
+    def dsa_options(self, index_topk: int | None, dsa_phase: str | None) -> dict:
+        """The per-call DSA settings for the attention layers; refused for a model without DSA."""
+        if index_topk is None and dsa_phase is None:
+            return {}
+        if not self.config.is_sparse_attention:
+            raise ValueError(f"index_topk={index_topk} and dsa_phase={dsa_phase!r} need a DSA model "
+                             f"(index_n_heads > 0), got index_n_heads={self.config.index_n_heads}")
+        options = {}
+        if index_topk is not None:
+            options["index_topk"] = check_int("index_topk", index_topk, min_value=1)
+        if dsa_phase is not None:
+            options["phase"] = check_choice("dsa_phase", dsa_phase, PHASES)
+        return options
 
     def decode_step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The generation loop's forward: idx (B, T) new token ids → logits (B, V) of the LAST position.

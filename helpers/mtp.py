@@ -105,10 +105,10 @@ class MTPModule(nn.Module):
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)  # the module's own norm before the shared head
 
     def forward(self, h_prev: torch.Tensor, emb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None = None):
+                cache: KVCache | None = None, **attn_options):
         """h_prev (B, n, D) and emb (B, n, D) of the same positions -> (h^k (B, n, D), MoE result)."""
         x = self.proj(torch.cat([self.hnorm(h_prev), self.enorm(emb)], dim=-1))  # (B, n, 2D) -> (B, n, D)
-        return self.block(x, cos, sin, cache)
+        return self.block(x, cos, sin, cache, **attn_options)
 
 
 class MTPCache(StaticKVCache):
@@ -155,7 +155,7 @@ class MTP(nn.Module):
                              "MTP reads the tokens ahead from idx")
 
     def forward(self, model, hidden: torch.Tensor, idx: torch.Tensor,
-                targets: torch.Tensor | None) -> MTPOutput:
+                targets: torch.Tensor | None, **attn_options) -> MTPOutput:
         """hidden (B, T, D): the main model's last block output; idx, targets (B, T)."""
         self._check(hidden, idx, targets)
         h = hidden  # h^0
@@ -164,7 +164,7 @@ class MTP(nn.Module):
             tokens_in, wanted = depth_inputs(idx, targets, module.k, self.target_shift)  # (B, n) each
             n = tokens_in.shape[1]
             cos, sin = model.rope_cos[:n], model.rope_sin[:n]  # positions 0 .. n-1
-            h, moe = module(h[:, :n], model.tok_emb(tokens_in), cos, sin)  # (B, n, D)
+            h, moe = module(h[:, :n], model.tok_emb(tokens_in), cos, sin, **attn_options)  # (B, n, D)
             logits = model.head(module.norm(h))  # (B, n, V): shared head, the module's own norm
             losses.append(F.cross_entropy(logits.flatten(0, 1), wanted.flatten(),
                                           ignore_index=IGNORE_INDEX))

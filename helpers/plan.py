@@ -10,7 +10,7 @@ somewhere, in CI on a CPU too:
   works on the CPU, slowly). Unset: chosen by the device.
 - ``COURSE_STEPS_SCALE=<fraction>``: every training length in a lesson (steps, the sweeps' live arms,
   evaluation intervals) times the fraction, each at least ``MIN_STEPS``; the capstone's GPU plan scales
-  its batch too (``helpers.capstone.plan_for``: one full GPU-plan step takes ~20 s on a 2-core CPU).
+  its batch too (``helpers.lessons.capstone.plan_for``: one full GPU-plan step takes ~20 s on a 2-core CPU).
   ``make test-gpu-plan`` runs every lesson with ``COURSE_PLAN=gpu COURSE_STEPS_SCALE=0.02``. Unset (or
   1): nothing changes.
 

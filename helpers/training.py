@@ -2,6 +2,10 @@
 history for plotting. It minimises ``ModelOutput.loss`` (next-token loss plus whatever balance or MTP
 terms the model adds), calls ``model.after_optimizer_step()`` after each step (the MoE bias update
 lives there), and stops with ``FloatingPointError`` naming the step if the loss stops being finite.
+
+Every update in the course goes through ``optimizer_step``; a sweep with a loss, batches or optimiser
+of its own (DSA's warm-up, distillation) trains through ``run_steps``, so no training loop lives
+outside this module.
 """
 
 from __future__ import annotations
@@ -99,6 +103,33 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, model=None,
+                   grad_clip: float = 0.0) -> None:
+    """One update, taken the same way by every training loop of the course: clear the gradients,
+    backpropagate ``loss``, clip the gradient norm of ``model``'s parameters (when ``grad_clip`` > 0),
+    step, then ``model.after_optimizer_step()`` (the MoE bias update) when a ``model`` is given."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if model is not None:
+        model.after_optimizer_step()
+
+
+def run_steps(optimizer: torch.optim.Optimizer, steps: int, step_fn: Callable[[int], torch.Tensor], *,
+              callback: Callable | None = None) -> None:
+    """``steps`` updates on the loss ``step_fn(step)`` returns: the loop for a sweep that trains on a
+    loss of its own (DSA's indexer KL, distillation's KD loss) with its own batches and optimiser.
+    ``callback(step, loss)`` runs after each update (learning curves, live plots)."""
+    check_int("steps", steps, min_value=0, where="run_steps")
+    for step in range(steps):
+        loss = step_fn(step)
+        optimizer_step(optimizer, loss)
+        if callback is not None:
+            callback(step, loss)
+
+
 def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
           callback: Callable | None = None, progress: bool = True,
           autocast: torch.dtype | None = None, **overrides) -> History:
@@ -138,12 +169,7 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
             raise FloatingPointError(f"training loss became {loss.item()} at step {step} "
                                      f"(lr={lr_at(step, tc):.2e}); lower the learning rate or check "
                                      "the model for overflow")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        model.after_optimizer_step()
+        optimizer_step(opt, loss, model=model, grad_clip=tc.grad_clip)
         hist.step.append(step)
         hist.train_loss.append(out.main_loss.item())
         hist.tokens += batch.x.numel()

@@ -55,7 +55,7 @@ def capstone_figures(device) -> dict[str, float]:
     import torch
 
     import helpers
-    from helpers.capstone import plan_for
+    from helpers.lessons.capstone import plan_for
     from helpers.model import Transformer
     from helpers.timing import decode_ms_per_token
 

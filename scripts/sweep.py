@@ -1,4 +1,5 @@
-"""Run a committed seed sweep and write its results (``helpers.experiments`` explains the design).
+"""Run a committed seed sweep and write its results (``helpers.experiments.sweep`` explains the design;
+``helpers.experiments.registry`` lists the sweeps).
 
     python scripts/sweep.py attention                      # every seed, one process (~25 min on 1 core)
     python scripts/sweep.py attention --seeds 0 1 --part a # a share of the seeds, into a part file
@@ -7,15 +8,15 @@
     python scripts/sweep.py moe --seeds 0 1 2 --part a     # lesson 04's sweep, the same way
     python scripts/sweep.py moe --arms "softmax capacity c=1" --part c && \
         python scripts/sweep.py moe --extend               # new arms added beside the committed ones
-    python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (helpers.model_sweeps)
+    python scripts/sweep.py mtp                            # lesson 05: plain vs MTP (experiments.models)
     python scripts/sweep.py capstone                       # lesson 06: tiny DeepSeek-V3 vs its baseline
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
     python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
     python scripts/sweep.py fp8 --seeds 0 1 2 3 4 5 6 7    # lesson 09: FP8 GEMMs vs full precision
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
-trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
-on ``helpers.model_sweeps.THREADS``, two: run those one process at a time), so the numbers do not
+trains on its sweep's fixed thread count (``helpers.experiments.sweep.THREADS``, one; ``mtp`` and ``capstone``
+on ``helpers.experiments.models.THREADS``, two: run those one process at a time), so the numbers do not
 depend on how the work is split.
 """
 
@@ -32,22 +33,42 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import distill_sweep, dsa_sweep, fp8_sweep, model_sweeps, moe_sweep, plan  # noqa: E402
-from helpers import experiments as ex  # noqa: E402
+from helpers import plan  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
-
-SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
-          "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
-          "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed,
-          "fp8": fp8_sweep.run_fp8_seed}
-WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
-           "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
-           "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
-           "distill": distill_sweep.write_distill_sweep, "fp8": fp8_sweep.write_fp8_sweep}
+from helpers.experiments import sweep as ex  # noqa: E402
+from helpers.experiments.registry import SWEEPS  # noqa: E402
 
 
 def part_path(name: str, part: str) -> Path:
     return ex.SWEEP_DIR / f"{name}.part-{part}.json"
+
+
+def fold_parts(name: str, extend: bool) -> int:
+    """--merge: the part files and the committed sweep rewritten as one sweep (by the sweep's writer);
+    --extend: the part files' new arms appended to the committed sweep, its records and meta untouched."""
+    parts = sorted(ex.SWEEP_DIR.glob(f"{name}.part-*.json"))
+    if not parts:
+        print(f"no part files {name}.part-*.json in {ex.SWEEP_DIR}", file=sys.stderr)
+        return 1
+    new = [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
+    try:
+        if extend:
+            arms = " ".join(repr(a) for a in sorted({r["arm"] for s in new for r in s["runs"]}))
+            made_by = f"python scripts/sweep.py {name} --arms {arms} --part …, then --extend"
+            path = ex.extend_sweep(name, new, made_by)
+        else:
+            committed = ex.sweep_path(name)
+            per_seed = ex.per_seed_results(committed) if committed.is_file() else []  # keep what is there
+            per_seed += new
+            path = SWEEPS[name].write(per_seed)
+    except (ValueError, FileNotFoundError) as err:  # the same (arm, seed) twice; an arm the sweep has
+        print(f"not {'extended' if extend else 'merged'}: {err}", file=sys.stderr)
+        return 1
+    for f in parts:
+        f.unlink()
+    seeds = sorted({r["seed"] for r in json.loads(path.read_text(encoding="utf-8"))["records"]})
+    print(f"{'extended' if extend else 'wrote'} {path} (seeds {seeds})")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -66,47 +87,18 @@ def main(argv=None) -> int:
         print(f"refused: {forced} would change the recipe a committed sweep records; unset them",
               file=sys.stderr)
         return 2
-    if args.extend:
-        parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
-        per_seed = [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
-        arms = " ".join(repr(a) for a in sorted({r["arm"] for s in per_seed for r in s["runs"]}))
-        try:
-            path = ex.extend_sweep(args.name, per_seed, f"python scripts/sweep.py {args.name} --arms {arms} "
-                                   "--part …, then --extend")
-        except (ValueError, FileNotFoundError) as err:
-            print(f"not extended: {err}", file=sys.stderr)
-            return 1
-        for f in parts:
-            f.unlink()
-        print(f"extended {path}")
-        return 0
-    if args.merge:
-        parts = sorted(ex.SWEEP_DIR.glob(f"{args.name}.part-*.json"))
-        if not parts:
-            print(f"no part files {args.name}.part-*.json in {ex.SWEEP_DIR}", file=sys.stderr)
-            return 1
-        committed = ex.sweep_path(args.name)
-        per_seed = ex.per_seed_results(committed) if committed.is_file() else []  # keep what is there
-        per_seed += [s for f in parts for s in json.loads(f.read_text(encoding="utf-8"))]
-        seeds = sorted({s["seed"] for s in per_seed})
-        try:
-            path = WRITERS[args.name](per_seed)
-        except ValueError as err:  # the same (arm, seed) twice
-            print(f"not merged: {err}", file=sys.stderr)
-            return 1
-        for f in parts:
-            f.unlink()
-        print(f"wrote {path} (seeds {sorted(seeds)})")
-        return 0
+    if args.merge or args.extend:
+        return fold_parts(args.name, extend=args.extend)
     corpus = load_corpus()
     start, per_seed = time.perf_counter(), []
     for seed in args.seeds:
-        per_seed.append(SWEEPS[args.name](seed, corpus, arms=args.arms, log=lambda s: print(s, flush=True)))
+        run = SWEEPS[args.name].run_seed
+        per_seed.append(run(seed, corpus, arms=args.arms, log=lambda s: print(s, flush=True)))
         if args.part:  # rewritten after every seed, so an interrupted run keeps its finished seeds
             part_path(args.name, args.part).parent.mkdir(parents=True, exist_ok=True)
             part_path(args.name, args.part).write_text(json.dumps(per_seed) + "\n", encoding="utf-8")
     if not args.part:
-        print(f"wrote {WRITERS[args.name](per_seed)}")
+        print(f"wrote {SWEEPS[args.name].write(per_seed)}")
     print(f"{len(per_seed)} seed(s) in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -3,7 +3,8 @@
 Copies each lesson notebook from ``notebooks/`` into ``workspace/`` (git-ignored), but never over a file
 that is already there: your answers stay yours. Run it again after ``git pull`` to add lessons that
 arrived later; to start a lesson afresh, rename or delete your copy first. The course's originals stay in
-``notebooks/``. The notebooks find the ``helpers`` package from ``workspace/`` as from ``notebooks/``.
+``notebooks/``. The notebooks find the ``helpers`` package from ``workspace/`` as from ``notebooks/``:
+the course's ``course_setup.py``, which their first cell imports, is copied (and kept current) beside them.
 
     python scripts/workspace.py [DEST]          (default: workspace/ in the checkout)
 """
@@ -21,6 +22,7 @@ from _safe_write import create_new  # noqa: E402
 
 LESSONS = ROOT / "notebooks"
 WORKSPACE = ROOT / "workspace"
+SETUP = "course_setup.py"  # every lesson's first cell imports it from the lesson's own folder
 
 
 def lessons(src: Path = LESSONS) -> list[Path]:
@@ -39,7 +41,21 @@ def copy_lessons(dest: Path = WORKSPACE, src: Path = LESSONS) -> tuple[list[Path
     for nb in lessons(src):
         target = dest / nb.name
         (copied if create_new(target, nb.read_bytes()) else skipped).append(target)
+    refresh_setup(dest, src)
     return copied, skipped
+
+
+def refresh_setup(dest: Path = WORKSPACE, src: Path = LESSONS) -> Path | None:
+    """Put the course's ``course_setup.py`` (what every lesson's first cell imports) beside the copies.
+    It is the course's code, not yours, so an older copy is replaced; nothing happens without one in
+    ``src``."""
+    setup = src / SETUP
+    if not setup.is_file():
+        return None
+    target = dest / SETUP
+    if not target.is_file() or target.read_bytes() != setup.read_bytes():
+        target.write_bytes(setup.read_bytes())
+    return target
 
 
 def report(dest: Path, copied: list[Path], skipped: list[Path]) -> str:

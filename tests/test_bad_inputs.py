@@ -22,11 +22,11 @@ import torch
 import helpers
 from helpers import KVCache, StaticKVCache, TrainConfig, Transformer, assert_close, generate, preset
 from helpers.attention import Attention
-from helpers.cache_calc import cache_bytes
 from helpers.data import ByteTokenizer, Corpus, load_corpus
 from helpers.device import pick_device
-from helpers.gqa import kv_head_of, pool_heads, to_gqa
 from helpers.kv_quant import QuantizedKVCache, quantize
+from helpers.lessons.cache_calc import cache_bytes
+from helpers.lessons.gqa import kv_head_of, pool_heads, to_gqa
 from helpers.mla import MLA
 from helpers.moe import (
     MoE,

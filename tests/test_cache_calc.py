@@ -7,7 +7,7 @@ import re
 import matplotlib
 import pytest
 
-from helpers import cache_calc as cc
+from helpers.lessons import cache_calc as cc
 from helpers.published import PUBLISHED
 
 matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""helpers.capstone: lesson 06's configurations and run plan, and training the tiny DeepSeek-V3 with
+"""helpers.lessons.capstone: lesson 06's configurations and run plan, and training the tiny DeepSeek-V3 with
 its balance recipe (the Hugging Face checks are in test_interop_deepseek.py, the parameter bill in
 test_params.py)."""
 
@@ -7,7 +7,8 @@ import torch
 
 import helpers
 from helpers import Transformer
-from helpers.capstone import (
+from helpers.interop import to_hf
+from helpers.lessons.capstone import (
     CPU_CONFIG,
     Dashboard,
     hf_generate,
@@ -15,7 +16,6 @@ from helpers.capstone import (
     plan_for,
     plot_training_summary,
 )
-from helpers.interop import to_hf
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_plan_for_cpu_and_gpu():
 
 @pytest.mark.gpu
 def test_gpu_smoke_bf16_compile_and_hf_parity():
-    from helpers.capstone import compile_dense_parts
+    from helpers.lessons.capstone import compile_dense_parts
 
     device = torch.device("cuda")
     corpus = helpers.load_corpus()

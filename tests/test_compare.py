@@ -22,7 +22,7 @@ from helpers.compare import (
     plot_paired,
     run_paired,
 )
-from helpers.style import PALETTE
+from helpers.viz.style import PALETTE
 
 JUDGING = re.compile(r"\b(better|worse|beats?)\b", re.I)
 

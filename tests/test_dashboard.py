@@ -1,4 +1,4 @@
-"""helpers.dashboard: lesson 06's live loss curves above the routing histogram, and its static twin."""
+"""helpers.viz.dashboard: lesson 06's live loss curves above the routing histogram, and its static twin."""
 
 import matplotlib
 
@@ -9,10 +9,10 @@ import torch
 from test_widgets import assert_legends_outside
 
 from helpers.config import ModelConfig
-from helpers.dashboard import Dashboard, plot_training_summary
 from helpers.model import Transformer
-from helpers.style import PALETTE
 from helpers.training import History
+from helpers.viz.dashboard import Dashboard, plot_training_summary
+from helpers.viz.style import PALETTE
 
 
 def tiny_moe_mtp(**changes):

@@ -1,4 +1,4 @@
-"""helpers.diagram: the architecture figure carries the configuration's numbers, draws the MTP module only
+"""helpers.viz.diagram: the architecture figure carries the configuration's numbers, draws the MTP module only
 when there is one, keeps its text inside its boxes and apart, and refuses what is not a ModelConfig."""
 
 import matplotlib
@@ -10,9 +10,9 @@ import pytest
 from matplotlib.patches import FancyBboxPatch
 from matplotlib.text import Text
 
-from helpers.capstone import CPU_CONFIG
 from helpers.config import ModelConfig, preset
-from helpers.diagram import attention_name, draw_architecture
+from helpers.lessons.capstone import CPU_CONFIG
+from helpers.viz.diagram import attention_name, draw_architecture
 
 
 @pytest.fixture(autouse=True)

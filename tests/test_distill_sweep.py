@@ -5,9 +5,9 @@ import pytest
 import torch
 from testkit import assert_reproduces
 
-from helpers import distill_sweep as dsw
 from helpers import load_corpus
 from helpers.config import ModelConfig
+from helpers.experiments import distill as dsw
 from helpers.experiments import load_sweep
 from helpers.model import Transformer
 
@@ -72,7 +72,7 @@ def test_committed_sweep_has_every_arm_on_every_seed():
 
 @pytest.mark.slow
 def test_one_arm_reproduces_the_committed_numbers(corpus):
-    from helpers.teacher import load_teacher
+    from helpers.lessons.teacher import load_teacher
 
     got = dsw.train_lm_arm("data only", 1, corpus, load_teacher(device="cpu"))
     numbers = {m: got[m] for m in ("val_loss", "student_compute", "teacher_compute")}

@@ -517,3 +517,39 @@ def test_decode_attention_cost_by_hand():
     assert decode_attention_cost(plain, S, k) == DecodeCost(4 * 4 * 72, 4 * 40)
     with pytest.raises(ValueError, match="context"):
         decode_attention_cost(cfg, 0)
+
+
+# --- configuration is the truth: k and the phase per call, the KL in the model's output ---------------
+def _dsa_model():
+    torch.manual_seed(0)
+    return Transformer(CFG).eval()
+
+
+def test_index_topk_per_call_equals_changing_the_default_and_changes_no_state():
+    model, idx = _dsa_model(), torch.randint(0, CFG.vocab_size, (2, 12))
+    per_call = model.run(idx, index_topk=7).logits
+    assert [m.index_topk for m in dsa_layers(model)] == [CFG.index_topk] * CFG.n_layers  # nothing stored
+    assert model.config.index_topk == CFG.index_topk
+    set_index_topk(model, 7)
+    assert model.config.index_topk == 7  # the configuration says what runs
+    assert torch.equal(model(idx), per_call)
+    assert not torch.equal(model.run(idx, index_topk=CFG.index_topk).logits, per_call)
+
+
+def test_the_indexer_loss_comes_out_of_the_model_like_the_other_losses():
+    model, idx = _dsa_model(), torch.randint(0, CFG.vocab_size, (2, 12))
+    targets = torch.roll(idx, -1, dims=1)
+    warm = model.run(idx, dsa_phase="warmup")
+    assert warm.indexer_loss > 0 and torch.equal(warm.indexer_loss, indexer_loss(model))
+    sparse = model.run(idx, targets, dsa_phase="sparse")
+    assert torch.equal(sparse.loss, sparse.main_loss + sparse.aux_loss + sparse.indexer_loss)
+    plain = model.run(idx, targets)  # inference: no KL, and none left over from the calls before
+    assert float(plain.indexer_loss) == 0.0 and torch.equal(plain.loss, plain.main_loss + plain.aux_loss)
+
+
+def test_dsa_settings_are_refused_for_a_model_without_dsa():
+    model = Transformer(preset("test"))
+    with pytest.raises(ValueError, match="need a DSA model"):
+        model.run(torch.zeros(1, 4, dtype=torch.long), index_topk=2)
+    with pytest.raises(ValueError, match="dsa_phase"):
+        _dsa_model().run(torch.zeros(1, 4, dtype=torch.long), dsa_phase="train")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from testkit import assert_reproduces
 
-from helpers import dsa_sweep as dsw
 from helpers import load_corpus
 from helpers.dsa import dsa_layers, indexer_parameters
+from helpers.experiments import dsa as dsw
 from helpers.experiments import load_sweep
 
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from testkit import assert_reproduces
 
-from helpers import experiments as ex
 from helpers import load_corpus, preset
 from helpers.compare import PairedRuns
+from helpers.experiments import attention as ex
+from helpers.experiments import sweep as sw
 from helpers.model import Transformer
+from helpers.reproduce import build_meta
 
 
 def test_mla_arms_cache_exactly_as_much_as_their_rivals():
@@ -61,7 +63,7 @@ def fake_seed(seed: int) -> dict:
 
 
 def test_a_written_sweep_loads_back_as_paired_runs(tmp_path):
-    path = ex.write_sweep("attention", [fake_seed(1), fake_seed(0)], path=tmp_path / "s.json")
+    path = ex.write_attention_sweep([fake_seed(1), fake_seed(0)], path=tmp_path / "s.json")
     sweep = ex.load_sweep(path=path)
     assert sweep.seeds == [0, 1] and sweep.arms == ["MHA", "MQA"]
     runs = sweep.runs("val_loss")
@@ -79,13 +81,13 @@ def test_entries_for_one_seed_merge_and_a_repeat_is_refused(tmp_path):
     extra = fake_seed(0)
     extra["runs"] = [dict(r, arm="MLA Dc=4") for r in extra["runs"][:1]]
     extra["uptrain"] = None
-    sweep = ex.load_sweep(path=ex.write_sweep("attention", [fake_seed(0), fake_seed(1), extra],
+    sweep = ex.load_sweep(path=ex.write_attention_sweep([fake_seed(0), fake_seed(1), extra],
                                               path=tmp_path / "s.json"))
     assert sweep.seeds_of("MLA Dc=4") == [0] and sweep.seeds_of("MHA") == [0, 1]
     assert sweep.runs("val_loss", ["MHA", "MQA"]).seeds == [0, 1]  # the seeds both arms have
     assert sweep.runs("val_loss", ["MHA", "MLA Dc=4"]).seeds == [0]
     with pytest.raises(ValueError, match="two results"):
-        ex.write_sweep("attention", [fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
+        ex.write_attention_sweep([fake_seed(0), fake_seed(0)], path=tmp_path / "t.json")
 
 
 def test_an_extension_adds_new_arms_and_records_their_own_build(tmp_path):
@@ -93,19 +95,19 @@ def test_an_extension_adds_new_arms_and_records_their_own_build(tmp_path):
                           meta={"recipe": {}, "torch": "2.0.0+old"})
     later = [{"seed": s, "runs": [{"arm": "GQA-2", "seed": s, "metric": "val_loss", "value": 2.5 + s}],
               "curves": {}, "uptrain": None} for s in (0, 1)]
-    ex.extend_sweep("attention", later, "a test", path=path)
+    sw.extend_sweep("attention", later, "a test", path=path)
     sweep = ex.load_sweep(path=path)
     assert sweep.arms == ["MHA", "MQA", "GQA-2"] and sweep.value("GQA-2", 1) == 3.5
     assert sweep.meta["torch"] == "2.0.0+old"  # the sweep's own build stays
     ext = sweep.meta["extensions"][0]
     assert ext["arms"] == ["GQA-2"] and ext["seeds"] == [0, 1] and ext["made_by"] == "a test"
     assert sweep.build_of("GQA-2") is ext and sweep.build_of("MHA") is sweep.meta
-    assert ext["torch"] == ex.build_meta()["torch"]
+    assert ext["torch"] == build_meta()["torch"]
     # the extension's arm is checked against its own build: here that is this machine, so bit for bit
     assert sweep.reproduction("GQA-2", 0, {"val_loss": 2.5}).expected_exact
     assert not sweep.reproduction("MHA", 0, {"val_loss": 2.0}).expected_exact
     with pytest.raises(ValueError, match="already has arms"):
-        ex.extend_sweep("attention", later, "again", path=path)
+        sw.extend_sweep("attention", later, "again", path=path)
 
 
 def test_the_committed_sweep_is_complete_and_paired():

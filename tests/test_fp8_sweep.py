@@ -1,9 +1,9 @@
-"""helpers.fp8_sweep: the arms pair (same initial weights), and one committed run reproduces."""
+"""helpers.experiments.fp8: the arms pair (same initial weights), and one committed run reproduces."""
 
 import pytest
 import torch
 
-from helpers import fp8_sweep as fsw
+from helpers.experiments import fp8 as fsw
 from helpers.fp8 import FP8Linear
 
 

@@ -1,4 +1,4 @@
-"""helpers.gqa: grouping, mean-pool conversion (Ainslie et al. §2.1), Hugging Face Llama parity with
+"""helpers.lessons.gqa: grouping, mean-pool conversion (Ainslie et al. §2.1), Hugging Face Llama parity with
 fewer K/V heads, attention maps and the bench module (the measured cache: test_kv_cache.py)."""
 
 import math
@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from helpers.config import ModelConfig, preset
-from helpers.gqa import (
+from helpers.interop import from_hf, llama_to_hf, tiny_llama
+from helpers.kv_cache import kv_elements_per_token
+from helpers.lessons.gqa import (
     attention_maps,
     draw_grouping,
     kv_head_of,
@@ -16,8 +18,6 @@ from helpers.gqa import (
     to_gqa,
     within_group_tv,
 )
-from helpers.interop import from_hf, llama_to_hf, tiny_llama
-from helpers.kv_cache import kv_elements_per_token
 from helpers.model import Transformer
 
 matplotlib.use("Agg")

@@ -9,7 +9,6 @@ from testkit import randomise
 import helpers
 from helpers import Transformer, preset
 from helpers.attention import rope_tables
-from helpers.capstone import CPU_CONFIG, hf_generate
 from helpers.interop import (
     MOE_TABLE,
     copy_weights,
@@ -25,6 +24,7 @@ from helpers.interop import (
     to_hf,
 )
 from helpers.kv_cache import KVCache
+from helpers.lessons.capstone import CPU_CONFIG, hf_generate
 from helpers.mla import MLA
 from helpers.moe import MoE
 

@@ -17,7 +17,6 @@ from testkit import randomise
 import helpers
 from helpers import Transformer, preset
 from helpers.attention import rope_tables
-from helpers.capstone import hf_generate
 from helpers.dsa import (
     Indexer,
     SparseMLA,
@@ -29,6 +28,7 @@ from helpers.dsa import (
     tied_at_k,
 )
 from helpers.interop import dsa_config, dsa_hf_config, from_hf, indexer_from_hf, tiny_dsa_hf_config, to_hf
+from helpers.lessons.capstone import hf_generate
 from helpers.moe import MoE
 
 # transformers builds a zero-width shared-expert MLP when n_shared_experts=0 and warns while initialising it

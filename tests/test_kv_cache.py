@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from helpers import KVCache, StaticKVCache, Transformer, preset
-from helpers.capstone import CPU_CONFIG
 from helpers.kv_cache import (
     config_cache_bytes_per_token,
     kv_elements_per_token,
     measured_cache_bytes_per_token,
     mla_elements_per_token,
 )
+from helpers.lessons.capstone import CPU_CONFIG
 
 
 def kv(b=2, g=2, t=3, d=8):
@@ -156,3 +156,45 @@ def test_repeated_shapes_skip_the_checks_but_a_change_is_still_caught(cls):
     cache.reset()
     cache.update(0, step[:1], step[:1])  # a new sequence may change the batch
     assert cache.layer_length(0) == 1
+
+
+# --- the one cache bill: every former home's figure, from kv_cache ------------------------------------
+def test_every_former_home_of_the_bill_hands_out_kv_cache_functions():
+    import helpers.decode_cost as decode_cost
+    import helpers.mla as mla
+    from helpers import kv_cache
+
+    for name in ("cache_bill", "cache_table", "mla_cache_bill", "deepseek_v3_cache_bill", "MLACacheBill",
+                 "CacheRow", "MODES", "check_mla_mode"):
+        assert getattr(mla, name) is getattr(kv_cache, name), name
+    assert decode_cost.cache_bill is kv_cache.cache_bill
+
+
+@pytest.mark.parametrize("sizes", [(1, 4, 32, 16, 8, 16), (3, 128, 512, 128, 64, 128), (2, 6, 24, 16, 8, 12)])
+def test_mla_cache_bill_equals_the_old_formula(sizes):
+    from helpers.kv_cache import mla_cache_bill
+
+    n_layers, H, Dc, Dn, Dr, Dv = sizes
+    bill = mla_cache_bill(*sizes)
+    assert (bill.latent, bill.expanded_kv, bill.n_layers) == (Dc + Dr, H * (Dn + Dr) + H * Dv, n_layers)
+
+
+def test_the_published_calculator_equals_the_old_formula():
+    """lessons.cache_calc's per-layer figures, now from kv_cache's formulas, for every model and variant."""
+    from helpers.lessons import cache_calc as cc
+    from helpers.published import PUBLISHED
+
+    def old(m, variant):  # cache_calc.elements_per_token_per_layer as written before (6b32d79)
+        g = cc.variant_kv_heads(m, variant)
+        if g is None:
+            dc, dr = (m.kv_lora_rank, m.qk_rope_head_dim) if m.uses_mla else (4 * m.head_dim, m.head_dim // 2)
+            return dc + dr
+        width = (m.qk_nope_head_dim + m.qk_rope_head_dim) + m.v_head_dim if m.uses_mla else 2 * m.head_dim
+        return g * width
+
+    for name in PUBLISHED:
+        for variant in cc.VARIANTS:
+            assert cc.elements_per_token_per_layer(name, variant) == old(cc.get_published(name), variant)
+    v3 = cc.get_published("DeepSeek-V3")
+    assert cc.elements_per_token_per_layer(v3, "MLA") == 576
+    assert cc.elements_per_token_per_layer(v3, "MHA") == 40960

@@ -1,4 +1,4 @@
-"""helpers.live: one throttle, kernel detection, and the live loss curves with their static twin."""
+"""helpers.viz.live: one throttle, kernel detection, and the live loss curves with their static twin."""
 
 from types import SimpleNamespace
 
@@ -9,13 +9,13 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from helpers import live as live_mod
-from helpers import widgets
 from helpers.config import ModelConfig
-from helpers.dashboard import Dashboard
-from helpers.live import LiveLoss, Throttle
 from helpers.model import Transformer
-from helpers.style import PALETTE
+from helpers.viz import live as live_mod
+from helpers.viz import widgets
+from helpers.viz.dashboard import Dashboard
+from helpers.viz.live import LiveLoss, Throttle
+from helpers.viz.style import PALETTE
 
 
 class FakeClock:

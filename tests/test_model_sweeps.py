@@ -6,8 +6,8 @@ import pytest
 from testkit import assert_reproduces
 
 from helpers import load_corpus
-from helpers import model_sweeps as ms
 from helpers.experiments import load_sweep
+from helpers.experiments import models as ms
 from helpers.params import param_count
 
 
@@ -19,7 +19,7 @@ def test_mtp_arms_differ_only_in_the_mtp_module():
 def test_capstone_baseline_has_the_capstones_active_parameters():
     base, ours = ms.capstone_arms().values()
     assert abs(param_count(base).total / param_count(ours).active - 1) < 0.01
-    from helpers.capstone import plan_for
+    from helpers.lessons.capstone import plan_for
 
     cpu = plan_for("cpu")  # unset COURSE_* variables: the lesson's CPU plan is the sweep's recipe
     assert {k: getattr(cpu, k) for k in ms.CAPSTONE_RECIPE} == ms.CAPSTONE_RECIPE

@@ -9,8 +9,8 @@ import torch
 from testkit import assert_reproduces
 
 from helpers import load_corpus
-from helpers import moe_sweep as ms
 from helpers.experiments import load_sweep
+from helpers.experiments import moe as ms
 
 
 def test_arms_differ_only_in_router_and_balance():

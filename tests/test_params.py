@@ -3,7 +3,7 @@
 import pytest
 
 from helpers import Transformer, preset
-from helpers.capstone import CPU_CONFIG
+from helpers.lessons.capstone import CPU_CONFIG
 from helpers.params import matched_baseline, measured_param_count, param_count
 from helpers.published import deepseek_v3_config
 

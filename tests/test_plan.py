@@ -81,7 +81,7 @@ def test_only_the_cpu_plan_on_the_cpu_runs_the_sweeps_recipe(monkeypatch):
 
 
 def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
-    from helpers.capstone import CPU_CONFIG, GPU_CONFIG, plan_for
+    from helpers.lessons.capstone import CPU_CONFIG, GPU_CONFIG, plan_for
 
     cpu = plan_for("cpu", compile=True)
     assert (cpu.name, cpu.config, cpu.steps, cpu.autocast, cpu.compile) == (
@@ -97,7 +97,7 @@ def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
     assert (forced.name, forced.config, forced.steps, forced.eval_every, forced.autocast, forced.compile) == (
         "gpu", GPU_CONFIG, 30, 5, torch.bfloat16, False)
     assert forced.batch_size == plan.MIN_STEPS and forced.seq_len == 256  # the GPU plan's batch shrinks too
-    from helpers import model_sweeps as msw
+    from helpers.experiments import models as msw
 
     assert msw.CAPSTONE_RECIPE["steps"] == 420  # the sweep's recipe never moves with the variables
 

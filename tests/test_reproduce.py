@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from helpers import experiments as ex
+from helpers.experiments import attention as ex
 from helpers.reproduce import build, build_meta, cpu, prediction_range, reproduction, same_build
 
 SPREAD = [2.00, 2.10, 1.95, 2.05, 2.02]  # five committed seeds of one arm
@@ -82,7 +82,7 @@ def test_a_sweep_checks_a_live_run_against_its_own_seeds(tmp_path, monkeypatch):
     per_seed = [{"seed": s, "runs": [{"arm": "MHA", "seed": s, "metric": "val_loss", "value": v}],
                  "curves": {}, "uptrain": {"mean-pool": {"at_0": 3.0 + v, "final": v}}}
                 for s, v in enumerate(SPREAD)]
-    sweep = ex.load_sweep(path=ex.write_sweep("attention", per_seed, path=tmp_path / "s.json"))
+    sweep = ex.load_sweep(path=ex.write_attention_sweep(per_seed, path=tmp_path / "s.json"))
     assert sweep.meta["torch"] == torch.__version__ and sweep.meta["cpu"] == cpu()  # written here
     assert sweep.reproduction("MHA", 1, {"val_loss": 2.10}).exact
     assert not sweep.reproduction("MHA", 1, {"val_loss": 2.05}).ok  # exact on this build

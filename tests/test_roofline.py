@@ -1,12 +1,12 @@
-"""The roofline model of lesson 03 §7 (``helpers.roofline``): the intensities follow the formulas the
+"""The roofline model of lesson 03 §7 (``helpers.lessons.roofline``): the intensities follow the formulas the
 lesson states (FlashMLA's 2·h_q·s_q), batching moves the weights' intensity and not the cache's, and the
 measured points are real decode steps."""
 
 import matplotlib
 import pytest
 
-from helpers import roofline as rl
 from helpers.config import preset
+from helpers.lessons import roofline as rl
 from helpers.model import Transformer
 from helpers.params import attention_params
 

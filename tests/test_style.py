@@ -1,4 +1,4 @@
-"""One visual vocabulary: one palette (helpers.style), a colour per mechanism, used by every helper."""
+"""One visual vocabulary: one palette (helpers.viz.style), a colour per mechanism, used by every helper."""
 
 import ast
 import json
@@ -11,8 +11,9 @@ matplotlib.use("Agg")
 
 import pytest
 
-from helpers import cache_calc, gqa, style, widgets
-from helpers.style import PALETTE, expert_colors, group_colors, latent_colors, shades
+from helpers.lessons import cache_calc, gqa
+from helpers.viz import style, widgets
+from helpers.viz.style import PALETTE, expert_colors, group_colors, latent_colors, shades
 
 ROOT = Path(__file__).resolve().parents[1]
 HEX = re.compile(r"^#[0-9a-f]{6}$")
@@ -29,7 +30,7 @@ def luminance(hex_color):
 def test_every_colour_is_hex_and_mechanisms_differ():
     assert all(HEX.match(c) for c in PALETTE.values())
     assert len({PALETTE[m] for m in MECHANISMS}) == len(MECHANISMS)
-    # the MoE balance modes of helpers.config, and the attention variants of helpers.cache_calc
+    # the MoE balance modes of helpers.config, and the attention variants of helpers.lessons.cache_calc
     assert {"none", "aux", "seq_aux", "loss_free"} <= set(PALETTE)
     assert set(cache_calc.VARIANTS) | {"weights"} <= set(PALETTE)
     assert PALETTE["none"] == PALETTE["baseline"]  # no balancing is the baseline arm
@@ -90,7 +91,7 @@ def test_only_style_defines_a_palette():
     offenders = {str(p.relative_to(ROOT)): lines for p in sorted((ROOT / "helpers").rglob("*.py"))
                  if p.name != "style.py" and (lines := _palette_assignments(p))}
     assert offenders == {}
-    assert _palette_assignments(ROOT / "helpers" / "style.py")
+    assert _palette_assignments(ROOT / "helpers" / "viz" / "style.py")
 
 
 def test_no_notebook_defines_its_own_palette_or_style():

@@ -1,4 +1,4 @@
-"""helpers.teacher: safetensors weights with a checked SHA-256, loaded without pickle."""
+"""helpers.lessons.teacher: safetensors weights with a checked SHA-256, loaded without pickle."""
 
 import hashlib
 import json
@@ -10,10 +10,10 @@ import safetensors.torch
 import torch
 from testkit import randomise
 
-from helpers import teacher
 from helpers.config import preset
+from helpers.lessons import teacher
+from helpers.lessons.teacher import checksum_path, load_weights, save_weights, teacher_card
 from helpers.model import Transformer
-from helpers.teacher import checksum_path, load_weights, save_weights, teacher_card
 
 TOKENS = torch.arange(24).reshape(2, 12) % 256
 

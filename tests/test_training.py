@@ -64,3 +64,27 @@ def test_after_optimizer_step_hook_runs_each_step():
 def test_bad_train_config():
     with pytest.raises(ValueError, match="steps=0"):
         TrainConfig(steps=0)
+
+
+def test_run_steps_is_the_hand_written_loop():
+    """``run_steps`` takes exactly the updates a hand-written zero_grad/backward/step loop takes."""
+    from helpers.training import run_steps
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 3)
+
+    x = torch.randn(5, 8, 4)
+    by_hand, looped = make(), make()
+    opt = torch.optim.AdamW(by_hand.parameters(), lr=1e-2, weight_decay=0.0)
+    for step in range(5):
+        loss = by_hand(x[step]).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    seen = []
+    opt = torch.optim.AdamW(looped.parameters(), lr=1e-2, weight_decay=0.0)
+    run_steps(opt, 5, lambda step: looped(x[step]).square().mean(), callback=lambda s, loss: seen.append(s))
+    assert seen == list(range(5))
+    for a, b in zip(by_hand.parameters(), looped.parameters()):
+        assert torch.equal(a, b)

@@ -11,7 +11,7 @@ import torch
 from helpers.config import ModelConfig
 from helpers.model import ModelOutput, Transformer
 from helpers.moe import moe_layers
-from helpers.widgets import (
+from helpers.viz.widgets import (
     RoutingMonitor,
     in_live_kernel,
     main_moe_layers,

@@ -38,7 +38,7 @@ def test_make_workspace_copies_the_course_lessons(tmp_path):
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     lessons = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert sorted(p.name for p in dest.iterdir()) == lessons
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*lessons, "course_setup.py"])
     assert "00_baseline.ipynb" in lessons
 
 
@@ -47,3 +47,18 @@ def test_the_workspace_is_git_ignored():
         pytest.skip("not a git checkout")
     res = subprocess.run(["git", "check-ignore", "-q", "workspace/00_baseline.ipynb"], cwd=ROOT)
     assert res.returncode == 0
+
+
+def test_the_setup_module_goes_beside_the_copies_and_stays_current(tmp_path):
+    """Every lesson's first cell imports ``course_setup`` from its own folder: the workspace gets it."""
+    src, dest = tmp_path / "src", tmp_path / "ws"
+    src.mkdir()
+    (src / "00_a.ipynb").write_text("{}")
+    (src / "course_setup.py").write_text("VERSION = 2\n")
+    dest.mkdir()
+    (dest / "course_setup.py").write_text("VERSION = 1\n")  # from an older checkout
+    copied, _ = workspace.copy_lessons(dest, src)
+    assert [p.name for p in copied] == ["00_a.ipynb"]
+    assert (dest / "course_setup.py").read_text() == "VERSION = 2\n"
+    assert (workspace.LESSONS / workspace.SETUP).is_file()
+

@@ -1,4 +1,4 @@
-"""Lesson 06 figures: the tiny DeepSeek-V3 (``helpers.capstone.CPU_CONFIG``) trained and decoding.
+"""Lesson 06 figures: the tiny DeepSeek-V3 (``helpers.lessons.capstone.CPU_CONFIG``) trained and decoding.
 
 * ``capstone.train_tokens_per_s``: training throughput of the CPU configuration (MLA + DeepSeekMoE +
   MTP, batch and sequence length of the CPU plan), after one warm-up step.
@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import torch
 
-from ..capstone import CPU_CONFIG, plan_for
 from ..config import ModelConfig
 from ..data import load_corpus
 from ..device import pick_device
 from ..generate import generate
 from ..interop import to_hf
+from ..lessons.capstone import CPU_CONFIG, plan_for
 from ..model import Transformer
 from ..timing import hf_generate, interleaved
 from ..training import train

@@ -243,7 +243,7 @@ def decode_timings(contexts=CONTEXTS, quick: bool = True, *, cfg: ModelConfig = 
     cfg = cfg.replace(index_topk=index_topk, max_seq_len=max(cfg.max_seq_len, contexts[-1] + 1))
     torch.manual_seed(seed)
     layer = SparseMLA(cfg).to(device).eval()
-    layer.path, layer.phase = "gather", "inference"
+    layer.path = "gather"  # the phase: inference, the default
     cos, sin = rope_tables(cfg.qk_rope_head_dim, contexts[-1] + 1, cfg.rope_theta, device=device)
     # The history, once for the longest context: latents and index keys of random hidden states.
     history = torch.randn(1, contexts[-1], cfg.dim, device=device)
@@ -263,14 +263,12 @@ def decode_timings(contexts=CONTEXTS, quick: bool = True, *, cfg: ModelConfig = 
             cache.crop(S)
             return out
 
-        def sparse(c=c, s=s, cache=sparse_cache, S=S):
-            out = layer(x, c, s, cache=cache)
+        def sparse(c=c, s=s, cache=sparse_cache, S=S, k=index_topk):
+            out = layer(x, c, s, cache=cache, index_topk=k)
             cache.crop(S)
             return out
 
-        layer.index_topk = S + 1  # untimed: top-k over everything must be the dense step
-        full, reference = sparse(), dense()
-        layer.index_topk = index_topk
+        full, reference = sparse(k=S + 1), dense()  # untimed: top-k over everything must be the dense step
         diff = (full - reference).abs().max().item()
         timings = interleaved({"dense": dense, "sparse": sparse}, rounds, min_run_time=min_run_time,
                               threads=threads, cpu_time=device.type == "cpu" and threads == 1)

@@ -24,8 +24,8 @@ from ..attention import rope_tables
 from ..config import ModelConfig
 from ..device import pick_device
 from ..interop import mla_from_hf, tiny_deepseek_hf_config
-from ..kv_cache import KVCache
-from ..mla import MLA, cache_bill, deepseek_v3_cache_bill
+from ..kv_cache import KVCache, cache_bill, deepseek_v3_cache_bill
+from ..mla import MLA
 from ..model import Transformer
 from ..timing import interleaved
 

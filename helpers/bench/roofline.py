@@ -81,15 +81,20 @@ values); a timed call appends one position and crops it off again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..attention import Attention, rope_tables
 from ..config import ModelConfig
+from ..decode_cost import (  # noqa: F401  (KINDS, the formulas: their old home)
+    KINDS,
+    StepCost,
+    attention_flops_per_position,
+    cache_elements_per_token,
+)
 from ..kv_cache import StaticKVCache, kv_elements_per_token
-from ..mla import MLA, cache_bill
+from ..mla import MLA
 from ..timing import interleaved, torch_threads
 
 THREADS = 1
@@ -98,7 +103,6 @@ CONTEXT = 32768
 BATCHES = (1, 8)
 STREAM_MB = 128  # per array
 MATMUL_N = 1024
-KINDS = ("absorbed", "kv", "gqa")
 # name: (which attention, attn_impl). torch's SDPA kernel on the CPU falls back to its unfused "math"
 # path when the value width differs from the key width (MLA: Dv ≠ Dn + Dr, and the absorbed path's
 # Dc ≠ Dc + Dr), which scales a copy of all keys; the absorbed SDPA path also concatenates
@@ -148,49 +152,6 @@ def peak_flops(n: int = MATMUL_N, rounds: int = 3) -> float:
 
 
 # --- what one decode step moves and computes ----------------------------------------------------------
-@dataclass(frozen=True)
-class StepCost:
-    """One decode step of one attention layer: B sequences, one new token each, S cached positions."""
-
-    weight_bytes: int  # every weight of the layer, read once
-    cache_bytes: int  # the cache of all B sequences, S + 1 positions (the new one included), read once
-    flops: int  # multiply-adds × 2: the projections and the attention over S + 1 positions
-
-    @property
-    def bytes(self) -> int:
-        return self.weight_bytes + self.cache_bytes
-
-    @property
-    def intensity(self) -> float:
-        """Arithmetic intensity, FLOPs per byte moved."""
-        return self.flops / self.bytes
-
-
-def cache_elements_per_token(path: str, cfg: ModelConfig) -> int:
-    """Per layer: ``Dc + Dr`` (absorbed MLA), ``H·(Dn + Dr + Dv)`` (MLA caching expanded K/V),
-    ``2·G·Dh`` (GQA)."""
-    if path in ("absorbed", "kv"):  # the MLA cache bill (DeepSeek-V2 Table 1), per layer
-        bill = cache_bill(cfg)
-        return bill.latent if path == "absorbed" else bill.expanded_kv
-    if path == "gqa":
-        return kv_elements_per_token(1, cfg.kv_heads, cfg.hd)
-    raise ValueError(f"path={path!r} must be one of {KINDS}")
-
-
-def attention_flops_per_position(path: str, cfg: ModelConfig) -> int:
-    """FLOPs one new token spends on ONE cached position, all heads: scores plus weighted sum.
-    Absorbed: a (Dc + Dr)-wide score and a Dc-wide sum per head; expanded K/V: (Dn + Dr) and Dv;
-    GQA: Dh and Dh."""
-    H = cfg.n_heads
-    if path == "absorbed":
-        return 2 * H * (cfg.kv_lora_rank + cfg.qk_rope_head_dim + cfg.kv_lora_rank)
-    if path == "kv":
-        return 2 * H * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
-    if path == "gqa":
-        return 2 * H * 2 * cfg.hd
-    raise ValueError(f"path={path!r} must be one of {KINDS}")
-
-
 def step_cost(path: str, layer: nn.Module, cfg: ModelConfig, batch: int, context: int,
               bytes_per_element: int = 4) -> StepCost:
     """Bytes and FLOPs of one decode step of ``layer`` (its parameters are the weights read).

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from ..cache_calc import cache_bytes
 from ..config import preset
 from ..generate import generate
 from ..kv_quant import quantize
+from ..lessons.cache_calc import cache_bytes
 from ..model import Transformer
 from . import Checked, call_or_none, not_attempted, report
 

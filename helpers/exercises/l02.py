@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from ..attention import explicit_attention
-from ..gqa import pool_heads
 from ..kv_cache import kv_elements_per_token
+from ..lessons.gqa import pool_heads
 from . import Checked, call_or_none, close, not_attempted, report
 
 # (layers l, K/V heads G, head width Dh, bytes per element): Llama-3-8B in bf16, its MHA sibling

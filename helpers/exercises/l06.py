@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from ..capstone import CPU_CONFIG, GPU_CONFIG, deepseek_v3_config, param_count
 from ..interop import rope_deinterleave_perm
+from ..lessons.capstone import CPU_CONFIG, GPU_CONFIG, deepseek_v3_config, param_count
 from . import Checked, call_or_none, not_attempted, report
 
 ACTIVE_CASES = {"the CPU capstone": CPU_CONFIG, "the GPU capstone": GPU_CONFIG,

@@ -21,22 +21,22 @@ import math
 
 import torch
 
-from .config import ModelConfig
-from .data import Corpus
-from .experiments import THREADS, write_sweep
-from .fp8 import to_fp8
-from .model import Transformer
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .timing import torch_threads
-from .training import evaluate, train
-from .validate import check_choice, check_int
+from ..config import ModelConfig
+from ..data import Corpus
+from ..fp8 import to_fp8
+from ..model import Transformer
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..timing import torch_threads
+from ..training import evaluate, train
+from ..validate import check_choice, check_int
+from .sweep import EXTRA_SEEDS, SEEDS, THREADS, write_sweep
 
 # D and I multiples of 128, so every activation tile and weight block is whole (no padding)
 BASE = ModelConfig(dim=128, n_layers=2, n_heads=4, inter_dim=256, max_seq_len=64)
 RECIPE = dict(steps=300, batch_size=8, seq_len=64, lr=3e-3, warmup=20, eval_every=50, eval_iters=4)
 EVAL = dict(batch_size=16, seq_len=64, iters=4, seed=1234)  # the same fixed batches for every run
-SEEDS = tuple(range(8))
+SEEDS = SEEDS + EXTRA_SEEDS[:3]  # eight
 ARMS = ("fp32", "fp8")
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import Attention
-from .model import Transformer
-from .style import group_colors  # one colour per K/V group (defined here before)
-from .validate import InputTypeError, check_int
+from ..attention import Attention
+from ..model import Transformer
+from ..validate import InputTypeError, check_int
+from ..viz.style import group_colors  # one colour per K/V group (defined here before)
 
 POOL_METHODS = ("mean", "first")
 
@@ -98,7 +98,7 @@ def to_gqa(model: Transformer, n_kv_heads: int, method: str = "mean") -> Transfo
     return new.train(model.training)
 
 
-# --- diagrams (colours: helpers.style) -----------------------------------------------------------
+# --- diagrams (colours: helpers.viz.style) -----------------------------------------------------------
 def draw_grouping(n_heads: int, n_kv_heads: int, ax=None, title: str | None = None):
     """Draw H query-head boxes above G K/V-head boxes, each query head joined to the K/V head it
     reads, coloured by group. Returns the matplotlib Axes."""

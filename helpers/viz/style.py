@@ -24,7 +24,7 @@ PALETTE: dict[str, str] = {
     # the arm without the lesson's mechanism; "none" is the MoE balance mode of that name
     "baseline": _BASELINE,
     "none": _BASELINE,
-    # attention variants (lessons 01-03, 06; helpers.cache_calc)
+    # attention variants (lessons 01-03, 06; helpers.lessons.cache_calc)
     "MHA": _MHA,
     "GQA": "#55a868",
     "MQA": "#c44e52",

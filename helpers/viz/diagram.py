@@ -28,11 +28,10 @@ expert groups / groups kept, Dm MTP depth, V vocabulary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .config import ModelConfig
+from ..config import ModelConfig
+from ..validate import InputTypeError
+from .pen import FONT, Box, Pen, feed, panel_title, tint  # noqa: F401  (Box, FONT: old names)
 from .style import PALETTE, expert_colors
-from .validate import InputTypeError
 
 # One colour per part, from the course palette where the part is a mechanism of a lesson.
 COLORS = {
@@ -48,89 +47,6 @@ COLORS = {
     "dense": PALETTE["baseline"],  # the dense MLP: the block without the MoE mechanism
     "shared": "#937860",  # shared experts
 }
-FONT = 8.5  # box labels; titles are larger, nothing is below 8
-
-
-@dataclass(frozen=True)
-class Box:
-    """A drawn box's extent in the diagram's coordinates (inches at the default figure size)."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-
-    @property
-    def cx(self) -> float:
-        return self.x + self.w / 2
-
-    @property
-    def cy(self) -> float:
-        return self.y + self.h / 2
-
-    @property
-    def top(self) -> float:
-        return self.y + self.h
-
-    @property
-    def right(self) -> float:
-        return self.x + self.w
-
-
-def _tint(hex_color: str, t: float = 0.82) -> tuple[float, float, float]:
-    """``hex_color`` mixed ``t`` of the way to white (a box's fill)."""
-    from matplotlib.colors import to_rgb
-
-    return tuple((1 - t) * c + t for c in to_rgb(hex_color))
-
-
-class _Pen:
-    """Draws boxes, arrows and residual adds into one axes whose data units are inches."""
-
-    def __init__(self, ax):
-        self.ax = ax
-
-    def box(self, x, y, w, h, text, color, *, fill=0.82, fontsize=FONT, weight="normal", ls="-", lw=1.1,
-            gid=None, text_color="black", z=2) -> Box:
-        from matplotlib.patches import FancyBboxPatch
-
-        patch = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.06", ls=ls, lw=lw,
-                               edgecolor=color, facecolor=_tint(color, fill) if fill is not None else "none",
-                               zorder=z)
-        patch.set_gid(gid)
-        self.ax.add_patch(patch)
-        if text:
-            self.ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize,
-                         weight=weight, color=text_color, zorder=z + 1, linespacing=1.25)
-        return Box(x, y, w, h)
-
-    def outline(self, x, y, w, h, color, gid=None) -> Box:
-        return self.box(x, y, w, h, "", color, fill=0.95, ls=(0, (4, 3)), lw=1.0, gid=gid, z=0)
-
-    def arrow(self, start, end, color="#444444", *, ls="-", lw=1.1, head=True, both=False, z=1.5):
-        from matplotlib.patches import FancyArrowPatch
-
-        style = "<|-|>" if both else ("-|>" if head else "-")
-        self.ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=9, color=color,
-                                          ls=ls, lw=lw, shrinkA=0, shrinkB=0, zorder=z))
-
-    def path(self, points, color="#444444", *, ls="-", lw=1.1):
-        """A polyline with an arrow head on its last segment."""
-        xs, ys = zip(*points[:-1])
-        self.ax.plot(xs, ys, color=color, ls=ls, lw=lw, zorder=1.5, solid_capstyle="butt")
-        self.arrow(points[-2], points[-1], color, ls=ls, lw=lw)
-
-    def add(self, x, y, r=0.12, color="#444444"):
-        """A residual add: ⊕."""
-        from matplotlib.patches import Circle
-
-        self.ax.add_patch(Circle((x, y), r, facecolor="white", edgecolor=color, lw=1.1, zorder=3))
-        self.ax.plot([x - r * 0.6, x + r * 0.6], [y, y], color=color, lw=1.1, zorder=4)
-        self.ax.plot([x, x], [y - r * 0.6, y + r * 0.6], color=color, lw=1.1, zorder=4)
-
-    def text(self, x, y, s, **kwargs):
-        kwargs = {"ha": "center", "va": "center", "fontsize": FONT, "zorder": 3, **kwargs}
-        return self.ax.text(x, y, s, **kwargs)
 
 
 # --- the parts' names and labels, from the configuration ------------------------------------------------
@@ -163,7 +79,7 @@ ROW_TOKENS, ROW_EMB, ROW_BLOCKS, ROW_NORM, ROW_HEAD, ROW_LOSS = (0.15, 0.3), (0.
 TOP = 5.5  # the columns' upper edge; column titles above it, the figure title above those
 
 
-def _main_model(pen: _Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Box]:
+def _main_model(pen: Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Box]:
     """Input tokens → embedding → L blocks → RMSNorm → head → next-token loss; returns the boxes."""
     io, boxes = COLORS["io"], {}
     V, D = cfg.vocab_size, cfg.dim
@@ -201,7 +117,7 @@ def _main_model(pen: _Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Bo
     return boxes
 
 
-def _mtp_module(pen: _Pen, cfg: ModelConfig, x: float, w: float, main: dict[str, Box]) -> None:
+def _mtp_module(pen: Pen, cfg: ModelConfig, x: float, w: float, main: dict[str, Box]) -> None:
     """MTP module k (Eq. 21-25) beside the main model, sharing its embedding and output head."""
     c, gid, io = COLORS["MTP"], "mtp", COLORS["io"]
     D, Dm = cfg.dim, cfg.mtp_depth
@@ -244,7 +160,7 @@ def _mtp_module(pen: _Pen, cfg: ModelConfig, x: float, w: float, main: dict[str,
         pen.text((theirs.right + mine.x) / 2, mine.top + 0.1, "shared", fontsize=8, color=COLORS["io"])
 
 
-def _block(pen: _Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Box]:
+def _block(pen: Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Box]:
     """One pre-norm block, expanded: RMSNorm → attention → ⊕ → RMSNorm → FFN → ⊕."""
     i = _expanded_block(cfg)
     attn, moe = attention_name(cfg), cfg.layer_is_moe(i)
@@ -283,33 +199,17 @@ def _block(pen: _Pen, cfg: ModelConfig, x: float, w: float) -> dict[str, Box]:
     return {"attn": a, "ffn": f}
 
 
-def _panel_title(pen: _Pen, x: float, y_top: float, title: str, subtitle: str, color: str) -> None:
-    """A detail panel's bold title and its one-line subtitle, at its top left."""
-    pen.text(x + 0.12, y_top - 0.17, title, fontsize=9.5, ha="left", weight="bold", color=color)
-    pen.text(x + 0.12, y_top - 0.4, subtitle, fontsize=8.5, ha="left", color="#333333")
-
-
-def _feed(pen: _Pen, x: float, y: float, xs, label: str) -> float:
-    """The input label at (x, y) and a bus line above it that feeds boxes centred at ``xs``; returns the
-    bus height."""
-    pen.text(x, y, label, fontsize=8.5, ha="left")
-    bus = y + 0.2
-    pen.ax.plot([x + 0.15, x + 0.15], [y + 0.1, bus], color="#444444", lw=1.1, zorder=1.5)
-    pen.ax.plot([x + 0.15, max(xs)], [bus, bus], color="#444444", lw=1.1, zorder=1.5)
-    return bus
-
-
-def _mla(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
+def _mla(pen: Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
     """MLA (DeepSeek-V2 §2.1): query latent, KV latent c^KV (Dc) and the decoupled RoPE key (Dr)."""
     c = COLORS["MLA"]
     pen.outline(x, y, w, h, c)
     H, Dc, Dr = cfg.n_heads, cfg.kv_lora_rank, cfg.qk_rope_head_dim
     Dn, Dv = cfg.qk_nope_head_dim, cfg.v_head_dim
-    _panel_title(pen, x, y + h, "multi-head latent attention (MLA)",
+    panel_title(pen, x, y + h, "multi-head latent attention (MLA)",
                  f"cached per token and layer: Dc + Dr = {Dc + Dr} numbers", c)
     col_w = (w - 0.24 - 2 * 0.15) / 3
     xs = [x + 0.12 + j * (col_w + 0.15) for j in range(3)]
-    bus = _feed(pen, x + 0.12, y + 0.16, [v + col_w / 2 for v in xs], r"$h_t$ (D = " + f"{cfg.dim})")
+    bus = feed(pen, x + 0.12, y + 0.16, [v + col_w / 2 for v in xs], r"$h_t$ (D = " + f"{cfg.dim})")
     r1, r2, bh = bus + 0.12, bus + 0.74, 0.5  # the two rows of boxes
     q1 = (r"query latent $c^Q_t$" + f"\nDq = {cfg.q_lora_rank}") if cfg.q_lora_rank else \
         "queries $W^Q$\nno latent: Dq = 0"
@@ -323,7 +223,7 @@ def _mla(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
     kv2 = pen.box(xs[1], r2, col_w, bh, r"per head $k^C$, $v^C$" + f"\nDn = {Dn}, Dv = {Dv}", c, fill=0.88,
                   fontsize=8)
     pen.text(xs[2] + col_w / 2, r2 + bh / 2, "one RoPE key,\nshared by all heads", fontsize=8, color=c,
-             bbox={"boxstyle": "square,pad=0.1", "facecolor": _tint(c, 0.95), "edgecolor": "none"})
+             bbox={"boxstyle": "square,pad=0.1", "facecolor": tint(c, 0.95), "edgecolor": "none"})
     att = pen.box(xs[0], r2 + bh + 0.12, w - 0.24, 0.32, f"attention over H = {H} heads, key = "
                   + r"[$k^C$ ; $k^R$]", c, fill=0.78)
     for b in (q, kv, kr):
@@ -333,7 +233,7 @@ def _mla(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
     pen.arrow((kr.cx, kr.top), (kr.cx, att.y))
 
 
-def _mha(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
+def _mha(pen: Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
     """MHA / GQA / MQA: H query heads, G key/value heads of width Dh, K and V cached."""
     name = attention_name(cfg)
     c = COLORS[name]
@@ -342,11 +242,11 @@ def _mha(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
     share = {"MHA": "G = H: one K/V head per query head", "MQA": "G = 1: one K/V head for all query heads",
              "GQA": f"G = {G}: {H // G} query heads share each K/V head"}[name]
     title = {"MHA": "multi-head", "GQA": "grouped-query", "MQA": "multi-query"}[name]
-    _panel_title(pen, x, y + h, f"{title} attention ({name})",
+    panel_title(pen, x, y + h, f"{title} attention ({name})",
                  f"caches keys and values: 2·G·Dh = {2 * G * Dh} numbers per token and layer", c)
     col_w = (w - 0.24 - 0.15) / 2
     xs = [x + 0.12, x + 0.12 + col_w + 0.15]
-    bus = _feed(pen, x + 0.12, y + 0.16, [v + col_w / 2 for v in xs], r"$h_t$ (D = " + f"{cfg.dim})")
+    bus = feed(pen, x + 0.12, y + 0.16, [v + col_w / 2 for v in xs], r"$h_t$ (D = " + f"{cfg.dim})")
     r1, r2, bh = bus + 0.12, bus + 0.74, 0.5
     q = pen.box(xs[0], r1, col_w, bh, f"queries $W^Q$\nH = {H} heads × Dh = {Dh}", c, fill=0.88)
     kv = pen.box(xs[1], r1, col_w, bh, f"keys, values $W^K$, $W^V$\nG = {G} heads × Dh = {Dh}\ncached", c,
@@ -359,12 +259,12 @@ def _mha(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
     pen.arrow((rope.cx, rope.top), (rope.cx, att.y))
 
 
-def _moe(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
+def _moe(pen: Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
     """DeepSeekMoE: Ns shared experts plus K of E routed experts chosen by biased router scores."""
     c = COLORS["MoE"]
     pen.outline(x, y, w, h, c)
     E, K, Ns = cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_shared_experts
-    _panel_title(pen, x, y + h, f"DeepSeekMoE: E = {E} routed" + (f" + Ns = {Ns} shared experts" if Ns else
+    panel_title(pen, x, y + h, f"DeepSeekMoE: E = {E} routed" + (f" + Ns = {Ns} shared experts" if Ns else
                  " experts, no shared expert"),
                  f"each token: K = {K} of E = {E} routed experts (SwiGLU, {cfg.moe_inter_dim} wide)", c)
     groups = f"; {cfg.n_expert_groups} groups, keep {cfg.n_limited_groups}" if cfg.n_expert_groups > 1 else ""
@@ -372,7 +272,7 @@ def _moe(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
     rx = x + 0.12 + (shared_w + 0.15 if Ns else 0.0)  # the routed part
     rw = x + w - 0.12 - rx
     router_y = y + 0.37
-    bus = _feed(pen, x + 0.12, y + 0.16, [rx + rw / 2] + ([x + 0.12 + shared_w / 2] if Ns else []),
+    bus = feed(pen, x + 0.12, y + 0.16, [rx + rw / 2] + ([x + 0.12 + shared_w / 2] if Ns else []),
                 f"$u_t$ (D = {cfg.dim})")
     router = pen.box(rx, router_y + 0.05, rw, 0.45, f"router: {cfg.score_func} scores $s_i$, top-K of "
                      f"$s_i + b_i$\nselection bias $b_i$ balances the load{groups}", c, fill=0.85, fontsize=8)
@@ -410,12 +310,12 @@ def _moe(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) ->
              ha="left")
 
 
-def _dense(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
+def _dense(pen: Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) -> None:
     """The dense SwiGLU MLP: W1, W3 (D → I), SiLU(·) ⊙ (·), W2 (I → D)."""
     c = COLORS["dense"]
     pen.outline(x, y, w, h, c)
     D, I = cfg.dim, cfg.inter_dim
-    _panel_title(pen, x, y + h, "dense MLP (SwiGLU)", f"D = {D} → I = {I} → D = {D}; every token takes the "
+    panel_title(pen, x, y + h, "dense MLP (SwiGLU)", f"D = {D} → I = {I} → D = {D}; every token takes the "
                  "same path", c)
     bw = (w - 0.24 - 2 * 0.3) / 3
     labels = (f"gate $W_1$, up $W_3$\nD → I = {I}", "SiLU(gate) ⊙ up", f"down $W_2$\nI → D = {D}")
@@ -423,7 +323,7 @@ def _dense(pen: _Pen, cfg: ModelConfig, x: float, w: float, y: float, h: float) 
              for j, text in enumerate(labels)]
     for a, b in zip(boxes, boxes[1:]):
         pen.arrow((a.right, a.cy), (b.x, b.cy))
-    bus = _feed(pen, x + 0.12, y + 0.16, [boxes[0].cx], f"$u_t$ (D = {D})")
+    bus = feed(pen, x + 0.12, y + 0.16, [boxes[0].cx], f"$u_t$ (D = {D})")
     pen.arrow((boxes[0].cx, bus), (boxes[0].cx, boxes[0].y))
 
 
@@ -462,7 +362,7 @@ def draw_architecture(cfg: ModelConfig, ax=None):
     ax.set_ylim(0, height)
     ax.set_aspect("equal")
     ax.axis("off")
-    pen = _Pen(ax)
+    pen = Pen(ax)
 
     main = _main_model(pen, cfg, x_main, col)
     if mtp:

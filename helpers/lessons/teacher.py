@@ -27,11 +27,11 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .config import ModelConfig
-from .data import DATA_DIR
-from .device import pick_device
-from .model import Transformer
-from .validate import InputTypeError
+from ..config import ModelConfig
+from ..data import DATA_DIR
+from ..device import pick_device
+from ..model import Transformer
+from ..validate import InputTypeError
 
 TEACHER_PATH = DATA_DIR / "teacher" / "teacher.safetensors"
 # the digest `python scripts/train_teacher.py` printed for the shipped file (pinned here, so a tampered
@@ -219,7 +219,7 @@ def _parse(raw: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     meta = header.get("__metadata__") or {}
     if "config" not in meta:
         raise ValueError(f"weights file {path} has no model config in its metadata: it was not written "
-                         f"by helpers.teacher.save_weights; {TEACHER_HINT}")
+                         f"by helpers.lessons.teacher.save_weights; {TEACHER_HINT}")
     return tensors, meta
 
 

@@ -10,7 +10,7 @@ configurations and the run plan the kernel-check cell picks (``plan_for``), and 
 
 What the lesson uses from elsewhere: the parameter bill (``helpers.params``), DeepSeek-V3's real sizes
 (``helpers.published.deepseek_v3_config``), the cache bill (``helpers.kv_cache``), decode timing
-(``helpers.timing``) and the training dashboard (``helpers.dashboard``). Their old names here keep
+(``helpers.timing``) and the training dashboard (``helpers.viz.dashboard``). Their old names here keep
 working, except ``cache_bytes_per_token``: the formula is ``kv_cache.config_cache_bytes_per_token`` now,
 so that no name means both a formula and a measurement.
 """
@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ModelConfig
-from .dashboard import Dashboard, LossHistory, plot_training_summary  # noqa: F401  (old home)
-from .kv_cache import measured_cache_bytes_per_token  # noqa: F401  (old home)
-from .moe import MoE
-from .params import (  # noqa: F401
+from ..config import ModelConfig
+from ..kv_cache import measured_cache_bytes_per_token  # noqa: F401  (old home)
+from ..moe import MoE
+from ..params import (  # noqa: F401
     ParamCount,
     attention_params,
     matched_baseline,
@@ -33,9 +32,10 @@ from .params import (  # noqa: F401
     mlp_params,
     param_count,
 )
-from .plan import plan_name, scaled, scaled_recipe
-from .published import deepseek_v3_config  # noqa: F401  (old home)
-from .timing import decode_ms_per_token, hf_decode_ms_per_token, hf_generate, interleaved_best  # noqa: F401
+from ..plan import plan_name, scaled, scaled_recipe
+from ..published import deepseek_v3_config  # noqa: F401  (old home)
+from ..timing import decode_ms_per_token, hf_decode_ms_per_token, hf_generate, interleaved_best  # noqa: F401
+from ..viz.dashboard import Dashboard, LossHistory, plot_training_summary  # noqa: F401  (old home)
 
 # --- configurations and the run plan -----------------------------------------------------------------
 # The CPU model: lesson 00's width, depth and heads (D=96, 3 layers, 6 heads), every mechanism of V3.
@@ -77,7 +77,7 @@ class RunPlan:
         return self.steps * self.batch_size * self.seq_len
 
 
-# The two recipes at full length (the CPU one is the committed capstone sweep's: helpers.model_sweeps).
+# The two recipes at full length (the CPU one is the committed capstone sweep's: helpers.experiments.models).
 CPU_RECIPE = dict(steps=420, batch_size=16, seq_len=128, lr=3e-3, eval_every=70)
 GPU_RECIPE = dict(steps=1500, batch_size=32, seq_len=256, lr=2e-3, eval_every=250)
 

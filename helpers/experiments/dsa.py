@@ -29,23 +29,21 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .data import Corpus
-from .dsa import (
+from ..config import ModelConfig
+from ..data import Corpus
+from ..dsa import (
     dsa_layers,
-    indexer_loss,
     indexer_parameters,
     indexer_recall,
     record_stats,
-    set_dsa_phase,
-    set_index_topk,
 )
-from .experiments import THREADS, write_sweep
-from .model import Transformer
-from .plan import scaled
-from .reproduce import build_meta
-from .timing import synced_clock, torch_threads
-from .validate import check_choice, check_int
+from ..model import Transformer
+from ..plan import scaled
+from ..reproduce import build_meta
+from ..timing import synced_clock, torch_threads
+from ..training import run_steps
+from ..validate import check_choice, check_int
+from .sweep import EXTRA_SEEDS, SEEDS, THREADS, write_sweep
 
 HALF = 64  # bytes of text, then the same bytes again: sequences of 2·HALF − 1 inputs
 SEQ_LEN = 2 * HALF - 1
@@ -56,7 +54,7 @@ BASE = ModelConfig(dim=64, n_layers=2, n_heads=4, inter_dim=172, max_seq_len=2 *
 RECIPE = dict(batch_size=16, pretrain_steps=300, pretrain_lr=3e-3, warmup_steps=60, warmup_lr=1e-2,
               sparse_steps=100, sparse_lr=1e-3, recall_every=10, recall_k=8)
 EVAL = dict(batch_size=32, iters=2, seed=7)  # the same fixed validation batches for every run
-SEEDS = tuple(range(10))
+SEEDS = SEEDS + EXTRA_SEEDS  # ten: the knee in k needs them
 KS = (2, 4, 8, 16)
 ARMS = ("dense", *(f"k={k}" for k in KS), "k=4, no warm-up")
 
@@ -84,17 +82,12 @@ def measure(model: Transformer, corpus: Corpus, k: int) -> dict[str, float]:
     """Validation losses with top-k attention: the whole sequence, the text half (targets 0 … HALF−2)
     and the copy half (targets HALF−1 …, each one HALF positions back)."""
     check_int("k", k, min_value=1)
-    was = [(m.index_topk, m.phase) for m in dsa_layers(model)]
-    set_index_topk(model, k)
-    set_dsa_phase(model, "inference")
     model.eval()
     losses = []
     with torch_threads(THREADS):
         for x, y in eval_batches(corpus):
-            logits = model(x)  # (B, T, V)
+            logits = model.run(x, index_topk=k, dsa_phase="inference").logits  # (B, T, V)
             losses.append(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape))
-    for m, (topk, phase) in zip(dsa_layers(model), was):
-        m.index_topk, m.phase = topk, phase
     loss = torch.cat(losses)  # (N, 2·HALF − 1)
     return {"val_loss": loss.mean().item(), "text_loss": loss[:, :HALF - 1].mean().item(),
             "copy_loss": loss[:, HALF - 1:].mean().item()}
@@ -106,20 +99,16 @@ def measure_recall(model: Transformer, corpus: Corpus, ks=KS) -> dict[str, float
     attention mass inside the top-k (``recall_mass@k``) and the overlap with dense attention's own
     top-k set (``recall_set@k``), on the first validation batch."""
     x, _ = eval_batches(corpus)[0]
-    was = [m.phase for m in dsa_layers(model)]
-    set_dsa_phase(model, "warmup")  # dense attention, so p_t is the full distribution
     record_stats(model, True)
     model.eval()
     with torch_threads(THREADS):
-        model(x)
+        model.run(x, dsa_phase="warmup")  # dense attention, so p_t is the full distribution
         out = {}
         for k in ks:
             recalls = [indexer_recall(m.stats.attention, m.stats.index_scores, k) for m in dsa_layers(model)]
             out[f"recall_mass@{k}"] = sum(r.mass for r in recalls) / len(recalls)
             out[f"recall_set@{k}"] = sum(r.set for r in recalls) / len(recalls)
     record_stats(model, False)
-    for m, phase in zip(dsa_layers(model), was):
-        m.phase = phase
     return out
 
 
@@ -137,25 +126,17 @@ def _loop(model, params, corpus, steps, lr, gen, step_fn, callback=None) -> floa
     model.train()
     start = synced_clock()
     with torch_threads(THREADS):
-        for step in range(steps):
-            x, y = repeat_batch(corpus, "train", RECIPE["batch_size"], gen)
-            loss = step_fn(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if callback is not None:
-                callback(step, loss.item())
+        run_steps(opt, steps, lambda step: step_fn(*repeat_batch(corpus, "train", RECIPE["batch_size"], gen)),
+                  callback=None if callback is None else lambda step, loss: callback(step, loss.item()))
     model.eval()
     return synced_clock() - start
 
 
 def pretrain(model: Transformer, corpus: Corpus, seed: int, callback=None) -> float:
     """Stage 1: dense language-model training (the indexer is never consulted: k ≥ the context)."""
-    set_index_topk(model, DENSE_K)
-    set_dsa_phase(model, "inference")
     gen = torch.Generator().manual_seed(seed)
     return _loop(model, list(model.parameters()), corpus, RECIPE["pretrain_steps"], RECIPE["pretrain_lr"],
-                 gen, lambda x, y: model.run(x, y).loss, callback)
+                 gen, lambda x, y: model.run(x, y, index_topk=DENSE_K, dsa_phase="inference").loss, callback)
 
 
 def warm_up(model: Transformer, corpus: Corpus, seed: int, callback=None) -> dict[str, list]:
@@ -170,9 +151,7 @@ def warm_up(model: Transformer, corpus: Corpus, seed: int, callback=None) -> dic
                                           [f"recall_mass@{RECIPE['recall_k']}"]], "kl": []}
 
     def step_fn(x, y):
-        set_dsa_phase(model, "warmup")
-        model(x)
-        return indexer_loss(model)
+        return model.run(x, dsa_phase="warmup").indexer_loss
 
     def on_step(step, kl):
         curve["kl"].append(kl)
@@ -189,26 +168,20 @@ def warm_up(model: Transformer, corpus: Corpus, seed: int, callback=None) -> dic
                              on_step)
     for p in model.parameters():
         p.requires_grad_(True)
-    set_dsa_phase(model, "inference")
     return curve
 
 
 def sparse_train(model: Transformer, corpus: Corpus, seed: int, k: int, callback=None) -> float:
     """Stage 3 at ``k`` (``DENSE_K``: the dense control, the same steps and batches without sparsity)."""
     check_int("k", k, min_value=1)
-    set_index_topk(model, k)
-    sparse = k < DENSE_K
+    phase = "sparse" if k < DENSE_K else "inference"  # sparse: out.loss includes the indexers' KL
 
     def step_fn(x, y):
-        set_dsa_phase(model, "sparse" if sparse else "inference")
-        loss = model.run(x, y).loss
-        return loss + indexer_loss(model) if sparse else loss
+        return model.run(x, y, index_topk=k, dsa_phase=phase).loss
 
     gen = torch.Generator().manual_seed(2000 + seed)
-    seconds = _loop(model, list(model.parameters()), corpus, RECIPE["sparse_steps"], RECIPE["sparse_lr"], gen,
-                    step_fn, callback)
-    set_dsa_phase(model, "inference")
-    return seconds
+    return _loop(model, list(model.parameters()), corpus, RECIPE["sparse_steps"], RECIPE["sparse_lr"], gen,
+                 step_fn, callback)
 
 
 def run_dsa_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:

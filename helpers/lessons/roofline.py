@@ -12,7 +12,7 @@ Decode attention, per layer, for ``B`` sequences with ``s_q`` query positions ea
 any MTP drafts being verified) and ``S`` cached positions (``step_cost``):
 
 * bytes: the layer's weights once, plus every sequence's cache once, ``B · S · c · bytes_per_element``
-  (``c``: cached elements per token, ``helpers.bench.roofline.cache_elements_per_token``);
+  (``c``: cached elements per token, ``helpers.decode_cost.cache_elements_per_token``);
 * FLOPs: ``B · s_q · (2 · weights + S · f)``, with ``f`` the FLOPs one query spends on one cached
   position over all heads (``attention_flops_per_position``).
 
@@ -32,18 +32,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bench.roofline import (
-    StepCost,
-    attention_flops_per_position,
-    cache_elements_per_token,
-    peak_flops,
-    stream_bandwidth,
-)
-from .config import ModelConfig
-from .kv_cache import kv_elements_per_token
-from .params import attention_params
-from .timing import torch_threads
-from .validate import check_choice, check_int
+from ..bench.roofline import peak_flops, stream_bandwidth
+from ..config import ModelConfig
+from ..decode_cost import StepCost, attention_flops_per_position, step_cost  # noqa: F401  (step_cost: lesson 03's name for it, rl.step_cost)
+from ..kv_cache import kv_elements_per_token
+from ..timing import torch_threads
+from ..validate import check_int
 
 
 @dataclass(frozen=True)
@@ -85,22 +79,6 @@ def measured_machine(stream_mb: int = 64, rounds: int = 3) -> Machine:
         bandwidth = max(stream_bandwidth(stream_mb * 2 ** 20 // 4, rounds=rounds).values()) * 1e9
         peak = peak_flops(rounds=rounds)
     return Machine("this CPU, one thread (measured)", bandwidth, peak)
-
-
-def step_cost(cfg: ModelConfig, path: str = "absorbed", batch: int = 1, queries: int = 1,
-              context: int = 32768, bytes_per_element: int = 2, weights: bool = True) -> StepCost:
-    """Bytes and FLOPs of one decode step of one attention layer, from the configuration alone (no
-    weights are built, so DeepSeek-V3's sizes work): ``batch`` sequences, ``queries`` positions each,
-    ``context`` positions cached before them. ``weights=False``: the attention kernel alone (the cache
-    it reads, the FLOPs it spends on it), the part FlashMLA's argument is about."""
-    check_choice("path", path, PATHS)
-    for name, value in (("batch", batch), ("queries", queries), ("context", context)):
-        check_int(name, value, min_value=1 if name != "context" else 0, where="step_cost")
-    n_weights = attention_params(cfg) if weights else 0
-    positions = context + queries
-    cache = batch * positions * cache_elements_per_token(path, cfg) * bytes_per_element
-    flops = batch * queries * (2 * n_weights + positions * attention_flops_per_position(path, cfg))
-    return StepCost(n_weights * bytes_per_element, cache, flops)
 
 
 def plot_roofline(ax, machine: Machine, points: dict, *, intensity_range=(0.05, 2e3), title: str = ""):
@@ -162,8 +140,8 @@ def measured_steps(paths=PATHS, context: int = 32768, batch: int = 1, rounds: in
     """One real decode step of each attention path (``helpers.bench.roofline.decode_step``: one layer,
     float32, ``context`` random cached positions), timed in turns on one thread (CPU time, best of
     ``rounds``): path → (its ``StepCost``, seconds)."""
-    from .bench.roofline import decode_step
-    from .timing import interleaved
+    from ..bench.roofline import decode_step
+    from ..timing import interleaved
 
     steps, costs = {}, {}
     with torch_threads(1):
@@ -179,5 +157,5 @@ def model_step_cost(model, context: int, bytes_per_element: int = 4) -> StepCost
     cfg = model.config
     weights = model.num_params() - model.tok_emb.weight.numel()
     kv = kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd) * (context + 1)
-    flops = 2 * weights + 2 * cfg.n_layers * cfg.n_heads * 2 * cfg.hd * (context + 1)
+    flops = 2 * weights + cfg.n_layers * (context + 1) * attention_flops_per_position("gqa", cfg)
     return StepCost(weights * bytes_per_element, kv * bytes_per_element, flops)

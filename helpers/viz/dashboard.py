@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .live import LiveLoss, in_live_kernel
+from .routing import draw_bias_heatmap, draw_share_heatmap, legend_outside
 from .style import PALETTE
-from .widgets import RoutingMonitor, draw_bias_heatmap, draw_share_heatmap, legend_outside
+from .widgets import RoutingMonitor
 
 
 # --- the training dashboard ---------------------------------------------------------------------------
@@ -26,11 +27,11 @@ class LossHistory:
 
 
 class Dashboard:
-    """A ``helpers.train`` callback: the loss curves (``helpers.live.LiveLoss``, a plotly
-    ``FigureWidget``) above lesson 04's live routing histogram (``helpers.widgets.RoutingMonitor``) for
+    """A ``helpers.train`` callback: the loss curves (``helpers.viz.live.LiveLoss``, a plotly
+    ``FigureWidget``) above lesson 04's live routing histogram (``helpers.viz.widgets.RoutingMonitor``) for
     the main model's MoE layers.
 
-    Both redraw every ``every`` steps, at most ``max_rate`` times a second (``helpers.live.Throttle``),
+    Both redraw every ``every`` steps, at most ``max_rate`` times a second (``helpers.viz.live.Throttle``),
     one batched message each. Outside a live kernel it only records (``live=False`` forces that);
     ``plot_training_summary`` draws the static figure from what it recorded."""
 
@@ -87,8 +88,8 @@ def plot_training_summary(dashboard: Dashboard, history=None, *, last: int = 20,
 
     Top: the losses (next-token and MTP depth-1 on the training batches, next-token validation from
     ``history``, a ``helpers.History``), and each expert's share of every MoE layer's routed tokens over
-    the last ``last`` steps (``widgets.draw_share_heatmap``: white = uniform). Bottom, for a MoE model:
-    one expert × step heatmap of the selection biases b_i per MoE layer (``widgets.draw_bias_heatmap``)
+    the last ``last`` steps (``routing.draw_share_heatmap``: white = uniform). Bottom, for a MoE model:
+    one expert × step heatmap of the selection biases b_i per MoE layer (``routing.draw_bias_heatmap``)
     with one colour bar. A dense model gets the loss panel alone."""
     import matplotlib.pyplot as plt
 

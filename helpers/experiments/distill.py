@@ -1,6 +1,6 @@
 """The committed seed sweep behind lesson 08: distillation against RL for a small model, at course scale.
 
-Two experiments share the shipped teacher (``helpers.teacher.load_teacher``: width 192, 4 layers, trained
+Two experiments share the shipped teacher (``lessons.teacher.load_teacher``: width 192, 4 layers, trained
 on the corpus and on addition by ``scripts/train_teacher.py``) and the ``tiny`` student (0.38M parameters):
 
 * ``lm`` (language modelling, equal student compute): the student trains for ``LM_RECIPE`` steps on
@@ -25,21 +25,21 @@ import copy
 
 import torch
 
-from . import arith
-from .config import preset
-from .data import Corpus
-from .distill import ComputeMeter, generation_passes, kd_loss
-from .experiments import THREADS, write_sweep
-from .generate import generate
-from .grpo import grpo_step
-from .model import Transformer
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .teacher import load_teacher
-from .timing import synced_clock, torch_threads
-from .validate import check_choice
+from .. import arith
+from ..config import preset
+from ..data import Corpus
+from ..distill import ComputeMeter, generation_passes, kd_loss
+from ..generate import generate
+from ..grpo import grpo_step
+from ..lessons.teacher import load_teacher
+from ..model import Transformer
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..timing import synced_clock, torch_threads
+from ..training import optimizer_step, run_steps
+from ..validate import check_choice
+from .sweep import SEEDS, THREADS, write_sweep  # noqa: F401  (SEEDS: this sweep's seeds)
 
-SEEDS = (0, 1, 2, 3, 4)
 STUDENT = preset("tiny")
 LM_RECIPE = dict(steps=300, batch_size=16, seq_len=127, lr=3e-3, temperature=2.0, alpha=0.5,
                  prompt_len=16, pool_seed=12345, checkpoints=6)
@@ -82,22 +82,29 @@ def teacher_text_pool(teacher: Transformer, corpus: Corpus) -> tuple[torch.Tenso
     return _POOL[key]
 
 
+def new_student(seed: int, lr: float) -> tuple[Transformer, torch.optim.Optimizer, torch.Generator]:
+    """Seed ``seed``'s fresh student, its optimiser (AdamW, constant ``lr``, no weight decay) and its
+    batch generator, made in this order (the order fixes the numbers)."""
+    torch.manual_seed(seed)
+    student = Transformer(STUDENT)
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    return student, opt, torch.Generator().manual_seed(seed)
+
+
 def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> dict:
     """One LM arm, one seed: the student's validation loss, its compute and the teacher's."""
     arm = check_choice("arm", arm, LM_ARMS)
     r = scaled_recipe(LM_RECIPE)
     with torch_threads(THREADS):
-        torch.manual_seed(seed)
-        student = Transformer(STUDENT)
-        opt = torch.optim.AdamW(student.parameters(), lr=r["lr"], weight_decay=0.0)
-        gen = torch.Generator().manual_seed(seed)
+        student, opt, gen = new_student(seed, r["lr"])
         meter = ComputeMeter()
         pool, pool_passes = teacher_text_pool(teacher, corpus) if arm == "sequence KD" else (None, 0)
         curve, every = {"compute": [0.0], "val_loss": [val_loss(student.eval(), corpus)]}, \
             max(1, r["steps"] // r["checkpoints"])
         student.train()
-        start, eval_seconds = synced_clock(), 0.0
-        for step in range(r["steps"]):
+        start, eval_seconds = synced_clock(), [0.0]
+
+        def step_fn(step):
             if pool is not None:
                 rows = pool[step * r["batch_size"]:(step + 1) * r["batch_size"]]
                 x, y = rows[:, :-1], rows[:, 1:]
@@ -113,16 +120,18 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
             else:
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
             meter.train(x.numel())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return loss
+
+        def on_step(step, loss):
             if (step + 1) % every == 0 and step + 1 < r["steps"]:  # the learning curve, off the clock
                 tick = synced_clock()
                 curve["compute"].append(float(meter.total))
                 curve["val_loss"].append(val_loss(student.eval(), corpus))
                 student.train()
-                eval_seconds += synced_clock() - tick
-        seconds = synced_clock() - start - eval_seconds
+                eval_seconds[0] += synced_clock() - tick
+
+        run_steps(opt, r["steps"], step_fn, callback=on_step)
+        seconds = synced_clock() - start - eval_seconds[0]
         if pool is not None:
             meter.teacher_generate(pool_passes)
         final = val_loss(student.eval(), corpus)
@@ -141,16 +150,13 @@ def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
     """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``."""
     r = scaled_recipe(RL_RECIPE)
     with torch_threads(THREADS):
-        torch.manual_seed(seed)
-        model = Transformer(STUDENT)
-        opt = torch.optim.AdamW(model.parameters(), lr=r["base_lr"], weight_decay=0.0)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(r["base_steps"]):
+        model, opt, gen = new_student(seed, r["base_lr"])
+
+        def step_fn(step):
             b = arith.sft_batch(arith.sample_problems(r["sft_batch"], r["digits"], gen))
-            loss = model.run(b.x, b.y).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return model.run(b.x, b.y).loss
+
+        run_steps(opt, r["base_steps"], step_fn)
     return model.eval(), gen
 
 
@@ -192,10 +198,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
             if meter.total + 3 * b.tokens > budget:  # the next step would pass GRPO's compute: stop
                 break
             meter.teacher_generate(answers.passes)
-            loss = model.run(b.x, b.y).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, model.run(b.x, b.y).loss)  # to a compute budget: run_steps cannot stop there
             meter.train(b.tokens)
             while m < len(marks) and meter.total >= marks[m]:
                 sft_curve["compute"].append(float(meter.total))

@@ -36,9 +36,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .live import show_widget
-from .published import PUBLISHED, PublishedModel, get_published
-from .style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
+from ..kv_cache import kv_elements_per_token, mla_elements_per_token
+from ..published import PUBLISHED, PublishedModel, get_published
+from ..viz.live import show_widget
+from ..viz.style import PALETTE  # one colour per variant, the same in every lesson (and "weights")
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "fp8": 1}
 VARIANTS = ("MHA", "GQA", "MQA", "MLA")
@@ -59,8 +60,8 @@ def _model(model: str | PublishedModel) -> PublishedModel:
 def kv_head_width(m: PublishedModel) -> int:
     """Elements one K/V head pair caches per token: ``Dh + Dh``, or ``(Dn + Dr) + Dv`` for MLA models."""
     if m.uses_mla:
-        return (m.qk_nope_head_dim + m.qk_rope_head_dim) + m.v_head_dim
-    return 2 * m.head_dim
+        return kv_elements_per_token(1, 1, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim)
+    return kv_elements_per_token(1, 1, m.head_dim)
 
 
 def variant_kv_heads(model: str | PublishedModel, variant: str) -> int | None:
@@ -89,8 +90,7 @@ def elements_per_token_per_layer(model: str | PublishedModel, variant: str) -> i
     m = _model(model)
     g = variant_kv_heads(m, variant)
     if g is None:
-        dc, dr = mla_dims(m)
-        return dc + dr
+        return mla_elements_per_token(1, *mla_dims(m))
     return g * kv_head_width(m)
 
 
@@ -277,7 +277,7 @@ class Calculator:
     HTML widget), ``figure`` (a plotly ``FigureWidget``) and ``widget``, the box holding them.
 
     Displaying it (``display(calc)`` or a cell ending in it) shows the widget through
-    ``helpers.live.show_widget``, whose plain-text fallback is the one line ``CALCULATOR_FALLBACK_TEXT``:
+    ``helpers.viz.live.show_widget``, whose plain-text fallback is the one line ``CALCULATOR_FALLBACK_TEXT``:
     that line, not the widget's ``VBox(children=...)`` repr, is what a saved notebook shows on GitHub.
     """
 

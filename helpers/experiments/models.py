@@ -2,7 +2,7 @@
 
 - ``mtp`` (lesson 05): the ``tiny`` model with and without one MTP module (λ = 0.3), lesson 05's recipe.
   Does the extra target change the main model's own next-token loss, and what does it cost to train?
-- ``capstone`` (lesson 06): the tiny DeepSeek-V3 (``helpers.capstone.CPU_CONFIG``) against lesson 00's
+- ``capstone`` (lesson 06): the tiny DeepSeek-V3 (``helpers.lessons.capstone.CPU_CONFIG``) against lesson 00's
   dense baseline with the same active parameters (``matched_baseline``), the same tokens, the CPU plan.
 
 A lesson trains seed 0 of each arm it shows live (on ``THREADS`` threads, as the sweep did, so its numbers
@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import torch
 
-from .capstone import CPU_CONFIG, CPU_RECIPE, matched_baseline
-from .config import ModelConfig, preset
-from .data import Corpus
-from .experiments import write_sweep
-from .model import Transformer
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .speculative import teacher_forced_acceptance
-from .timing import torch_threads
-from .training import evaluate, train
-from .validate import check_choice, check_int
+from ..config import ModelConfig, preset
+from ..data import Corpus
+from ..lessons.capstone import CPU_CONFIG, CPU_RECIPE, matched_baseline
+from ..model import Transformer
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..speculative import teacher_forced_acceptance
+from ..timing import torch_threads
+from ..training import evaluate, train
+from ..validate import check_choice, check_int
+from .sweep import SEEDS, write_sweep  # noqa: F401  (SEEDS: this sweep's seeds)
 
-SEEDS = (0, 1, 2, 3, 4)
 # Two threads, not the other sweeps' one (``experiments.THREADS``): these are the lessons' longest live
 # runs, and two threads train them faster (lesson 06's live run: 104 s against 156 s on one thread; the
 # mtp arms about 1.3x). Results are still bit-identical run to run, and on any machine that runs

@@ -47,18 +47,17 @@ import math
 
 import torch
 
-from .config import ModelConfig
-from .data import Corpus
-from .experiments import THREADS, write_sweep
-from .model import Transformer
-from .moe import max_vio, moe_layers
-from .plan import scaled_recipe
-from .reproduce import build_meta
-from .timing import torch_threads
-from .training import evaluate, train
-from .validate import check_choice, check_int
+from ..config import ModelConfig
+from ..data import Corpus
+from ..model import Transformer
+from ..moe import max_vio, moe_layers
+from ..plan import scaled_recipe
+from ..reproduce import build_meta
+from ..timing import torch_threads
+from ..training import evaluate, train
+from ..validate import check_choice, check_int
+from .sweep import SEEDS, THREADS, write_sweep  # noqa: F401  (SEEDS: this sweep's seeds)
 
-SEEDS = (0, 1, 2, 3, 4)
 BASE = ModelConfig(dim=64, n_layers=2, n_heads=4, inter_dim=128, max_seq_len=64, n_routed_experts=8,
                    n_activated_experts=2, moe_inter_dim=64)
 RECIPE = dict(steps=300, batch_size=16, seq_len=64, lr=3e-3, eval_every=300, eval_iters=8)
@@ -249,7 +248,7 @@ METHOD_COLORS = {"none": "none", "aux": "aux", "seq-aux": "seq_aux", "loss-free"
 
 def arm_points(sweep, router: str, x_metric: str = "max_vio_global", y_metric: str = "val_loss") -> dict:
     """Per arm of one router: (x mean, x half-width, y mean, y half-width) over its seeds (t intervals)."""
-    from .compare import mean_interval
+    from ..compare import mean_interval
 
     out = {}
     for arm in sweep.arms:
@@ -285,7 +284,7 @@ def plot_frontier(sweep, router: str, ax=None, *, x_metric: str = "max_vio_globa
     which is labelled beside each point. Lower left is better on both counts."""
     import matplotlib.pyplot as plt
 
-    from .style import PALETTE
+    from ..viz.style import PALETTE
 
     pts = arm_points(sweep, router, x_metric, y_metric)
     if ax is None:
