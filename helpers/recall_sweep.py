@@ -1,0 +1,116 @@
+"""The committed recall sweep behind lessons 02 and 03: answer accuracy on multi-query associative recall
+(``helpers.recall``) against the number of pairs N, for five attention arms of one narrow-headed model.
+
+The arms share everything but the attention (D = 64, 2 layers, H = 8 query heads of Dh = 8); per token
+and layer they cache
+
+- ``MHA``: 2·8·8 = 128 numbers; ``GQA-2``: 2·2·8 = 32; ``MQA``: 2·1·8 = 16;
+- ``MLA Dc=12``: Dc + Dr = 12 + 4 = 16, exactly MQA's; ``MLA Dc=28``: 28 + 4 = 32, exactly GQA-2's
+  (Dn = Dv = 8, Dr = 4, no query compression; trained through the latent path, as in the attention sweep).
+
+Every run of seed s starts from ``paired_init(model, s)`` (each parameter seeded by the run seed and its
+name, so every weight two arms have in common starts identical) and trains on the same batches (the
+generator is seeded by s alone). One model is trained per (arm, seed) on a mix of N (``RECIPE['pairs']``,
+step i uses the i-th in turn) and then scored on held-out sequences at each N of ``PAIRS``: the records
+are ``accuracy@N=<pairs>``. Runs train on ``experiments.THREADS`` thread on the CPU, bit-reproducibly.
+``python scripts/sweep.py recall`` writes ``results/sweeps/recall.json``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .config import ModelConfig
+from .experiments import THREADS, cache_numbers_per_token, write_sweep
+from .mla import set_mla_mode
+from .model import Transformer
+from .paired_init import paired_init
+from .plan import scaled_recipe
+from .recall import RecallTask, evaluate_recall, train_recall
+from .reproduce import build_meta
+from .timing import torch_threads
+from .validate import check_choice, check_int
+
+TASK = RecallTask(n_keys=64, n_values=64)
+PAIRS = (4, 8, 16, 32)  # N at which every run is scored
+BASE = ModelConfig(dim=64, n_layers=2, n_heads=8, head_dim=8, inter_dim=128, max_seq_len=3 * max(PAIRS))
+RECIPE = dict(pairs=PAIRS, steps=1000, batch_size=32, lr=3e-3, warmup=50)
+EVAL = dict(n_seqs=256, batch_size=128, seed=1234)  # the same held-out sequences for every run
+SEEDS = tuple(range(10))
+MLA_TRAIN_MODE = "latent"
+CURVE_EVERY = 50  # the training curve is stored as means over blocks of this many steps
+
+
+def recall_arms(base: ModelConfig = BASE) -> dict[str, ModelConfig]:
+    """The sweep's configurations by name: MHA, GQA-2, MQA, and MLA at MQA's and GQA-2's cache size."""
+    Dh = base.hd
+    mla = dict(attn_type="mla", qk_nope_head_dim=Dh, v_head_dim=Dh, qk_rope_head_dim=Dh // 2, q_lora_rank=0)
+    arms = {"MHA": base, "GQA-2": base.replace(n_kv_heads=2), "MQA": base.replace(n_kv_heads=1)}
+    for rival in ("MQA", "GQA-2"):
+        dc = cache_numbers_per_token(arms[rival]) - Dh // 2  # Dc + Dr = the rival's numbers per token
+        arms[f"MLA Dc={dc}"] = base.replace(kv_lora_rank=dc, **mla)
+    return arms
+
+
+ARMS = tuple(recall_arms())
+
+
+def metric(n_pairs: int) -> str:
+    return f"accuracy@N={n_pairs}"
+
+
+def build(arm: str, seed: int) -> Transformer:
+    """Seed ``seed``'s model for ``arm``, with paired initial weights."""
+    cfg = recall_arms()[check_choice("arm", arm, list(ARMS))]
+    model = paired_init(Transformer(cfg), check_int("seed", seed, min_value=0))
+    if cfg.attn_type == "mla":
+        set_mla_mode(model, MLA_TRAIN_MODE)
+    return model
+
+
+def train_arm(arm: str, seed: int, *, recipe: dict | None = None, pairs=PAIRS, callback=None):
+    """One run on ``THREADS`` thread(s) on the CPU: ({metric: accuracy} at each N of ``pairs``, history,
+    seconds of training)."""
+    recipe = scaled_recipe(recipe or RECIPE)
+    with torch_threads(THREADS):
+        torch.manual_seed(seed)
+        model = build(arm, seed)
+        t0 = time.perf_counter()
+        hist = train_recall(model, TASK, seed=seed, callback=callback, **recipe)
+        seconds = time.perf_counter() - t0
+        acc = {metric(n): evaluate_recall(model, TASK, n, **EVAL) for n in pairs}
+    return acc, hist, seconds
+
+
+def _blocks(values: list[float], every: int = CURVE_EVERY) -> list[float]:
+    return [sum(values[i:i + every]) / len(values[i:i + every]) for i in range(0, len(values), every)]
+
+
+def run_recall_seed(seed: int, corpus=None, arms=None, log=None) -> dict:
+    """Every arm on one seed: the records ``scripts/sweep.py`` writes (``corpus`` is not used)."""
+    names = list(ARMS) if arms is None else [check_choice("arm", a, list(ARMS)) for a in arms]
+    runs, curves = [], {}
+    for name in names:
+        acc, hist, seconds = train_arm(name, seed)
+        runs += [{"arm": name, "seed": seed, "metric": k, "value": v} for k, v in acc.items()]
+        runs.append({"arm": name, "seed": seed, "metric": "train_seconds", "value": seconds})
+        curves[name] = {"step": list(range(CURVE_EVERY, len(hist.loss) + CURVE_EVERY, CURVE_EVERY)),
+                        "train_loss": _blocks(hist.loss), "train_accuracy": _blocks(hist.accuracy)}
+        if log:
+            log(f"recall seed {seed} {name:<10} " + " ".join(f"{k[9:]} {v:.3f}" for k, v in acc.items())
+                + f" ({seconds:.0f} s)")
+    return {"seed": seed, "runs": runs, "curves": curves, "uptrain": None}
+
+
+def write_recall_sweep(per_seed: list[dict], path=None):
+    meta = {"base": dict(vars(BASE)), "task": dict(vars(TASK)), "pairs": list(PAIRS),
+            "recipe": {**RECIPE, "pairs": list(RECIPE["pairs"])}, "eval": EVAL, "threads": THREADS,
+            "init": "paired_init (each parameter seeded by run seed and name)",
+            "mla_train_mode": MLA_TRAIN_MODE,
+            **build_meta(), "device": "cpu",
+            "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
+                     for a, c in recall_arms().items()},
+            "made_by": "python scripts/sweep.py recall"}
+    return write_sweep("recall", per_seed, path, meta=meta)

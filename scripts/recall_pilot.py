@@ -1,0 +1,47 @@
+"""The recall sweep's pilot (issue #28): one seed, a few arms, a few recipes, before the sweep's recipe is
+fixed. Appends one line per run to results/pilots/recall.jsonl (the grid the lessons and the report quote).
+
+    python scripts/recall_pilot.py --arms MHA MQA --steps 1000 --lr 3e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from helpers import recall_sweep as rs  # noqa: E402
+
+OUT = ROOT / "results" / "pilots" / "recall.jsonl"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arms", nargs="+", default=["MHA", "MQA"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=rs.RECIPE["steps"])
+    p.add_argument("--lr", type=float, default=rs.RECIPE["lr"])
+    p.add_argument("--batch-size", type=int, default=rs.RECIPE["batch_size"])
+    p.add_argument("--pairs", type=int, nargs="+", default=list(rs.RECIPE["pairs"]), help="training mix")
+    args = p.parse_args(argv)
+    recipe = {**rs.RECIPE, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
+              "pairs": tuple(args.pairs)}
+    for arm in args.arms:
+        acc, _, seconds = rs.train_arm(arm, args.seed, recipe=recipe)
+        row = {"arm": arm, "seed": args.seed, "steps": args.steps, "lr": args.lr,
+               "batch_size": args.batch_size,
+               "train_pairs": list(args.pairs), **acc, "train_seconds": round(seconds, 1)}
+        print(json.dumps(row), flush=True)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        with OUT.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
