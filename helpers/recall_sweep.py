@@ -43,8 +43,9 @@ MLA_TRAIN_MODE = "latent"
 CURVE_EVERY = 50  # the training curve is stored as means over blocks of this many steps
 
 
-def recall_arms(base: ModelConfig = BASE) -> dict[str, ModelConfig]:
+def recall_arms(base: ModelConfig | None = None) -> dict[str, ModelConfig]:
     """The sweep's configurations by name: MHA, GQA-2, MQA, and MLA at MQA's and GQA-2's cache size."""
+    base = BASE if base is None else base
     Dh = base.hd
     mla = dict(attn_type="mla", qk_nope_head_dim=Dh, v_head_dim=Dh, qk_rope_head_dim=Dh // 2, q_lora_rank=0)
     arms = {"MHA": base, "GQA-2": base.replace(n_kv_heads=2), "MQA": base.replace(n_kv_heads=1)}
@@ -63,7 +64,8 @@ def metric(n_pairs: int) -> str:
 
 def build(arm: str, seed: int) -> Transformer:
     """Seed ``seed``'s model for ``arm``, with paired initial weights."""
-    cfg = recall_arms()[check_choice("arm", arm, list(ARMS))]
+    arms = recall_arms()
+    cfg = arms[check_choice("arm", arm, list(arms))]
     model = paired_init(Transformer(cfg), check_int("seed", seed, min_value=0))
     if cfg.attn_type == "mla":
         set_mla_mode(model, MLA_TRAIN_MODE)
@@ -114,3 +116,104 @@ def write_recall_sweep(per_seed: list[dict], path=None):
                      for a, c in recall_arms().items()},
             "made_by": "python scripts/sweep.py recall"}
     return write_sweep("recall", per_seed, path, meta=meta)
+
+
+# ---- reading the committed sweep (lessons 02 and 03) ----
+
+def pairs_of(sweep) -> list[int]:
+    """The N values a loaded sweep scored, in order."""
+    return sorted({int(r["metric"].split("=")[1]) for r in sweep.records
+                   if r["metric"].startswith("accuracy@")})
+
+
+def accuracy_table(sweep, arms) -> str:
+    """Mean accuracy over seeds (± the half-width of one arm's 95% t interval) per arm and N: a picture of
+    each arm, not a comparison (comparisons are the paired ``differences``)."""
+    from .compare import mean_interval
+
+    ns = pairs_of(sweep)
+    lines = [f"{'arm':<10} {'cache':>5} " + " ".join(f"{'N=' + str(n):>14}" for n in ns)]
+    for arm in arms:
+        cache = sweep.meta["arms"][arm]["cache_numbers_per_token_per_layer"]
+        cells = []
+        for n in ns:
+            m, h = mean_interval(list(sweep.runs(metric(n), [arm]).values[arm].values()))
+            cells.append(f"{m:6.3f} ± {h:5.3f}")
+        lines.append(f"{arm:<10} {cache:>5} " + " ".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)
+
+
+def differences(sweep, a: str, b: str) -> dict:
+    """{N: paired Difference b − a of accuracy} on the seeds both arms have."""
+    return {n: sweep.runs(metric(n), [a, b]).difference(a, b) for n in pairs_of(sweep)}
+
+
+def pairings(sweep, a: str, b: str) -> dict:
+    """{N: Pairing of a and b}: the per-seed correlation and paired against unpaired SD."""
+    return {n: sweep.runs(metric(n), [a, b]).pairing(a, b) for n in pairs_of(sweep)}
+
+
+def knee(sweep, arm: str, fraction: float = 0.5) -> int | None:
+    """The smallest N at which ``arm``'s mean accuracy falls below ``fraction`` of its own accuracy at the
+    smallest N (None: it never does within the sweep)."""
+    ns = pairs_of(sweep)
+    means = {n: sum(v := list(sweep.runs(metric(n), [arm]).values[arm].values())) / len(v) for n in ns}
+    return next((n for n in ns if means[n] < fraction * means[ns[0]]), None)
+
+
+def plot_accuracy(sweep, arms, ax, *, colors=None, chance: float | None = None):
+    """Accuracy against N per arm: mean over seeds and its 95% t interval (unpaired error bars: a
+    picture, the verdicts come from ``differences``). Points of one N are spread a little so none hides."""
+    from .compare import mean_interval
+
+    ns = pairs_of(sweep)
+    for i, arm in enumerate(arms):
+        shift = 1 + 0.03 * (i - (len(arms) - 1) / 2)
+        stats = [mean_interval(list(sweep.runs(metric(n), [arm]).values[arm].values())) for n in ns]
+        cache = sweep.meta["arms"][arm]["cache_numbers_per_token_per_layer"]
+        ax.errorbar([n * shift for n in ns], [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
+                    ms=4, capsize=2, lw=1.5, color=(colors or {}).get(arm), label=f"{arm} ({cache} numbers)")
+    if chance is not None:
+        ax.axhline(chance, color="0.6", lw=1, ls=":", label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set(xlabel="key-value pairs N", ylabel="answer accuracy (held-out)", ylim=(0, None))
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_paired_against_n(sweep, comparisons, ax, *, colors=None):
+    """Each comparison (a, b) as its paired difference b − a in accuracy at every N: mean and 95%
+    interval, filled where the interval excludes zero, hollow where not."""
+    ns = pairs_of(sweep)
+    ax.axhline(0, color="0.5", lw=1)
+    for i, (a, b) in enumerate(comparisons):
+        shift = 1 + 0.04 * (i - (len(comparisons) - 1) / 2)
+        c = (colors or {}).get(b)
+        diffs = differences(sweep, a, b)
+        xs = [n * shift for n in ns]
+        ax.plot(xs, [diffs[n].mean for n in ns], color=c, lw=1, alpha=0.6)
+        for x, n in zip(xs, ns):
+            d = diffs[n]
+            ax.plot([x, x], [d.low, d.high], color=c, lw=2.5, solid_capstyle="butt")
+            ax.plot([x], [d.mean], "o", ms=7, color=c, markerfacecolor=c if d.excludes_zero else "white",
+                    label=f"{b} − {a}" if n == ns[0] else None, zorder=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set(xlabel="key-value pairs N", ylabel="paired accuracy difference\nmean and 95% interval")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def summary(sweep, a: str, b: str) -> str:
+    """One sentence generated from the paired intervals of ``b − a`` at every N: where b's accuracy is
+    detectably below or above a's, and where the seeds cannot tell."""
+    diffs = differences(sweep, a, b)
+    groups = {"detectably below": [n for n, d in diffs.items() if d.excludes_zero and d.mean < 0],
+              "detectably above": [n for n, d in diffs.items() if d.excludes_zero and d.mean > 0],
+              "not detectably different from": [n for n, d in diffs.items() if not d.excludes_zero]}
+    cache = {x: sweep.meta["arms"][x]["cache_numbers_per_token_per_layer"] for x in (a, b)}
+    parts = [f"{what} {a}'s at N = {', '.join(map(str, ns))}" for what, ns in groups.items() if ns]
+    n = next(iter(diffs.values())).n
+    return (f"{b} ({cache[b]} numbers per token and layer) against {a} ({cache[a]}): accuracy "
+            + "; ".join(parts) + f" (paired 95% intervals over {n} seeds).")

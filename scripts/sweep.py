@@ -14,6 +14,7 @@
     python scripts/sweep.py fp8 --seeds 0 1 2 3 4 5 6 7    # lesson 09: FP8 GEMMs vs full precision
     python scripts/sweep.py recall --seeds 0 --part p0     # lessons 02-03: associative recall, one seed
                                                            # a part (~4 min), 10 seeds, then --merge
+    python scripts/sweep.py uptrain --seeds 0 1 --part a   # lesson 02: uptraining at the final lr
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on its sweep's fixed thread count (``helpers.experiments.THREADS``, one; ``mtp`` and ``capstone``
@@ -34,19 +35,29 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import distill_sweep, dsa_sweep, fp8_sweep, model_sweeps, moe_sweep, plan, recall_sweep  # noqa: E402
+from helpers import (  # noqa: E402
+    distill_sweep,
+    dsa_sweep,
+    fp8_sweep,
+    model_sweeps,
+    moe_sweep,
+    plan,
+    recall_sweep,
+    uptrain_sweep,
+)
 from helpers import experiments as ex  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 
 SWEEPS = {"attention": ex.run_attention_seed, "moe": moe_sweep.run_moe_seed,
           "mtp": model_sweeps.run_mtp_seed, "capstone": model_sweeps.run_capstone_seed,
           "dsa": dsa_sweep.run_dsa_seed, "distill": distill_sweep.run_distill_seed,
-          "fp8": fp8_sweep.run_fp8_seed, "recall": recall_sweep.run_recall_seed}
+          "fp8": fp8_sweep.run_fp8_seed, "recall": recall_sweep.run_recall_seed,
+          "uptrain": uptrain_sweep.run_uptrain_seed}
 WRITERS = {"attention": lambda per_seed: ex.write_sweep("attention", per_seed),
            "moe": moe_sweep.write_moe_sweep, "mtp": model_sweeps.write_mtp_sweep,
            "capstone": model_sweeps.write_capstone_sweep, "dsa": dsa_sweep.write_dsa_sweep,
            "distill": distill_sweep.write_distill_sweep, "fp8": fp8_sweep.write_fp8_sweep,
-           "recall": recall_sweep.write_recall_sweep}
+           "recall": recall_sweep.write_recall_sweep, "uptrain": uptrain_sweep.write_uptrain_sweep}
 
 
 def part_path(name: str, part: str) -> Path:
