@@ -6,6 +6,14 @@ queries the model must emit the value that followed that key earlier. In bytes, 
 
     k1 v1 k2 v2 … kN vN | q1 q2 … qN        targets: -100 everywhere except at q_j, where it is q_j's value
 
+With ``RecallTask(pair_base=…)`` a pair is one token (``pair_base + key·n_values + value``), the sequence
+``p1 … pN | q1 … qN``. Then a single attention step answers: the query's key must match the key vector
+cached for the pair, and the value vector cached beside it must carry the value. Zoology's two-token
+pairs need a two-layer circuit instead (a previous-token head that copies each key onto its value's
+position, then a head that matches the query against it), which the course's CPU budget does not train
+(``results/pilots/recall.jsonl``: at 1,000–2,000 steps no arm got past guessing among the values in
+context).
+
 Keys are distinct within a sequence (so every query has one answer); values are drawn with replacement.
 Only the N answer positions are scored (``answer_accuracy``): the pairs themselves are random and
 unpredictable, so a loss over them would only add noise. Chance is 1/``n_values``.
@@ -42,6 +50,9 @@ class RecallTask:
     n_values: int = 64  # value alphabet; chance accuracy is 1 / n_values
     key_base: int = 128  # byte of key 0 (keys are key_base … key_base + n_keys − 1)
     value_base: int = 32  # byte of value 0 (disjoint from the keys)
+    # None: a pair is two tokens, key then value (Zoology's MQAR). A byte: a pair is ONE token,
+    # pair_base + key·n_values + value, so the lookup is a single attention step (see the module notes)
+    pair_base: int | None = None
 
     def __post_init__(self):
         check_int("n_keys", self.n_keys, min_value=4, where="RecallTask")
@@ -52,6 +63,19 @@ class RecallTask:
             raise ValueError(f"keys {keys} and values {values} must be bytes (0–255)")
         if set(keys) & set(values):
             raise ValueError(f"key bytes {keys} and value bytes {values} overlap")
+        if self.pair_base is not None:
+            pairs = range(self.pair_base, self.pair_base + self.n_keys * self.n_values)
+            if min(pairs) < 0 or max(pairs) > 255 or set(pairs) & (set(keys) | set(values)):
+                raise ValueError(f"pair bytes {pairs} must be bytes, apart from keys {keys} and "
+                                 f"values {values}")
+
+    @property
+    def fused(self) -> bool:
+        return self.pair_base is not None
+
+    def seq_len(self, n_pairs: int) -> int:
+        """Positions of one sequence: 3N (two tokens a pair, then N queries), 2N when pairs are fused."""
+        return (2 if self.fused else 3) * n_pairs
 
     def max_pairs(self) -> int:
         return self.n_keys // 2
@@ -59,8 +83,8 @@ class RecallTask:
 
 @dataclass
 class RecallBatch:
-    x: torch.Tensor  # (B, 3N) byte ids: the pairs, then the queries
-    y: torch.Tensor  # (B, 3N) the value at each query position, -100 elsewhere
+    x: torch.Tensor  # (B, 3N) byte ids (B, 2N fused): the pairs, then the queries
+    y: torch.Tensor  # like x: the value at each query position, -100 elsewhere
     keys: torch.Tensor  # (B, N) key indices (0 … n_keys − 1) in context order
     values: torch.Tensor  # (B, N) value indices of those keys
     order: torch.Tensor  # (B, N) which pair each query asks for
@@ -92,11 +116,14 @@ def recall_batch(task: RecallTask, n_pairs: int, batch_size: int, *, split: str 
     values = torch.randint(task.n_values, (B, N), generator=generator)  # (B, N)
     order = torch.rand(B, N, generator=generator).argsort(dim=1)  # (B, N) a permutation per sequence
     key_ids, value_ids = keys + task.key_base, values + task.value_base
-    pairs = torch.stack([key_ids, value_ids], dim=2).flatten(1)  # (B, 2N): k1 v1 k2 v2 …
+    if task.fused:
+        pairs = task.pair_base + keys * task.n_values + values  # (B, N): one token per pair
+    else:
+        pairs = torch.stack([key_ids, value_ids], dim=2).flatten(1)  # (B, 2N): k1 v1 k2 v2 …
     queries = key_ids.gather(1, order)  # (B, N)
-    x = torch.cat([pairs, queries], dim=1)  # (B, 3N)
+    x = torch.cat([pairs, queries], dim=1)  # (B, 3N), or (B, 2N) fused
     y = torch.full_like(x, -100)
-    y[:, 2 * N:] = value_ids.gather(1, order)  # (B, N) each query's answer, at the query's position
+    y[:, pairs.shape[1]:] = value_ids.gather(1, order)  # (B, N) each query's answer, at the query
     return RecallBatch(x, y, keys, values, order)
 
 

@@ -107,3 +107,16 @@ def test_training_is_deterministic_and_cycles_through_the_pair_counts():
     assert runs[0] == runs[1]
     assert hist.n_pairs[:4] == [2, 4, 2, 4]
     assert 0.0 <= runs[0][1] <= 1.0
+
+
+def test_fused_pairs_are_one_token_that_encodes_key_and_value():
+    task = RecallTask(n_keys=16, n_values=8, key_base=64, pair_base=128)
+    N = 5
+    b = recall_batch(task, N, 32, split="val", generator=_gen(4))
+    assert b.x.shape == (32, 2 * N) == b.y.shape
+    for x, y in zip(b.x.tolist(), b.y.tolist()):
+        pairs = {task.key_base + (p - 128) // 8: task.value_base + (p - 128) % 8 for p in x[:N]}
+        assert len(pairs) == N and y[:N] == [-100] * N
+        assert y[N:] == [pairs[q] for q in x[N:]]
+    with pytest.raises(ValueError):
+        RecallTask(n_keys=32, n_values=8, key_base=64, pair_base=128)  # 256 pair bytes do not fit
