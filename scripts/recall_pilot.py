@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, nargs="+", default=list(rs.RECIPE["pairs"]), help="training mix")
     p.add_argument("--head-dim", type=int, default=rs.BASE.hd, help="Dh (D stays, H = D / Dh)")
     p.add_argument("--dim", type=int, default=rs.BASE.dim, help="D")
+    p.add_argument("--layers", type=int, default=rs.BASE.n_layers)
     p.add_argument("--keys", type=int, default=rs.TASK.n_keys)
     p.add_argument("--values", type=int, default=rs.TASK.n_values)
     p.add_argument("--eval-pairs", type=int, nargs="+", default=list(rs.PAIRS))
@@ -37,14 +38,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     fused = dict(key_base=64, pair_base=128) if args.fused else {}
     rs.TASK = rs.RecallTask(n_keys=args.keys, n_values=args.values, **fused)
-    rs.BASE = rs.BASE.replace(dim=args.dim, head_dim=args.head_dim, n_heads=args.dim // args.head_dim,
+    rs.BASE = rs.BASE.replace(n_layers=args.layers, dim=args.dim, head_dim=args.head_dim,
+                              n_heads=args.dim // args.head_dim,
                               max_seq_len=rs.TASK.seq_len(max(args.pairs + args.eval_pairs)))
     recipe = {**rs.RECIPE, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
               "pairs": tuple(args.pairs)}
     for arm in args.arms:
         acc, _, seconds = rs.train_arm(arm, args.seed, recipe=recipe, pairs=args.eval_pairs)
         row = {"arm": arm, "seed": args.seed, "steps": args.steps, "lr": args.lr,
-               "batch_size": args.batch_size, "D": args.dim, "Dh": args.head_dim, "H": rs.BASE.n_heads,
+               "batch_size": args.batch_size, "layers": args.layers, "D": args.dim, "Dh": args.head_dim,
+               "H": rs.BASE.n_heads,
                "keys": args.keys, "values": args.values, "fused": args.fused,
                "train_pairs": list(args.pairs), **acc, "train_seconds": round(seconds, 1)}
         print(json.dumps(row), flush=True)
