@@ -53,3 +53,42 @@ def test_one_committed_run_reproduces():
     sweep = load_sweep("recall")
     got, _, _ = rs.train_arm("MQA", 0)
     assert_reproduces(sweep.reproduction("MQA", 0, got))
+
+
+def _fake_sweep(tmp_path):
+    """A sweep file with made-up accuracies: MQA loses more as N grows; MLA sits between."""
+    import random
+
+    rng = random.Random(0)
+    per_seed = []
+    for s in range(6):
+        luck = rng.gauss(0, 0.05)
+        runs = []
+        for arm, slope in (("MHA", 0.0), ("GQA-2", 0.005), ("MQA", 0.02), ("MLA Dc=6", 0.01),
+                           ("MLA Dc=14", 0.004)):
+            for n in rs.PAIRS:
+                runs.append({"arm": arm, "seed": s, "metric": rs.metric(n),
+                             "value": min(1.0, 0.95 - slope * n + luck + rng.gauss(0, 0.005))})
+        per_seed.append({"seed": s, "runs": runs, "curves": {}, "uptrain": None})
+    return load_sweep("recall", rs.write_recall_sweep(per_seed, tmp_path / "recall.json"))
+
+
+def test_the_lessons_readers_work_on_a_sweep(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = _fake_sweep(tmp_path)
+    assert rs.pairs_of(sweep) == list(rs.PAIRS)
+    table = rs.accuracy_table(sweep, ["MHA", "MQA"])
+    assert "MQA" in table and "±" in table
+    d = rs.differences(sweep, "MHA", "MQA")[max(rs.PAIRS)]
+    assert d.excludes_zero and d.mean < 0
+    assert rs.pairings(sweep, "MHA", "MQA")[max(rs.PAIRS)].correlation > 0.5  # shared luck: pairing pays
+    assert "detectably below MHA's at N = " in rs.summary(sweep, "MHA", "MQA")
+    assert rs.knee(sweep, "MHA") is None
+    fig, (a1, a2) = plt.subplots(1, 2)
+    rs.plot_accuracy(sweep, ["MHA", "MQA"], a1, chance=0.25)
+    rs.plot_paired_against_n(sweep, [("MHA", "MQA"), ("MQA", "MLA Dc=6")], a2)
+    plt.close(fig)
