@@ -39,11 +39,14 @@ from .validate import check_choice, check_int
 # One token per pair (``RecallTask.pair_base``): the lookup is one attention step, so what binds is what
 # the cache keeps per token (the pilot, results/pilots/recall.jsonl, chose this; two-token pairs were not
 # learned within the budget). 32 keys, 4 values: chance 1/4.
+# One token per pair (``RecallTask.pair_base``): the lookup is one attention step, so what binds is what
+# the cache keeps per token (the pilot, results/pilots/recall.jsonl, chose this; two-token pairs were not
+# learned within the budget). 32 keys, 4 values: chance 1/4.
 TASK = RecallTask(n_keys=32, n_values=4, key_base=64, value_base=32, pair_base=128)
 PAIRS = (4, 8, 12, 16)  # N at which every run is scored (N ≤ n_keys / 2)
-BASE = ModelConfig(dim=64, n_layers=1, n_heads=16, head_dim=4, inter_dim=128,
+BASE = ModelConfig(dim=64, n_layers=2, n_heads=16, head_dim=4, inter_dim=128,
                    max_seq_len=TASK.seq_len(max(PAIRS)))
-RECIPE = dict(pairs=PAIRS, steps=1000, batch_size=32, lr=3e-3, warmup=50)
+RECIPE = dict(pairs=PAIRS, steps=300, batch_size=32, lr=3e-3, warmup=50)
 EVAL = dict(n_seqs=256, batch_size=128, seed=1234)  # the same held-out sequences for every run
 SEEDS = tuple(range(10))
 MLA_TRAIN_MODE = "latent"
