@@ -163,7 +163,10 @@ def pairings(sweep, a: str, b: str) -> dict:
     return {n: sweep.runs(metric(n), [a, b]).pairing(a, b) for n in pairs_of(sweep)}
 
 
-def knee(sweep, arm: str, fraction: float = 0.5) -> int | None:
+KNEE = 0.97  # an arm's knee: where its accuracy first falls more than 3% below its own at the smallest N
+
+
+def knee(sweep, arm: str, fraction: float = KNEE) -> int | None:
     """The smallest N at which ``arm``'s mean accuracy falls below ``fraction`` of its own accuracy at the
     smallest N (None: it never does within the sweep)."""
     ns = pairs_of(sweep)
