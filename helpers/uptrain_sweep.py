@@ -11,8 +11,9 @@ What this version fixes in the attention sweep's uptraining (issue #28, item 4):
 - every point of the curve, step 0 included, is the validation loss on the same fixed batches
   (``experiments.EVAL``), so the curve has no jump from a change of batches.
 
-The pre-training is the attention sweep's MHA run (``experiments.train_arm``), so its validation loss
-reproduces ``attention.json``'s MHA number for the seed (recorded here as ``MHA pre-trained``).
+The pre-training is the attention sweep's MHA run (``experiments.train_arm``), recorded here as ``MHA
+pre-trained``: on the attention sweep's torch build and kind of CPU it equals ``attention.json``'s MHA
+number for the seed; this sweep was made on another CPU, where it differs in the fifth decimal.
 ``python scripts/sweep.py uptrain`` writes ``results/sweeps/uptrain.json``.
 """
 
