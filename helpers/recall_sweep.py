@@ -21,8 +21,6 @@ are ``accuracy@N=<pairs>``. Runs train on ``experiments.THREADS`` thread on the 
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from .config import ModelConfig
@@ -33,7 +31,7 @@ from .paired_init import paired_init
 from .plan import scaled_recipe
 from .recall import RecallTask, evaluate_recall, train_recall
 from .reproduce import build_meta
-from .timing import torch_threads
+from .timing import stopwatch, torch_threads
 from .validate import check_choice, check_int
 
 # One token per pair (``RecallTask.pair_base``): the lookup is one attention step, so what binds is what
@@ -89,9 +87,9 @@ def train_arm(arm: str, seed: int, *, recipe: dict | None = None, pairs=PAIRS, c
     with torch_threads(THREADS):
         torch.manual_seed(seed)
         model = build(arm, seed)
-        t0 = time.perf_counter()
-        hist = train_recall(model, TASK, seed=seed, callback=callback, **recipe)
-        seconds = time.perf_counter() - t0
+        with stopwatch() as clock:  # helpers.timing: the course's one clock
+            hist = train_recall(model, TASK, seed=seed, callback=callback, **recipe)
+        seconds = clock.seconds
         acc = {metric(n): evaluate_recall(model, TASK, n, **EVAL) for n in pairs}
     return acc, hist, seconds
 
