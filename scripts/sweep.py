@@ -13,6 +13,9 @@
     python scripts/sweep.py dsa                            # lesson 07: sparse attention at several k
     python scripts/sweep.py distill                        # lesson 08: distillation vs GRPO
     python scripts/sweep.py fp8 --seeds 0 1 2 3 4 5 6 7    # lesson 09: FP8 GEMMs vs full precision
+    python scripts/sweep.py recall --seeds 0 --part p0     # lessons 02-03: associative recall, one seed
+                                                           # a part (~4 min), 10 seeds, then --merge
+    python scripts/sweep.py uptrain --seeds 0 1 --part a   # lesson 02: uptraining at the final lr
 
 Two processes with disjoint ``--seeds`` and one ``--merge`` use both cores of a 2-core machine. Every run
 trains on its sweep's fixed thread count (``helpers.experiments.sweep.THREADS``, one; ``mtp`` and ``capstone``

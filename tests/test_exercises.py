@@ -152,6 +152,13 @@ def test_l03_exercise_checks():
         return weights @ c_kv.unsqueeze(1) @ w.transpose(1, 2)
 
     assert not l03.check_value_absorption(wrong_half)
+
+    def not_absorbed(weights, c_kv, wkv_b, h, dn, dv):  # right values, but V rebuilt for every position
+        w_uv = wkv_b.view(h, dn + dv, -1)[:, dn:]  # (H, Dv, Dc)
+        v = torch.einsum("bsc,hvc->bhsv", c_kv, w_uv)  # (B, H, S, Dv)
+        return weights @ v
+
+    assert not l03.check_value_absorption(not_absorbed)
     assert not l03.check_value_absorption(lambda *a: None)
     assert l03.check_output_fold(solution_output_fold)
     assert not l03.check_output_fold(  # heads mixed up: contracted in the wrong order

@@ -55,16 +55,33 @@ def _layer_and_attention(seed: int = 0):
 def check_value_absorption(fn) -> Checked:
     """``fn(weights, c_kv, wkv_b, n_heads, qk_nope_head_dim, v_head_dim)`` → per-head outputs
     (B, H, T, Dv) equal to ``weights @ V`` — without building V for the cached positions: take the
-    weighted sum of the latents first, then apply W_UV once."""
+    weighted sum of the latents first, then apply W_UV once.
+
+    Checked on a decode step (one new query against S cached latents) for the value AND for the work
+    done (``torch.utils.flop_counter.FlopCounterMode``): re-expanding V for the S cached positions alone
+    costs 2·B·S·H·Dv·Dc FLOPs, more than the whole absorbed path, so a correct but non-absorbed answer
+    fails with a hint."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     name = "value-path absorption"
     layer, _, _, _, weights, c_kv, v = _layer_and_attention()
-    out = call_or_none(fn, weights, c_kv, layer.wkv_b.weight.detach(), layer.n_heads, layer.nope_dim,
-                       layer.v_dim)
+    step = weights[:, :, -1:].contiguous()  # (B, H, 1, S): the last position's query, a decode step
+    args = (step, c_kv, layer.wkv_b.weight.detach(), layer.n_heads, layer.nope_dim, layer.v_dim)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = call_or_none(fn, *args)
     if out is None:
         return not_attempted(name)
-    return report(close(out, weights @ v, atol=1e-4), name,
-                  "W_UV is rows Dn: Dn+Dv of each head's block of wkv_b (view it as (H, Dn+Dv, Dc)); "
-                  "o_lat = weights @ c_kv is (B, H, T, Dc); then multiply by W_UVᵀ per head")
+    if not close(out, step @ v, atol=1e-4):
+        return report(False, name,
+                      "W_UV is rows Dn: Dn+Dv of each head's block of wkv_b (view it as (H, Dn+Dv, Dc)); "
+                      "o_lat = weights @ c_kv is (B, H, T, Dc); then multiply by W_UVᵀ per head")
+    B, S = c_kv.shape[:2]
+    expand = 2 * B * S * layer.n_heads * layer.v_dim * layer.kv_lora_rank  # building V for S positions
+    return report(counter.get_total_flops() < expand, name,
+                  f"right values, but {counter.get_total_flops():,} FLOPs: building V for the {S} cached "
+                  f"positions alone costs {expand:,}. Weight the latents first (weights @ c_kv), then "
+                  "apply W_UV once per head")
 
 
 def check_output_fold(fn) -> Checked:
