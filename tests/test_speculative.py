@@ -206,7 +206,8 @@ def test_depth_sweep_uses_one_cost_measurement_and_one_tokens_per_pass_for_every
     model = mtp_model(3)
     L = model.config.n_layers
     prompts = [torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(s)) for s in range(2)]
-    sweep = mtp_bench.depth_sweep(model, (L, L + 2), prompts, 8, rounds=3, cost_repeats=1, predict_only=(L + 3,))
+    sweep = mtp_bench.depth_sweep(model, (L, L + 2), prompts, 8, rounds=3, cost_repeats=1,
+                                  predict_only=(L + 3,))
     runs = [speculative_generate(model, p, 8) for p in prompts]
     assert sweep.tokens_per_forward == 16 / sum(r.forward_passes for r in runs)
     assert sweep.acceptance == sum(r.accepted for r in runs) / sum(r.drafted for r in runs)
@@ -214,8 +215,9 @@ def test_depth_sweep_uses_one_cost_measurement_and_one_tokens_per_pass_for_every
     for depth in (L, L + 2, L + 3):
         costs = sweep.costs[depth]
         assert len(costs) == 3
-        assert sweep.median_costs[depth] == {k: float(torch.tensor([c[k] for c in costs]).median()) for k in costs[0]}
-        assert sweep.predicted[depth] == mtp_bench.predicted_speedup(sweep.tokens_per_forward, sweep.median_costs[depth])
+        medians = {k: float(torch.tensor([c[k] for c in costs]).median()) for k in costs[0]}
+        assert sweep.median_costs[depth] == medians
+        assert sweep.predicted[depth] == mtp_bench.predicted_speedup(sweep.tokens_per_forward, medians)
     for depth in (L, L + 2):
         assert len(sweep.speedup[depth]) == 3
         for s, p, q in zip(sweep.speedup[depth], sweep.plain_ms[depth], sweep.speculative_ms[depth]):

@@ -286,9 +286,9 @@ class DepthSweep:
     """``depth_sweep``'s result: per main-model depth, one entry per round.
 
     ``depths``: the depths timed; ``predicted``, ``median_costs`` and ``costs`` also hold the
-    ``predict_only`` ones. ``speedup[L]``: measured plain / speculative CPU time of decoding every prompt, one ratio per round
-    (the two decoders taken in turn inside the round). ``costs[L]``: ``forward_costs`` per round;
-    ``median_costs[L]``: each cost's median over the rounds, the one cost measurement of depth ``L``
+    ``predict_only`` ones. ``speedup[L]``: measured plain / speculative CPU time of decoding every
+    prompt, one ratio per round (the two decoders taken in turn inside the round). ``costs[L]``:
+    ``forward_costs`` per round; ``median_costs[L]``: each cost's median over the rounds, the one cost measurement of depth ``L``
     that every prediction for it uses; ``predicted[L]``: the cost model on ``median_costs[L]`` with the
     sweep's one ``tokens_per_forward`` (the deepened copies decode the trained model's tokens, so they
     share it: asserted). ``tokens_per_forward`` is also the ceiling: a free drafter and a free second
@@ -345,8 +345,9 @@ def depth_sweep(model: Transformer, depths: tuple[int, ...], prompt_list: list[t
         for L, m in deep.items():
             res = speculative_generate(m, p, n_new)
             assert torch.equal(res.tokens, want), f"depth {L}: speculative tokens differ from greedy"
-            assert torch.equal(generate(m, p, n_new), want), f"depth {L}: the deepened copy decodes differently"
-        drafted, accepted, forwards = drafted + res.drafted, accepted + res.accepted, forwards + res.forward_passes
+            assert torch.equal(generate(m, p, n_new), want), f"depth {L}: the deepened copy decodes otherwise"
+        drafted, accepted = drafted + res.drafted, accepted + res.accepted
+        forwards += res.forward_passes
     tpf = n_new * len(prompt_list) / forwards
     speedup = {L: [] for L in depths}
     plain_ms = {L: [] for L in depths}
@@ -360,7 +361,8 @@ def depth_sweep(model: Transformer, depths: tuple[int, ...], prompt_list: list[t
                 if L not in deep:
                     continue
                 seconds = {}
-                for name in (("plain", "spec") if r % 2 == 0 else ("spec", "plain")):  # alternate who goes first
+                order = ("plain", "spec") if r % 2 == 0 else ("spec", "plain")  # who goes first alternates
+                for name in order:
                     decode = generate if name == "plain" else speculative_generate
                     with stopwatch(cpu_time=True) as clock:
                         for p in prompt_list:
