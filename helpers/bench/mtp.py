@@ -288,11 +288,11 @@ class DepthSweep:
     ``depths``: the depths timed; ``predicted``, ``median_costs`` and ``costs`` also hold the
     ``predict_only`` ones. ``speedup[L]``: measured plain / speculative CPU time of decoding every
     prompt, one ratio per round (the two decoders taken in turn inside the round). ``costs[L]``:
-    ``forward_costs`` per round; ``median_costs[L]``: each cost's median over the rounds, the one cost measurement of depth ``L``
-    that every prediction for it uses; ``predicted[L]``: the cost model on ``median_costs[L]`` with the
-    sweep's one ``tokens_per_forward`` (the deepened copies decode the trained model's tokens, so they
-    share it: asserted). ``tokens_per_forward`` is also the ceiling: a free drafter and a free second
-    position."""
+    ``forward_costs`` per round; ``median_costs[L]``: each cost's median over the rounds, the one cost
+    measurement of depth ``L`` that every prediction for it uses; ``predicted[L]``: the cost model on
+    ``median_costs[L]`` with the sweep's one ``tokens_per_forward`` (the deepened copies decode the
+    trained model's tokens, so they share it: asserted). ``tokens_per_forward`` is also the ceiling: a
+    free drafter and a free second position."""
 
     depths: tuple[int, ...]
     rounds: int
