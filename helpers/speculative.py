@@ -54,16 +54,19 @@ class SpeculativeResult:
 
 
 @torch.no_grad()
-def teacher_forced_acceptance(model, idx: torch.Tensor, targets: torch.Tensor) -> float:
+def teacher_forced_acceptance(model, idx: torch.Tensor, targets: torch.Tensor, start: int = 0) -> float:
     """How often module 1's draft would be accepted on real text: the fraction of positions i where
     its greedy guess for t_{i+2} equals the main model's greedy guess at position i+1 (given the true
-    t_{i+1}). Unlike the decoding acceptance rate it is not flattered by repetitive greedy output."""
+    t_{i+1}). Unlike the decoding acceptance rate it does not depend on which text greedy decoding
+    happens to produce. ``start``: count only the drafts for tokens from position ``start`` of
+    ``idx`` on (i + 2 >= start), e.g. a greedy continuation after its prompt."""
     if getattr(model, "mtp", None) is None:
         raise ValueError(f"the model has mtp_depth={model.config.mtp_depth}; nothing drafts")
     out = model.run(idx, targets=targets)
     main = out.logits.argmax(-1)[:, 1:]  # (B, T-1): main model's guess for t_{i+2} at position i+1
     draft = out.mtp.logits[0].argmax(-1)  # (B, T-1): module 1's guess for t_{i+2} at position i
-    return (main == draft).float().mean().item()
+    first = max(start - 2, 0)  # the draft at position i is for the token at i+2
+    return (main[:, first:] == draft[:, first:]).float().mean().item()
 
 
 def check_speculative(model, idx: torch.Tensor, max_new_tokens: int) -> None:

@@ -209,12 +209,9 @@ def solution_mtp_loss(depth_losses, lam):
     return lam / len(depth_losses) * sum(depth_losses)
 
 
-def solution_l05_tokens_per_forward(acceptance):
-    return 1 + acceptance
-
-
-def solution_predicted_speedup(acceptance, step_ms, verify_ms, draft_ms):
-    return (1 + acceptance) * step_ms / (verify_ms + draft_ms)
+def solution_acceptance(main_logits, draft_logits, targets):
+    main = main_logits.argmax(-1)[:, 1:]  # (B, T-1): the main model's choice for t_{i+2}, at i+1
+    return (draft_logits.argmax(-1) == main).float().mean().item()
 
 
 def test_l05_exercise_checks():
@@ -227,10 +224,25 @@ def test_l05_exercise_checks():
     assert l05.check_mtp_loss(solution_mtp_loss)
     assert not l05.check_mtp_loss(lambda ls, lam: lam * sum(ls))  # forgot 1/D
     assert not l05.check_mtp_loss(lambda ls, lam: None)
-    assert l05.check_tokens_per_forward(solution_l05_tokens_per_forward)
-    assert not l05.check_tokens_per_forward(lambda a: 2 * a)
-    assert l05.check_predicted_speedup(solution_predicted_speedup)
-    assert not l05.check_predicted_speedup(lambda a, s, v, d: (1 + a) * s / v)  # forgot the draft
+    assert l05.check_acceptance(solution_acceptance)
+    assert l05.check_acceptance(  # a tensor answer is fine too
+        lambda m, d, t: (d.argmax(-1) == m.argmax(-1)[:, 1:]).float().mean())
+
+
+def test_l05_acceptance_rejects_the_answers_learners_give(capsys):
+    from helpers.exercises import l05
+
+    same_position = lambda m, d, t: (d.argmax(-1) == m.argmax(-1)[:, :-1]).float().mean()  # noqa: E731
+    assert not l05.check_acceptance(same_position)
+    assert "same position" in capsys.readouterr().out
+    draft_is_right = lambda m, d, t: (d.argmax(-1) == t[:, 1:]).float().mean()  # noqa: E731
+    assert not l05.check_acceptance(draft_is_right)
+    assert "how often the draft is right" in capsys.readouterr().out
+    main_is_right = lambda m, d, t: (m.argmax(-1) == t).float().mean()  # noqa: E731
+    assert not l05.check_acceptance(main_is_right)
+    assert not l05.check_acceptance(lambda m, d, t: (d.argmax(-1) == m.argmax(-1)[:, 1:]).float())  # no mean
+    assert not l05.check_acceptance(lambda m, d, t: None)
+    assert "not attempted" in capsys.readouterr().out
 
 
 # --- the exercises: each check accepts the reference solution and rejects the typical mistakes ---------
@@ -259,6 +271,41 @@ def test_l06_exercise_checks():
     assert not l06.check_rope_permutation(lambda d: torch.arange(d))
     assert l06.check_tokens_per_forward(solution_l06_tokens_per_forward)
     assert not l06.check_tokens_per_forward(lambda a: 2 * a)
+
+
+def test_l06_active_params_states_its_convention_and_names_each_wrong_count(capsys):
+    """The exact answer depends on what counts; the exercise states it (the routers' selection bias is a
+    buffer, not a parameter; the routers and shared experts are active) and the hint names the slip."""
+    from helpers.exercises import l06
+
+    def with_bias(cfg):  # counts the selection bias b_i of every routed expert in every MoE layer
+        pc = param_count(cfg)
+        return pc.active + pc.n_moe_layers * cfg.n_routed_experts
+
+    assert not l06.check_active_params(with_bias)
+    assert "buffer" in capsys.readouterr().out
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).active - param_count(cfg).router)
+    assert "router centroids" in capsys.readouterr().out
+    assert not l06.check_active_params(lambda cfg: param_count(cfg).active - param_count(cfg).shared_experts)
+    assert "shared experts" in capsys.readouterr().out
+    assert "buffer" in l06.check_active_params.__doc__
+
+
+def test_l06_convention_matches_the_built_model():
+    """The convention is what the model holds: the selection bias is a buffer, every other router weight
+    and norm a parameter, so param_count's active figure is the parameters a token touches."""
+    from helpers.lessons.capstone import CPU_CONFIG
+
+    from helpers.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(CPU_CONFIG)
+    buffers = {name for name, _ in model.named_buffers()}
+    params = {name for name, _ in model.named_parameters()}
+    assert {"layers.1.ffn.gate.bias", "layers.2.ffn.gate.bias"} <= buffers  # the selection bias
+    assert {"layers.1.ffn.gate.weight", "layers.2.ffn.gate.weight"} <= params  # the centroids
+    assert not any(name.endswith("gate.bias") for name in params)
+    assert solution_active_params(CPU_CONFIG) == param_count(CPU_CONFIG).active
 
 
 def test_a_check_displays_nothing_more_than_its_printed_verdict(capsys):

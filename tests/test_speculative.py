@@ -118,6 +118,10 @@ def test_teacher_forced_acceptance_counts_agreements():
     main, draft = out.logits.argmax(-1), out.mtp.logits[0].argmax(-1)
     by_hand = sum(int(draft[b, i] == main[b, i + 1]) for b in range(2) for i in range(11)) / 22
     assert teacher_forced_acceptance(model, x, y) == pytest.approx(by_hand)
+    start = 7  # only the drafts for the tokens at positions 7.. of seq, made at positions i = start - 2 ..
+    later = [int(draft[b, i] == main[b, i + 1]) for b in range(2) for i in range(start - 2, 11)]
+    assert teacher_forced_acceptance(model, x, y, start=start) == pytest.approx(sum(later) / len(later))
+    assert teacher_forced_acceptance(model, x, y, start=2) == teacher_forced_acceptance(model, x, y)
 
 
 def test_bench_suite_runs_and_its_figures_are_consistent():
@@ -196,3 +200,33 @@ def test_non_finite_logits_are_named_after_the_loop(fast):
         model.head.weight[3, 0] = float("inf")
     with pytest.raises(FloatingPointError, match="generation step 0 "):
         speculative_generate(model, torch.zeros(1, 4, dtype=torch.long), 10, fast=fast)
+
+
+def test_depth_sweep_uses_one_cost_measurement_and_one_tokens_per_pass_for_every_depth():
+    """Lesson 05's depth curve: every depth timed in every round, each prediction from that depth's one
+    cost measurement (the median over the rounds) and the one tokens-per-pass the prompts give."""
+    from helpers.bench import mtp as mtp_bench
+
+    model = mtp_model(3)
+    L = model.config.n_layers
+    prompts = [torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    sweep = mtp_bench.depth_sweep(model, (L, L + 2), prompts, 8, rounds=3, cost_repeats=1,
+                                  predict_only=(L + 3,))
+    runs = [speculative_generate(model, p, 8) for p in prompts]
+    assert sweep.tokens_per_forward == 16 / sum(r.forward_passes for r in runs)
+    assert sweep.acceptance == sum(r.accepted for r in runs) / sum(r.drafted for r in runs)
+    assert set(sweep.speedup) == {L, L + 2} and set(sweep.predicted) == {L, L + 2, L + 3}
+    for depth in (L, L + 2, L + 3):
+        costs = sweep.costs[depth]
+        assert len(costs) == 3
+        medians = {k: float(torch.tensor([c[k] for c in costs]).median()) for k in costs[0]}
+        assert sweep.median_costs[depth] == medians
+        assert sweep.predicted[depth] == mtp_bench.predicted_speedup(sweep.tokens_per_forward, medians)
+    for depth in (L, L + 2):
+        assert len(sweep.speedup[depth]) == 3
+        for s, p, q in zip(sweep.speedup[depth], sweep.plain_ms[depth], sweep.speculative_ms[depth]):
+            assert s == pytest.approx(p / q)
+        lo, med, hi = sweep.quartiles(depth)
+        assert lo <= med <= hi and med == pytest.approx(sweep.median("speedup", depth))
+        assert 0 <= sweep.fraction_above_one(depth) <= 1
+

@@ -45,6 +45,8 @@ noise that has nothing to do with speculation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..config import ModelConfig, preset
@@ -53,7 +55,7 @@ from ..device import pick_device
 from ..generate import generate
 from ..model import Transformer
 from ..speculative import decode_steps, speculative_generate, teacher_forced_acceptance
-from ..timing import interleaved
+from ..timing import interleaved, stopwatch, torch_threads
 from ..training import evaluate, train
 
 CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)
@@ -277,3 +279,100 @@ def deepened(model: Transformer, n_layers: int) -> Transformer:
             block.attn.wo.weight.zero_()
             block.ffn.w2.weight.zero_()
     return deep.eval()
+
+
+@dataclass
+class DepthSweep:
+    """``depth_sweep``'s result: per main-model depth, one entry per round.
+
+    ``depths``: the depths timed; ``predicted``, ``median_costs`` and ``costs`` also hold the
+    ``predict_only`` ones. ``speedup[L]``: measured plain / speculative CPU time of decoding every
+    prompt, one ratio per round (the two decoders taken in turn inside the round). ``costs[L]``:
+    ``forward_costs`` per round; ``median_costs[L]``: each cost's median over the rounds, the one cost
+    measurement of depth ``L`` that every prediction for it uses; ``predicted[L]``: the cost model on
+    ``median_costs[L]`` with the sweep's one ``tokens_per_forward`` (the deepened copies decode the
+    trained model's tokens, so they share it: asserted). ``tokens_per_forward`` is also the ceiling: a
+    free drafter and a free second position."""
+
+    depths: tuple[int, ...]
+    rounds: int
+    tokens_per_forward: float
+    acceptance: float
+    n_new: int
+    n_prompts: int
+    speedup: dict[int, list[float]]
+    plain_ms: dict[int, list[float]]  # ms per new token of plain cached greedy decoding, per round
+    speculative_ms: dict[int, list[float]]  # the same for self-speculative decoding
+    predicted: dict[int, float]
+    median_costs: dict[int, dict[str, float]]
+    costs: dict[int, list[dict[str, float]]]
+
+    def quartiles(self, L: int) -> tuple[float, float, float]:
+        """(25th percentile, median, 75th percentile) of the measured speed-up over the rounds at ``L``."""
+        q = torch.tensor(self.speedup[L], dtype=torch.float64).quantile(
+            torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+        return float(q[0]), float(q[1]), float(q[2])
+
+    def cost_ratio(self, L: int, name: str) -> float:
+        """``median_costs[L][name]`` over one plain step's (``'verify_ms'``, ``'draft_ms'``, ...)."""
+        return self.median_costs[L][name] / self.median_costs[L]["step_ms"]
+
+    def median(self, which: str, L: int) -> float:
+        """The median over the rounds of ``which`` (``'speedup'``, ``'plain_ms'``, ``'speculative_ms'``)."""
+        return float(torch.tensor(getattr(self, which)[L], dtype=torch.float64).median())
+
+    def fraction_above_one(self, L: int) -> float:
+        """The share of rounds at depth ``L`` in which speculative decoding was the faster one."""
+        return sum(s > 1 for s in self.speedup[L]) / len(self.speedup[L])
+
+
+def depth_sweep(model: Transformer, depths: tuple[int, ...], prompt_list: list[torch.Tensor], n_new: int,
+                rounds: int = 10, cost_repeats: int = 10, predict_only: tuple[int, ...] = ()) -> DepthSweep:
+    """Measured and predicted speed-up of ``deepened(model, L)`` at every depth ``L``, over ``rounds``
+    rounds. In each round every depth takes its turn (so drifting machine load hits them alike): its
+    forward costs (``forward_costs``, one round of ``cost_repeats`` calls each), then plain and
+    speculative decoding of all the prompts, in turn (who goes first alternates by round), on one
+    thread, each read as that thread's CPU time (``stopwatch(cpu_time=True)``: time other processes
+    hold the core is not counted). Every decoder has run once per prompt before the rounds (the token
+    check below), so no round is a cold start. Asserts that every depth's speculative tokens equal the
+    trained model's greedy tokens. ``predict_only``: depths whose costs are measured in every round
+    (so they have a prediction) but whose decoding is not timed (DeepSeek-V3's 61)."""
+    deep = {L: deepened(model, L) for L in depths}
+    only = {L: deepened(model, L) for L in predict_only}
+    drafted = accepted = forwards = 0
+    for p in prompt_list:
+        want = generate(model, p, n_new)
+        for L, m in deep.items():
+            res = speculative_generate(m, p, n_new)
+            assert torch.equal(res.tokens, want), f"depth {L}: speculative tokens differ from greedy"
+            assert torch.equal(generate(m, p, n_new), want), f"depth {L}: the deepened copy decodes otherwise"
+        drafted, accepted = drafted + res.drafted, accepted + res.accepted
+        forwards += res.forward_passes
+    tpf = n_new * len(prompt_list) / forwards
+    speedup = {L: [] for L in depths}
+    plain_ms = {L: [] for L in depths}
+    speculative_ms = {L: [] for L in depths}
+    costs = {L: [] for L in (*depths, *predict_only)}
+    with torch_threads(1):
+        for r in range(rounds):
+            for L, m in {**deep, **only}.items():
+                costs[L].append(forward_costs(m, context=min(64, m.config.max_seq_len - 2),
+                                              repeats=cost_repeats, rounds=1))
+                if L not in deep:
+                    continue
+                seconds = {}
+                order = ("plain", "spec") if r % 2 == 0 else ("spec", "plain")  # who goes first alternates
+                for name in order:
+                    decode = generate if name == "plain" else speculative_generate
+                    with stopwatch(cpu_time=True) as clock:
+                        for p in prompt_list:
+                            decode(m, p, n_new)
+                    seconds[name] = clock.seconds
+                speedup[L].append(seconds["plain"] / seconds["spec"])
+                plain_ms[L].append(1e3 * seconds["plain"] / (n_new * len(prompt_list)))
+                speculative_ms[L].append(1e3 * seconds["spec"] / (n_new * len(prompt_list)))
+    median_costs = {L: {k: float(torch.tensor([c[k] for c in cs]).median()) for k in cs[0]}
+                    for L, cs in costs.items()}
+    predicted = {L: predicted_speedup(tpf, c) for L, c in median_costs.items()}
+    return DepthSweep(tuple(depths), rounds, tpf, accepted / max(drafted, 1), n_new, len(prompt_list),
+                      speedup, plain_ms, speculative_ms, predicted, median_costs, costs)

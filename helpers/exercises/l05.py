@@ -1,9 +1,12 @@
-"""Lesson 05 exercises: what each MTP depth sees and predicts, the weighted MTP loss, and what an
-acceptance rate buys in speculative decoding. Reference solutions are in ``tests/test_mtp.py``."""
+"""Lesson 05 exercises: what each MTP depth sees and predicts, the weighted MTP loss, and how often
+the main model would accept module 1's drafts (teacher-forced acceptance, as
+``helpers.speculative.teacher_forced_acceptance`` counts it). Reference solutions are in
+``tests/test_exercises.py``."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..mtp import depth_inputs
 from . import Checked, call_or_none, not_attempted, report
@@ -47,26 +50,51 @@ def check_mtp_loss(fn) -> Checked:
     return report(ok, name, hint)
 
 
-def check_tokens_per_forward(fn) -> Checked:
-    """``fn(acceptance)`` → tokens per main forward pass in the long run (one draft per pass)."""
-    name = "tokens per forward pass"
-    cases = [0.0, 0.5, 0.85, 1.0]
-    answers = [call_or_none(fn, a) for a in cases]
-    if any(a is None for a in answers):
-        return not_attempted(name)
-    ok = all(abs(float(ans) - (1 + a)) < 1e-6 for ans, a in zip(answers, cases))
-    return report(ok, name, "every pass yields the main model's own token, plus the draft when accepted")
+def _acceptance_case(seed: int):
+    """Main-model and module-1 logits, and targets, built so that the right alignment, the
+    same-position alignment and "the draft is right" all give different fractions."""
+    gen = torch.Generator().manual_seed(seed)
+    B, T, V = 3, 16, 11
+    main = torch.randn(B, T, V, generator=gen)  # (B, T, V): position i scores t_{i+1}
+    draft = torch.randn(B, T - 1, V, generator=gen)  # (B, T-1, V): position i scores t_{i+2}
+    agree = torch.rand(B, T - 1, generator=gen) < 0.7  # where the draft copies the main model's choice at i+1
+    draft[agree] += 10 * F.one_hot(main[:, 1:].argmax(-1), V).float()[agree]
+    targets = torch.randint(0, V, (B, T), generator=gen)  # (B, T): t_{i+1}
+    right = torch.rand(B, T, generator=gen) < 0.5  # where the main model is right
+    targets[right] = main.argmax(-1)[right]
+    return main, draft, targets
 
 
-def check_predicted_speedup(fn) -> Checked:
-    """``fn(acceptance, step_ms, verify_ms, draft_ms)`` → speed-up over plain cached decoding, where
-    one plain step costs ``step_ms``, and one speculative round a 2-token ``verify_ms`` pass plus a
-    ``draft_ms`` MTP pass."""
-    name = "predicted speed-up"
-    cases = [(0.8, 1.0, 1.1, 0.3), (0.0, 1.0, 1.0, 0.5), (0.9, 2.0, 2.0, 0.05)]
-    answers = [call_or_none(fn, *c) for c in cases]
+def _acceptance(main_logits, draft_logits) -> float:
+    """Teacher-forced acceptance: module 1's guess for t_{i+2} (at position i) against the main model's
+    own greedy choice for that token (at position i+1)."""
+    return (draft_logits.argmax(-1) == main_logits[:, 1:].argmax(-1)).float().mean().item()
+
+
+def check_acceptance(fn) -> Checked:
+    """``fn(main_logits, draft_logits, targets)`` → the fraction of drafts the main model would accept:
+    ``main_logits`` (B, T, V) at position i score t_{i+1}, ``draft_logits`` (B, T-1, V) from MTP module 1
+    at position i score t_{i+2}, ``targets`` (B, T) are the true next tokens t_{i+1}."""
+    name = "teacher-forced acceptance"
+    cases = [_acceptance_case(seed) for seed in (0, 1)]
+    answers = [call_or_none(fn, *case) for case in cases]
     if any(a is None for a in answers):
         return not_attempted(name)
-    expected = [(1 + a) * s / (v + d) for a, s, v, d in cases]
-    ok = all(abs(float(x) - e) < 1e-6 for x, e in zip(answers, expected))
-    return report(ok, name, "time per token: plain step_ms; speculative (verify_ms + draft_ms) / (1 + a)")
+    try:
+        got = [float(a) for a in answers]
+    except (TypeError, ValueError, RuntimeError):
+        return report(False, name, "return one number, the fraction of accepted drafts")
+    want = [_acceptance(m, d) for m, d, _ in cases]
+    ok = all(abs(g - w) < 1e-6 for g, w in zip(got, want))
+    hint = ("a draft is accepted when it equals the main model's greedy choice for the same token, "
+            "t_{i+2}, which the main model makes at position i+1")
+    main, draft, targets = cases[0]
+    same_position = (draft.argmax(-1) == main[:, :-1].argmax(-1)).float().mean().item()
+    correct = (draft.argmax(-1) == targets[:, 1:]).float().mean().item()
+    if abs(got[0] - same_position) < 1e-6:
+        hint = ("you compared the draft with the main model's choice at the same position i, which is "
+                "for t_{i+1}; the draft is for t_{i+2}: shift the main model's choices by one")
+    elif abs(got[0] - correct) < 1e-6:
+        hint = ("that is how often the draft is right; acceptance asks whether it equals the main "
+                "model's own choice, right or wrong (greedy output never changes)")
+    return report(ok, name, hint)

@@ -14,7 +14,11 @@ ACTIVE_CASES = {"the CPU capstone": CPU_CONFIG, "the GPU capstone": GPU_CONFIG,
 
 
 def check_active_params(fn) -> Checked:
-    """``fn(cfg)`` → parameters one token's forward pass uses (embedding and head included, MTP excluded)."""
+    """``fn(cfg)`` → parameters one token's forward pass uses, by the lesson's conventions (those of
+    ``helpers.params.param_count``, which give the report's 671B and 37B): parameters only, so the routers'
+    selection bias (a buffer, moved by the balancing rule and not by gradients) is not counted; the whole
+    embedding table and output head, every norm, every router's E centroids and the shared experts are
+    active; the MTP module is left out."""
     name = "active parameters per token"
     answers = {k: call_or_none(fn, cfg) for k, cfg in ACTIVE_CASES.items()}
     if any(a is None for a in answers.values()):
@@ -24,13 +28,21 @@ def check_active_params(fn) -> Checked:
     hint = ""
     if wrong:
         k = wrong[0]
-        b, a = bills[k], answers[k]
+        b, a, cfg = bills[k], answers[k], ACTIVE_CASES[k]
+        bias = b.n_moe_layers * cfg.n_routed_experts  # one selection bias per routed expert and MoE layer
         if a == b.total:
             hint = "that is the total: a token visits only K of the E routed experts in each MoE layer"
         elif a == b.active - b.shared_experts:
             hint = "the shared experts run for every token: they are active"
         elif a == b.active + b.mtp:
             hint = "leave the MTP module out (as the report's 37B does)"
+        elif a == b.active + bias:
+            hint = ("you counted the routers' selection bias: by this lesson's convention it is a buffer "
+                    "(the balancing rule moves it, not gradients), so it is not a parameter")
+        elif a == b.active - b.router:
+            hint = "every token is scored against all E router centroids of each MoE layer: they are active"
+        elif a == b.active - b.n_moe_layers * b.n_active * b.expert:
+            hint = "keep the K routed experts the token is sent to in each MoE layer: they are active"
         else:
             hint = (f"for {k} you said {a:,}; start from the total and remove, in each MoE layer, the "
                     "E − K experts the token does not visit")
