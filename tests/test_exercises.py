@@ -295,7 +295,6 @@ def test_l06_convention_matches_the_built_model():
     """The convention is what the model holds: the selection bias is a buffer, every other router weight
     and norm a parameter, so param_count's active figure is the parameters a token touches."""
     from helpers.lessons.capstone import CPU_CONFIG
-
     from helpers.model import Transformer
 
     torch.manual_seed(0)
