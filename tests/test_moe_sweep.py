@@ -93,3 +93,18 @@ def test_one_arm_reproduces_the_committed_numbers(arm):
     model, _ = ms.train_moe_arm(ms.moe_arms()[arm], 1, corpus)
     got = ms.measure_moe(model, corpus)
     assert_reproduces(load_sweep("moe").reproduction(arm, 1, got))
+
+
+def test_the_paired_price_figure_draws_every_balancing_arm_against_none():
+    import matplotlib.pyplot as plt
+
+    sweep = load_sweep("moe")
+    fig = ms.plot_paired_frontier(sweep, "softmax")
+    ax = fig.axes[0]
+    diffs = ms.paired_against_none(sweep, "softmax")
+    assert len([line for line in ax.lines if line.get_gid() == "interval"]) == len(diffs) > 0
+    assert ax.get_xscale() == "log" and any(tuple(line.get_ydata()) == (0.0, 0.0) for line in ax.lines)
+    assert all(ms.method_of(a) not in ("capacity", "shared", "none") for a in diffs)
+    nearest = ms.matched_aux_arms(sweep, "softmax loss-free γ=0.01", 2)
+    assert len(nearest) == 2 and all(ms.method_of(a) == "aux" for a in nearest)
+    plt.close("all")

@@ -329,7 +329,7 @@ def plot_paired_frontier(sweep, router: str, ax=None, *, x_metric: str = "max_vi
     order of their knob, which is labelled beside each point."""
     import matplotlib.pyplot as plt
 
-    from .style import PALETTE
+    from ..viz.style import PALETTE
 
     diffs = paired_against_none(sweep, router)
     xs = {a: arm_points(sweep, router, x_metric)[a][0] for a in [*diffs, arm_name(router, "none")]}
