@@ -354,11 +354,12 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
             logps.append(logp.detach())
             if meter is not None:
                 meter.train(rollout.passes)  # the policy's forward + backward, once per update
+        width = max(rollout.new_tokens for rollout, *_ in batch)  # length groups stacked, zero-padded
         per_update.append(ratio_stats(
-            torch.cat([_pad(lp, w) for lp, w in zip(logps, _widths(batch))]),
-            torch.cat([_pad(b[0].old_logprobs, w) for b, w in zip(batch, _widths(batch))]),
-            torch.cat([b[1] for b in batch]),
-            torch.cat([_pad(b[0].mask, w) for b, w in zip(batch, _widths(batch))]), clip_eps))
+            torch.cat([_pad(lp, width) for lp in logps]),
+            torch.cat([_pad(rollout.old_logprobs, width) for rollout, *_ in batch]),
+            torch.cat([adv for _, adv, *_ in batch]),
+            torch.cat([_pad(rollout.mask, width) for rollout, *_ in batch]), clip_eps))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if hasattr(model, "after_optimizer_step"):
@@ -366,11 +367,6 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
     stats.update(last)
     stats["zero_signal"] = zero_signal / len(problems)
     return {**stats, "per_update": per_update, "rollouts": rollouts}
-
-
-def _widths(batch) -> list[int]:
-    width = max(b[0].new_tokens for b in batch)
-    return [width] * len(batch)
 
 
 def _pad(t: torch.Tensor, width: int) -> torch.Tensor:

@@ -57,7 +57,8 @@ def main() -> int:
     if args.merge:
         parts = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(PARTS.glob("seed*.json"))]
         meta = {"student": vars(dsw.STUDENT), "rl_recipe": dsw.RL_RECIPE, "threads": THREADS,
-                "held_out": {"n": heldout.N_HELD_OUT, "seed": heldout.HELD_OUT_SEED, "closed_under_swap": True},
+                "held_out": {"n": heldout.N_HELD_OUT, "seed": heldout.HELD_OUT_SEED,
+                             "closed_under_swap": True},
                 **build_meta(), "device": "cpu", "made_by": "python scripts/distill_heldout.py"}
         print(write_sweep("distill_heldout", parts, meta=meta))
     return 0
