@@ -166,3 +166,36 @@ class ComputeMeter:
         """≈ 2 · N FLOPs per token-pass for a model of N parameters (attention's share ignored)."""
         token_passes = check_int("token_passes", token_passes, min_value=0)
         return 2 * check_int("n_params", n_params, min_value=1) * token_passes
+
+
+@dataclass(frozen=True)
+class FlopsBill:
+    """A run's compute in FLOPs (≈ 2N per token-pass, ``ComputeMeter.flops``), every model that ran
+    counted."""
+
+    student: int  # the student's forward and training passes
+    teacher: int  # the teacher's forwards (logit KD's targets) and generated tokens (sequence KD's text)
+    reference: int  # GRPO's frozen reference model (a copy of the student's base)
+
+    @property
+    def total(self) -> int:
+        return self.student + self.teacher + self.reference
+
+
+def flops_bill(meter: ComputeMeter, student_params: int, teacher_params: int | None = None,
+               reference_params: int | None = None) -> FlopsBill:
+    """The FLOPs of a metered run: student token-passes × 2·N_student, teacher ones × 2·N_teacher, the
+    reference's × 2·N_reference (by default the student's size: GRPO's reference is a copy of its base).
+    A meter with teacher passes needs ``teacher_params``: a bill that leaves the teacher out is the error
+    this function exists to prevent."""
+    if not isinstance(meter, ComputeMeter):
+        raise InputTypeError(f"meter must be a ComputeMeter, got {type(meter).__name__}")
+    student_params = check_int("student_params", student_params, min_value=1)
+    if meter.teacher_total and teacher_params is None:
+        raise ValueError(f"the meter counts {meter.teacher_total} teacher token-passes; pass teacher_params "
+                         "(the teacher's parameter count) so that they are billed")
+    ref_params = student_params if reference_params is None else reference_params
+    return FlopsBill(
+        student=ComputeMeter.flops(meter.total, student_params),
+        teacher=ComputeMeter.flops(meter.teacher_total, teacher_params) if meter.teacher_total else 0,
+        reference=ComputeMeter.flops(meter.reference_total, ref_params) if meter.reference_total else 0)

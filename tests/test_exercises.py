@@ -361,10 +361,24 @@ def test_l07_exercise_checks():
 
 
 # --- lesson 08 exercise checks, proven against reference solutions -------------------------------
-def solution_l08_kd_loss(s, t, y, tau, alpha):
-    p_t = (t / tau).softmax(-1)
-    kl = (p_t * (p_t.log() - (s / tau).log_softmax(-1))).sum(-1).mean()
-    return alpha * tau ** 2 * kl + (1 - alpha) * torch.nn.functional.cross_entropy(s, y)
+def l08_grpo_loss(normalise=True, pick=torch.minimum, kl_sign=1.0, kl_flip=False, use_mask=True):
+    """The reference GRPO loss (defaults) and, with one argument changed, a mistake learners make."""
+    def fn(logp, old, ref, rewards, mask, eps, beta):
+        adv = rewards - rewards.mean(dim=1, keepdim=True)
+        if normalise:
+            adv = adv / (rewards.std(dim=1, keepdim=True, correction=0) + 1e-6)
+        adv = adv.flatten()[:, None]  # (B·Gs, 1)
+        ratio = (logp - old).exp()
+        surrogate = pick(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+        d = (logp - ref) if kl_flip else (ref - logp)
+        kl = d.exp() - d - 1
+        m = mask if use_mask else torch.ones_like(mask)
+        per_seq = lambda x: ((x * m).sum(1) / m.sum(1)).mean()  # noqa: E731
+        return -(per_seq(surrogate) - kl_sign * beta * per_seq(kl))
+    return fn
+
+
+solution_l08_grpo_loss = l08_grpo_loss()
 
 
 def solution_l08_advantages(r):
@@ -373,20 +387,32 @@ def solution_l08_advantages(r):
     return torch.where(std > 0, adv, torch.zeros_like(adv))
 
 
-def test_l08_exercise_checks():
+def l08_wrong_grpo_losses():
+    return {"no clip": l08_grpo_loss(pick=lambda u, c: u), "wrong side": l08_grpo_loss(pick=torch.maximum),
+            "no min": l08_grpo_loss(pick=lambda u, c: c), "not normalised": l08_grpo_loss(normalise=False),
+            "kl sign": l08_grpo_loss(kl_sign=-1.0), "kl flipped": l08_grpo_loss(kl_flip=True),
+            "no mask": l08_grpo_loss(use_mask=False)}
+
+
+def test_l08_exercise_checks(capsys):
     from helpers.exercises import l08
 
-    assert l08.check_kd_loss(solution_l08_kd_loss)
-    assert not l08.check_kd_loss(lambda s, t, y, tau, a: solution_l08_kd_loss(s, t, y, tau, a) / tau ** 2)
-    assert not l08.check_kd_loss(lambda s, t, y, tau, a: solution_l08_kd_loss(s, t, y, 1.0, a))
-    assert not l08.check_kd_loss(lambda s, t, y, tau, a: None)
+    assert l08.check_grpo_loss(solution_l08_grpo_loss)
+    for name, wrong in l08_wrong_grpo_losses().items():
+        assert not l08.check_grpo_loss(wrong), name
+    out = capsys.readouterr().out
+    for hint in ("clip the ratio", "not the max", "keep the unclipped branch", "normalise the advantages",
+                 "is a penalty", "r = π_ref / π_θ"):
+        assert hint in out, hint
+    assert not l08.check_grpo_loss(lambda *a: None)
     assert l08.check_advantages(solution_l08_advantages)
     assert not l08.check_advantages(
         lambda r: (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + 1e-6))
     assert not l08.check_advantages(lambda r: r - r.mean(-1, keepdim=True))
-    assert l08.check_grpo_step_compute(lambda P, G, T, n: 4 * P * G * (T + n - 1))
-    assert not l08.check_grpo_step_compute(lambda P, G, T, n: 3 * P * G * (T + n - 1))
-    assert not l08.check_grpo_step_compute(lambda P, G, T, n: P * G * (T + n))
+    assert l08.check_zero_signal(lambda p, g: p ** g + (1 - p) ** g)
+    assert not l08.check_zero_signal(lambda p, g: (1 - p) ** g)
+    assert "add p^Gs" in capsys.readouterr().out
+    assert not l08.check_zero_signal(lambda p, g: 1 - p)
 
 
 # --- lesson 09 exercise checks, proven against reference solutions -------------------------------

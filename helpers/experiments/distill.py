@@ -25,7 +25,7 @@ import copy
 
 import torch
 
-from .. import arith
+from .. import arith, heldout
 from ..config import preset
 from ..data import Corpus
 from ..distill import ComputeMeter, generation_passes, kd_loss
@@ -146,26 +146,40 @@ def test_problems() -> list:
                                  torch.Generator().manual_seed(RL_RECIPE["test_seed"]))
 
 
-def base_student(seed: int) -> tuple[Transformer, torch.Generator]:
-    """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``."""
+def training_sampler(held_out: bool = False):
+    """How every RL-experiment stage draws its problems: ``arith.sample_problems`` (the committed sweep),
+    or with ``held_out=True`` ``heldout.sample_training_problems``, which never returns a held-out pair."""
+    return heldout.sample_training_problems if held_out else arith.sample_problems
+
+
+def base_student(seed: int, held_out: bool = False) -> tuple[Transformer, torch.Generator]:
+    """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``
+    (``held_out=True``: never on a held-out problem, ``helpers.heldout``)."""
     r = scaled_recipe(RL_RECIPE)
+    sample = training_sampler(held_out)
     with torch_threads(THREADS):
         model, opt, gen = new_student(seed, r["base_lr"])
 
         def step_fn(step):
-            b = arith.sft_batch(arith.sample_problems(r["sft_batch"], r["digits"], gen))
+            b = arith.sft_batch(sample(r["sft_batch"], r["digits"], gen))
             return model.run(b.x, b.y).loss
 
         run_steps(opt, r["base_steps"], step_fn)
     return model.eval(), gen
 
 
-def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
-    """Both RL-experiment arms from one base: accuracy curves against student compute."""
+def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS, held_out: bool = False) -> dict:
+    """Both RL-experiment arms from one base: accuracy curves against student compute. With
+    ``held_out=True`` no stage trains on a held-out problem and the curves are held-out accuracy
+    (``heldout.held_out_problems``); ``in_distribution_accuracy`` is then also reported per arm."""
     r = scaled_recipe(RL_RECIPE)
-    base, _ = base_student(seed)
-    test = test_problems()
+    sample = training_sampler(held_out)
+    base, _ = base_student(seed, held_out)
+    test = heldout.held_out_problems() if held_out else test_problems()
     out = {"base_accuracy": arith.accuracy(base, test)}
+    if held_out:
+        seen_like = heldout.in_distribution_problems(len(test))
+        out["base_in_distribution_accuracy"] = arith.accuracy(base, seen_like)
     every = max(1, r["grpo_steps"] // r["checkpoints"])
     with torch_threads(THREADS):
         # (a) GRPO: the budget is what its steps cost
@@ -175,7 +189,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
         gen, meter = torch.Generator().manual_seed(1000 + seed), ComputeMeter()
         start = synced_clock()
         for step in range(r["grpo_steps"]):
-            grpo_step(model, ref, opt, arith.sample_problems(r["grpo_prompts"], r["digits"], gen),
+            grpo_step(model, ref, opt, sample(r["grpo_prompts"], r["digits"], gen),
                       r["group_size"], beta=r["beta"], generator=gen, meter=meter)
             if (step + 1) % every == 0:
                 grpo_curve["compute"].append(float(meter.total))
@@ -184,6 +198,8 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
         out["GRPO"] = {"accuracy": grpo_curve["accuracy"][-1], "student_compute": float(meter.total),
                        "reference_compute": float(meter.reference_total), "train_seconds":
                        synced_clock() - start, "curve": grpo_curve}
+        if held_out:
+            out["GRPO"]["in_distribution_accuracy"] = arith.accuracy(model, seen_like)
         budget, marks = meter.total, grpo_curve["compute"][1:]
         # (b) fine-tuning on the teacher's greedy answers, to the same student compute
         model = copy.deepcopy(base).train()
@@ -192,7 +208,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
         sft_curve = {"compute": [0.0], "accuracy": [out["base_accuracy"]]}
         start, m = synced_clock(), 0
         while True:
-            problems = arith.sample_problems(r["sft_batch"], r["digits"], gen)
+            problems = sample(r["sft_batch"], r["digits"], gen)
             answers = arith.decode_greedy(teacher, problems)
             b = arith.sft_batch(problems, [arith.answer_of(c) for c in answers.completions])
             if meter.total + 3 * b.tokens > budget:  # the next step would pass GRPO's compute: stop
@@ -212,6 +228,8 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS) -> dict:
             "accuracy": sft_curve["accuracy"][-1], "student_compute": float(meter.total),
             "teacher_compute": float(meter.teacher_total), "train_seconds": synced_clock() - start,
             "curve": sft_curve}
+        if held_out:
+            out["SFT on the teacher's answers"]["in_distribution_accuracy"] = arith.accuracy(model, seen_like)
     return out
 
 
