@@ -34,6 +34,7 @@ MOVED = {  # old path -> new path
     "helpers.teacher": "helpers.lessons.teacher",
     "helpers.cache_calc": "helpers.lessons.cache_calc",
     "helpers.gqa": "helpers.lessons.gqa",
+    "helpers.arith": "helpers.tasks.arith",
 }
 
 

@@ -9,7 +9,7 @@ from a larger teacher or by RL on its own. Two kinds of teaching appear in the l
   next-token distribution on every supervised position, mixed with the usual hard-label loss;
 * **sequence-level distillation** (what R1 did for its Qwen and Llama students: SFT on ~800k
   teacher-written samples): the teacher *generates* answers and the student is fine-tuned on them
-  with plain cross-entropy (``helpers.arith.sft_batch(problems, answers=teacher_answers)``).
+  with plain cross-entropy (``helpers.tasks.arith.sft_batch(problems, answers=teacher_answers)``).
 
 The loss (Hinton et al. 2015, with p^T = softmax(z / T)):
 
@@ -26,7 +26,7 @@ The loss (Hinton et al. 2015, with p^T = softmax(z / T)):
   distillation (the targets then only choose the positions).
 
 Both terms are averaged over the same positions, those whose target is not −100 (the prompt and the
-padding in ``helpers.arith.sft_batch``). The teacher's logits are detached: the teacher is not trained.
+padding in ``helpers.tasks.arith.sft_batch``). The teacher's logits are detached: the teacher is not trained.
 
 Compute is counted in **token-passes** (``ComputeMeter``): one token through a forward pass is 1, one
 token through forward + backward is 3, the usual ≈ 2N and ≈ 6N FLOPs per token for a model with N

@@ -2,7 +2,7 @@
 Algorithm 1; DeepSeek-R1, arXiv 2501.12948, §2.2.1, eq. 1-3).
 
 For each prompt q, sample a *group* of Gs outputs o_1 … o_Gs from the current policy, score each with
-a verifiable reward (``helpers.arith.reward``), and push up the outputs that beat their group:
+a verifiable reward (``helpers.tasks.arith.reward``), and push up the outputs that beat their group:
 
     A_i = (r_i − mean(r_1 … r_Gs)) / std(r_1 … r_Gs)                           (outcome supervision)
 
@@ -47,10 +47,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .arith import TERMINATOR, Problem, by_prompt_length, rewards
 from .data import ByteTokenizer
 from .distill import ComputeMeter, generation_passes
 from .generate import check_request
+from .tasks.arith import TERMINATOR, Problem, by_prompt_length, rewards
 from .validate import InputTypeError, check_finite_logits, check_int, check_number
 
 NEWLINE_ID = ord(TERMINATOR)
@@ -117,7 +117,7 @@ def _prompt_ids(model, prompts) -> torch.Tensor:
     lengths = sorted({len(r) for r in rows})
     if len(lengths) > 1:
         raise ValueError(f"prompts must all have the same token length, got lengths {lengths}; group them "
-                         "by length (helpers.arith.by_prompt_length) and call once per group")
+                         "by length (helpers.tasks.arith.by_prompt_length) and call once per group")
     if lengths[0] == 0:
         raise ValueError("prompts must not be empty strings")
     return torch.tensor(rows, device=model.device)  # (B, T)
@@ -299,7 +299,7 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
     that update's step, and ``rollouts``, the list of Rollouts sampled."""
     if not isinstance(problems, Sequence) or not problems \
             or not all(isinstance(p, Problem) for p in problems):
-        raise InputTypeError("problems must be a non-empty list of helpers.arith.Problem")
+        raise InputTypeError("problems must be a non-empty list of helpers.tasks.arith.Problem")
     group_size = check_int("group_size", group_size, min_value=2)
     updates = check_int("updates", updates, min_value=1)
     temperature = check_number("temperature", temperature, min_value=0.0, strict_min=True)

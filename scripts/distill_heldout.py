@@ -1,4 +1,4 @@
-"""Lesson 08's RL experiment again, with problems held out for real (``helpers.heldout``).
+"""Lesson 08's RL experiment again, with problems held out for real (``helpers.tasks.heldout``).
 
     python scripts/distill_heldout.py --seed 0      # one seed (≈ 3-4 min on one thread): a part file
     python scripts/distill_heldout.py --merge       # the parts → results/sweeps/distill_heldout.json
@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpers import heldout  # noqa: E402
 from helpers.experiments import THREADS, write_sweep  # noqa: E402
 from helpers.experiments import distill as dsw  # noqa: E402
 from helpers.lessons.teacher import load_teacher  # noqa: E402
 from helpers.reproduce import build_meta  # noqa: E402
+from helpers.tasks import heldout  # noqa: E402
 
 PARTS = ROOT / "results" / "sweeps" / "distill_heldout_parts"
 

@@ -5,7 +5,7 @@
 The teacher is a larger model of the course's own architecture (``TEACHER_CONFIG``: width 192, 4 layers,
 1.9M parameters, against the ``tiny`` student's 0.38M), trained on two things at once, because the lesson
 distils it two ways: every step adds the language-model loss on a batch of the course corpus and the
-supervised loss on a batch of addition problems (``helpers.arith``: the answer and its terminator only).
+supervised loss on a batch of addition problems (``helpers.tasks.arith``: the answer and its terminator only).
 Training is deterministic on one thread (seed 0), so the script reproduces the shipped file; it prints
 the SHA-256 it wrote (also in ``data/teacher/teacher.safetensors.sha256``), which ``helpers.lessons.teacher``
 checks before it loads anything.
@@ -23,11 +23,11 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from helpers import arith  # noqa: E402
 from helpers.config import ModelConfig  # noqa: E402
 from helpers.data import load_corpus  # noqa: E402
 from helpers.lessons.teacher import TEACHER_PATH, save_weights  # noqa: E402
 from helpers.model import Transformer  # noqa: E402
+from helpers.tasks import arith  # noqa: E402
 from helpers.timing import torch_threads  # noqa: E402
 
 TEACHER_CONFIG = ModelConfig(dim=192, n_layers=4, n_heads=6, inter_dim=512, max_seq_len=128)

@@ -1,4 +1,4 @@
-"""helpers.arith: the addition task, its 0/1 reward, the SFT rows' masks and greedy accuracy.
+"""helpers.tasks.arith: the addition task, its 0/1 reward, the SFT rows' masks and greedy accuracy.
 
 ``bigram_model`` builds a Transformer whose next byte depends on the current byte only, with logits
 we choose, so accuracy and sampling have hand-computable answers (test_grpo imports it)."""
@@ -10,7 +10,9 @@ import torch
 from testkit import randomise
 
 from helpers import Transformer, generate, preset
-from helpers.arith import (
+from helpers.data import ByteTokenizer
+from helpers.distill import generation_passes
+from helpers.tasks.arith import (
     PAD_ID,
     Problem,
     accuracy,
@@ -22,8 +24,6 @@ from helpers.arith import (
     sample_problems,
     sft_batch,
 )
-from helpers.data import ByteTokenizer
-from helpers.distill import generation_passes
 
 TOK = ByteTokenizer()
 

@@ -27,6 +27,7 @@ from helpers.device import pick_device
 from helpers.kv_quant import QuantizedKVCache, quantize
 from helpers.lessons.cache_calc import cache_bytes
 from helpers.lessons.gqa import kv_head_of, pool_heads, to_gqa
+from helpers.lessons.routing_toy import simulate_routing
 from helpers.mla import MLA
 from helpers.moe import (
     MoE,
@@ -34,7 +35,6 @@ from helpers.moe import (
     loss_free_update,
     routing_stats,
     seq_aux_loss,
-    simulate_routing,
     switch_aux_loss,
 )
 from helpers.mtp import depth_inputs

@@ -10,7 +10,6 @@ from test_arith import bigram_model
 from testkit import randomise
 
 from helpers import Transformer, preset
-from helpers.arith import Problem, rewards
 from helpers.distill import ComputeMeter
 from helpers.grpo import (
     completion_mask,
@@ -20,6 +19,7 @@ from helpers.grpo import (
     sample_groups,
     token_logprobs,
 )
+from helpers.tasks.arith import Problem, rewards
 
 NL = ord("\n")
 

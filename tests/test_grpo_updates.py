@@ -9,7 +9,6 @@ import pytest
 import torch
 from test_grpo import coin_model
 
-from helpers.arith import Problem, rewards
 from helpers.distill import ComputeMeter
 from helpers.grpo import (
     group_advantages,
@@ -20,6 +19,7 @@ from helpers.grpo import (
     sample_groups,
     token_logprobs,
 )
+from helpers.tasks.arith import Problem, rewards
 
 
 @pytest.fixture(autouse=True)

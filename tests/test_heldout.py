@@ -1,15 +1,15 @@
-"""helpers.heldout: the held-out problems are fixed, distinct and closed under swap; no training sampler
+"""helpers.tasks.heldout: the held-out problems are fixed, distinct and closed under swap; no training sampler
 ever returns one (many batches drawn); and every stage of lesson 08's RL experiment, run with
 held_out=True, trains on none of them (with held_out=False the same spy does find some: the test can fail)."""
 
 import pytest
 import torch
 
-from helpers import arith, heldout
 from helpers import grpo as grpo_module
 from helpers.config import ModelConfig
 from helpers.experiments import distill as dsw
 from helpers.model import Transformer
+from helpers.tasks import arith, heldout
 
 
 @pytest.fixture(autouse=True)

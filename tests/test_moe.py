@@ -337,7 +337,7 @@ def test_bad_configs_and_inputs_raise_clear_errors():
 
 
 def test_toy_simulation_collapses_and_both_fixes_rescue_it():
-    from helpers.moe import simulate_routing
+    from helpers.lessons.routing_toy import simulate_routing
 
     collapsed = simulate_routing(steps=200)
     assert (collapsed.loads.sum(-1) == 512).all()  # N·K assignments every step (K = 1)

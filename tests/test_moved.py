@@ -53,3 +53,16 @@ def test_new_paths_do_not_need_the_table():
             "for new in mv.MOVED.values(): __import__(new)\n"
             "assert not [m for m in sys.modules if m in mv.MOVED], 'an old path was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_names_that_moved_out_of_a_module_still_import_from_it():
+    """lesson 04's routing toy moved from helpers.moe to helpers.lessons.routing_toy; a learner's copy of the
+    lesson that imports it from helpers.moe still gets the same objects."""
+    from helpers.lessons import routing_toy
+    from helpers.moe import ToyRun, simulate_routing
+
+    assert simulate_routing is routing_toy.simulate_routing and ToyRun is routing_toy.ToyRun
+    import helpers.moe
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        helpers.moe.nothing_here  # noqa: B018

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers.recall import RecallTask, answer_accuracy, evaluate_recall, recall_batch, train_recall
+from helpers.tasks.recall import RecallTask, answer_accuracy, evaluate_recall, recall_batch, train_recall
 
 TASK = RecallTask(n_keys=16, n_values=8)
 

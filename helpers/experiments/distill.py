@@ -25,7 +25,6 @@ import copy
 
 import torch
 
-from .. import arith, heldout
 from ..config import preset
 from ..data import Corpus
 from ..distill import ComputeMeter, generation_passes, kd_loss
@@ -35,6 +34,7 @@ from ..lessons.teacher import load_teacher
 from ..model import Transformer
 from ..plan import scaled_recipe
 from ..reproduce import build_meta
+from ..tasks import arith, heldout
 from ..timing import synced_clock, torch_threads
 from ..training import optimizer_step, run_steps
 from ..validate import check_choice
@@ -154,7 +154,7 @@ def training_sampler(held_out: bool = False):
 
 def base_student(seed: int, held_out: bool = False) -> tuple[Transformer, torch.Generator]:
     """The RL experiment's base: the student fine-tuned on correct answers for ``base_steps``
-    (``held_out=True``: never on a held-out problem, ``helpers.heldout``)."""
+    (``held_out=True``: never on a held-out problem, ``helpers.tasks.heldout``)."""
     r = scaled_recipe(RL_RECIPE)
     sample = training_sampler(held_out)
     with torch_threads(THREADS):

@@ -1,5 +1,5 @@
 """The committed recall sweep behind lessons 02 and 03: answer accuracy on multi-query associative recall
-(``helpers.recall``) against the number of pairs N, for five attention arms of one narrow-headed model.
+(``helpers.tasks.recall``) against the number of pairs N, for five attention arms of one narrow-headed model.
 
 The arms share everything but the attention (D = 64, H = 16 query heads of Dh = 4, the depth in
 ``BASE``); per token and layer they cache
@@ -27,8 +27,8 @@ from ..config import ModelConfig
 from ..mla import set_mla_mode
 from ..model import Transformer
 from ..plan import scaled_recipe
-from ..recall import RecallTask, evaluate_recall, train_recall
 from ..reproduce import build_meta
+from ..tasks.recall import RecallTask, evaluate_recall, train_recall
 from ..timing import stopwatch, torch_threads
 from ..validate import check_choice, check_int
 from .attention import cache_numbers_per_token

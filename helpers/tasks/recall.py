@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .training import TrainConfig, lr_at
-from .validate import check_choice, check_int
+from ..training import TrainConfig, lr_at
+from ..validate import check_choice, check_int
 
 SPLITS = ("train", "val")
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from ..validate import InputTypeError, check_int
 from .arith import MAX_DIGITS, Problem, sample_problems
-from .validate import InputTypeError, check_int
 
 N_HELD_OUT = 300  # distinct held-out pairs before closing under swap (≈ 6% of the 10,000 two-digit problems)
 HELD_OUT_SEED = 2029

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import ByteTokenizer
-from .distill import IGNORE, generation_passes
-from .generate import generate
-from .validate import InputTypeError, check_int
+from ..data import ByteTokenizer
+from ..distill import IGNORE, generation_passes
+from ..generate import generate
+from ..validate import InputTypeError, check_int
 
 TERMINATOR = "\n"
 PAD_ID = 0  # byte NUL pads the SFT rows on the right; its targets are −100
