@@ -40,7 +40,6 @@ import torch
 
 from .validate import check_int
 
-BACKENDS = ("c++", "torch")
 BACKEND_VAR = "COURSE_FUSED_MLA"  # "torch" forces the readable fallback
 TILE = 32  # latents per tile of the C++ loop: 32 rows (74 KB) stay in the core's L2 for their second use
 BLOCK = 4096  # latents per block of the torch fallback
