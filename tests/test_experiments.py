@@ -113,13 +113,85 @@ def test_an_extension_adds_new_arms_and_records_their_own_build(tmp_path):
 def test_the_committed_sweep_is_complete_and_paired():
     sweep = ex.load_sweep("attention")
     assert sweep.arms == list(ex.attention_arms())
-    for arm in sweep.arms:
-        want = sorted(ex.SEEDS + (ex.EXTRA_SEEDS if arm in ex.EXTRA_ARMS else ()))
-        assert sweep.seeds_of(arm) == want, arm
+    for arm in sweep.arms:  # every arm on the same ten seeds: no verdict of lessons 02/03 drops a seed
+        assert sweep.seeds_of(arm) == sorted(ex.SEEDS + ex.EXTRA_SEEDS), arm
     assert sweep.meta["recipe"] == ex.RECIPE and sweep.meta["eval"] == ex.EVAL
+    assert sweep.meta["init"] == ex.INIT  # made with paired initial weights (train_arm's)
+    assert not sweep.runs("val_loss").left_out
     for metric in ("val_loss", "copy_gain"):
         assert set(sweep.runs(metric).values) == set(sweep.arms)
     assert sorted(sweep.uptrain_records) == sorted(ex.SEEDS + ex.EXTRA_SEEDS)
+
+
+def test_train_arm_starts_every_arm_from_paired_initial_weights(monkeypatch):
+    """Two arms that differ only in attention start with every parameter they share identical (the
+    global random stream would shift every module built after a narrower ``wk``), whatever the global
+    seed was before; different seeds start apart."""
+    starts = {}
+
+    def capture(model, corpus, **kw):  # stands in for training: record the initial weights, train nothing
+        starts[(model.config.n_kv_heads, kw["seed"])] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    monkeypatch.setattr(ex, "train", capture)
+    arms = ex.attention_arms(preset("test"))
+    torch.manual_seed(123)
+    ex.train_arm(arms["MHA"], 0, corpus=None)
+    torch.manual_seed(456)  # a different global state: must not matter
+    ex.train_arm(arms["MQA"], 0, corpus=None)
+    ex.train_arm(arms["MHA"], 1, corpus=None)
+    mha, mqa, other = starts[(None, 0)], starts[(1, 0)], starts[(None, 1)]
+    shared = [k for k in mqa if k in mha and mha[k].shape == mqa[k].shape]
+    differs = [k for k in mqa if k not in shared]
+    assert differs and all(".wk." in k or ".wv." in k for k in differs), differs
+    for k in shared:
+        assert torch.equal(mha[k], mqa[k]), k
+    assert not torch.equal(mha["tok_emb.weight"], other["tok_emb.weight"])
+    ex.train_arm(arms["MHA"], 0, corpus=None, perturb=ex.nudge_one_weight(1e-3))  # one weight, nothing else
+    nudged = starts[(None, 0)]
+    moved = {k: (nudged[k] != mha[k]).nonzero().tolist() for k in mha if not torch.equal(nudged[k], mha[k])}
+    assert moved == {ex.NUDGED: [[0, 0]]}
+    assert abs(nudged[ex.NUDGED][0, 0] - mha[ex.NUDGED][0, 0] - 1e-3) < 1e-6
+    ex.train_arm(arms["MHA"], 0, corpus=None, perturb=ex.redraw_kv(7))  # K/V from seed 7, nothing else
+    redrawn = starts[(None, 0)]
+    changed = sorted(k for k in mha if not torch.equal(redrawn[k], mha[k]))
+    assert changed == sorted(k for k in mha if k.endswith((".wk.weight", ".wv.weight")))
+    assert torch.equal(redrawn["layers.0.attn.wk.weight"], other_seed_kv(arms["MHA"], 7))
+
+
+def other_seed_kv(cfg, seed):
+    from helpers.experiments.paired_init import paired_init
+    return paired_init(Transformer(cfg), seed).state_dict()["layers.0.attn.wk.weight"]
+
+
+def test_chaos_runs_pair_each_seed_with_its_perturbed_rerun(tmp_path):
+    path = tmp_path / "chaos.jsonl"
+    nudge, kv = ex.CONTROLS["nudge"][0], ex.CONTROLS["kv"][0]
+    rows = [{"arm": "MHA", "seed": 0, "control": nudge, "val_loss_sweep": 2.0, "val_loss_perturbed": 9.0},
+            {"arm": "MHA", "seed": 1, "control": nudge, "val_loss_sweep": 2.1, "val_loss_perturbed": 2.2},
+            {"arm": "MHA", "seed": 0, "control": nudge, "val_loss_sweep": 2.0, "val_loss_perturbed": 2.05},
+            {"arm": "MHA", "seed": 0, "control": kv, "val_loss_sweep": 2.0, "val_loss_perturbed": 2.5},
+            {"arm": "MQA", "seed": 0, "control": nudge, "val_loss_sweep": 3.0, "val_loss_perturbed": 3.0}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runs = ex.chaos_runs(path)  # the re-run of seed 0 replaces its first line; other controls/arms ignored
+    assert runs.arms == ["MHA", f"MHA, {nudge}"] and runs.seeds == [0, 1]
+    assert runs.difference(*runs.arms).per_seed == pytest.approx((0.05, 0.1))
+    assert ex.chaos_runs(path, "kv").difference("MHA", f"MHA, {kv}").per_seed == pytest.approx((0.5,))
+    with pytest.raises(ValueError, match="no rows"):
+        ex.chaos_runs(path, arm="GQA-2")
+    with pytest.raises(ValueError):
+        ex.chaos_runs(path, "nonsense")
+
+
+def test_the_committed_chaos_controls_match_the_sweep():
+    """Each perturbed run sits beside the committed sweep's value for its seed (the unperturbed run), and
+    every perturbation reached the training (a weight no token uses would leave the runs bit-identical)."""
+    sweep = ex.load_sweep("attention")
+    for control in ex.CONTROLS:
+        runs = ex.chaos_runs(control=control)
+        assert runs.seeds == sorted(ex.SEEDS + ex.EXTRA_SEEDS), control
+        for s in runs.seeds:
+            assert runs.values["MHA"][s] == sweep.value("MHA", s)
+        assert all(d != 0 for d in runs.difference(*runs.arms).per_seed), control
 
 
 @pytest.mark.slow

@@ -28,11 +28,13 @@ says the model does not copy yet, so a smaller cache has little to take away.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..compare import PairedRuns
 from ..config import ModelConfig, preset
 from ..data import Corpus
 from ..kv_cache import config_cache_bytes_per_token
@@ -45,6 +47,7 @@ from ..timing import torch_threads
 from ..training import History, evaluate, train
 from ..validate import check_choice, check_int
 from ..viz.style import PALETTE, latent_colors
+from .paired_init import paired_init
 from .sweep import (  # noqa: F401  (Sweep, load_sweep...: helpers.experiments' old names)
     EXTRA_SEEDS,
     ROOT,
@@ -58,10 +61,11 @@ from .sweep import (  # noqa: F401  (Sweep, load_sweep...: helpers.experiments' 
     write_sweep,
 )
 
-# Five more seeds for the arms of lesson 02's comparison and the knee, run AFTER the five-seed intervals
-# of MHA vs GQA-2/MQA all covered zero. Adding seeds after looking raises the false-positive rate a
-# little above the nominal 5%; the lessons say so beside the verdicts that use them.
-EXTRA_ARMS = ("MHA", "GQA-2", "MQA", "MLA Dc=4")  # the arms that also run EXTRA_SEEDS
+# Every arm runs all ten seeds (SEEDS + EXTRA_SEEDS), so every paired comparison uses the same seeds.
+# (The first version ran five seeds everywhere and added five more to four arms after looking.)
+EXTRA_ARMS = ("MHA", "GQA-2", "MQA", "MLA Dc=4", "MLA Dc=24", "MLA Dc=56")  # arms that also run EXTRA_SEEDS
+NUDGED = "layers.0.ffn.w1.weight"  # the weight nudge_one_weight moves: element [0, 0]
+INIT = "paired_init (each parameter seeded by run seed and name)"  # how train_arm draws initial weights
 RECIPE = dict(steps=300, batch_size=8, seq_len=128, lr=3e-3, eval_every=50, eval_iters=16)
 EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=1234)  # the same fixed batches for every run
 UPTRAIN = dict(n_kv_heads=2, fraction=0.05, lr_factor=1 / 3, warmup=2, eval_every=5, seed_offset=1000)
@@ -98,13 +102,22 @@ def arm_color(name: str) -> str:
 
 
 def train_arm(cfg: ModelConfig, seed: int, corpus: Corpus, *, callback=None,
-              recipe: dict | None = None) -> tuple[Transformer, History]:
+              recipe: dict | None = None, perturb=None) -> tuple[Transformer, History]:
     """One run of the recipe: seed ``seed`` sets the initial weights and the batch order, on ``THREADS``
-    threads, on the CPU (the committed numbers are CPU numbers)."""
+    threads, on the CPU (the committed numbers are CPU numbers). The initial weights are
+    ``paired_init(model, seed)``: every parameter two arms share (embedding, MLP, queries, norms, head)
+    starts identical in both, so a paired difference between arms cancels the seed's luck.
+
+    ``perturb(model)``, if given, changes the initial weights before training: the controls of
+    ``scripts/attention_chaos.py`` (``nudge_one_weight``, ``redraw_kv``) that ask where a seed's luck lives.
+    """
     seed = check_int("seed", seed, min_value=0)
     with torch_threads(THREADS):
         torch.manual_seed(seed)
-        model = Transformer(cfg)
+        model = paired_init(Transformer(cfg), seed)
+        if perturb is not None:
+            with torch.no_grad():
+                perturb(model)
         if cfg.attn_type == "mla":
             set_mla_mode(model, MLA_TRAIN_MODE)
         hist = train(model, corpus, progress=False, callback=callback, device="cpu",
@@ -181,9 +194,53 @@ def run_attention_seed(seed: int, corpus: Corpus, arms: list[str] | None = None,
 
 def write_attention_sweep(per_seed: list[dict], path: Path | None = None) -> Path:
     """``run_attention_seed``'s results as the committed ``attention.json``, with this sweep's recipe."""
-    meta = {"recipe": RECIPE, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
+    meta = {"recipe": RECIPE, "init": INIT, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
             "mla_train_mode": MLA_TRAIN_MODE, **build_meta(), "device": "cpu",
             "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
                      for a, c in attention_arms().items()},
             "made_by": "python scripts/sweep.py attention"}
     return write_sweep("attention", per_seed, path, meta=meta)
+
+
+CHAOS_PATH = ROOT / "results" / "pilots" / "attention_chaos.jsonl"  # scripts/attention_chaos.py appends here
+
+
+def nudge_one_weight(eps: float):
+    """A ``train_arm`` perturbation: add ``eps`` to ONE initial weight, ``NUDGED[0, 0]`` (the first MLP's
+    first element: every arm has it and every token passes through it; an embedding row of a byte the
+    corpus never holds would change nothing at all). Two runs that differ by a rounding-sized change."""
+    def perturb(model):
+        model.get_parameter(NUDGED)[0, 0] += float(eps)
+    return perturb
+
+
+def redraw_kv(seed: int):
+    """A ``train_arm`` perturbation: re-draw every key and value projection (``wk``, ``wv``) from ``seed``
+    (``paired_init(..., only=)``), everything else as before. Two runs of one arm that differ in exactly the
+    weights that differ between MHA and GQA/MQA."""
+    def perturb(model):
+        paired_init(model, seed, only=lambda name: name.endswith((".wk.weight", ".wv.weight")))
+    return perturb
+
+
+CONTROLS = {  # name -> (what the jsonl records as "control", the perturbation for run seed s)
+    "nudge": ("one weight +1e-06", lambda s: nudge_one_weight(1e-6)),
+    "kv": ("K/V weights from seed s+1000", lambda s: redraw_kv(s + 1000)),
+}
+
+
+def chaos_runs(path: Path | None = None, control: str = "nudge", arm: str = "MHA") -> PairedRuns:
+    """One control of ``scripts/attention_chaos.py`` as paired runs: ``arm``'s committed sweep value on each
+    seed beside the same run with its initial weights perturbed (``CONTROLS[control]``). How far apart the
+    two land is how much of the seed's luck that perturbation carries. The last line written for a seed
+    wins (a re-run replaces an earlier one)."""
+    path = CHAOS_PATH if path is None else Path(path)
+    label = CONTROLS[check_choice("control", control, list(CONTROLS))][0]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    last = {r["seed"]: r for r in rows if r["arm"] == arm and r["control"] == label}
+    if not last:
+        raise ValueError(f"{path} has no rows for arm {arm!r} and control {label!r}")
+    seeds = sorted(last)
+    return PairedRuns.from_values({arm: [last[s]["val_loss_sweep"] for s in seeds],
+                                   f"{arm}, {label}": [last[s]["val_loss_perturbed"] for s in seeds]},
+                                  seeds=seeds)

@@ -15,6 +15,7 @@ whatever else differs. It is opt-in: the committed sweeps that were made without
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -51,14 +52,17 @@ def _normal_params(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def paired_init(model: nn.Module, seed: int) -> nn.Module:
+def paired_init(model: nn.Module, seed: int, *, only: Callable[[str], bool] | None = None) -> nn.Module:
     """Re-initialise ``model`` in place (and return it): each N(0, STD²) weight from ``generator_for(seed,
     name)``, biases of Linear layers to zero. Other parameters (norm gains) are constructed deterministically
-    and are left as they are."""
+    and are left as they are. ``only``: re-draw just the weights whose qualified name it accepts (biases
+    untouched), e.g. one module's weights from another seed."""
     for name, p in _normal_params(model).items():
+        if only is not None and not only(name):
+            continue
         values = torch.randn(p.shape, generator=generator_for(seed, name), dtype=torch.float32) * STD
         p.copy_(values.to(device=p.device, dtype=p.dtype))
-    for module in model.modules():
+    for module in model.modules() if only is None else ():
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.zero_()
     return model
