@@ -20,7 +20,12 @@ Two implementations, tested equal to the two-pass path:
   (needs a C++ compiler and ninja; the build is cached under ``~/.cache/torch_extensions``). Compiled
   with ``-ffast-math`` (the compiler may reorder the sums, which is what lets it vectorise them; no
   infinities are used: the running max starts at the largest negative float), so it agrees with the
-  two-pass path to float32 rounding, not bit for bit. Its inputs must be finite;
+  two-pass path to float32 rounding, not bit for bit. Its inputs must be finite. Its two inner loops
+  (the tile's scores, the weighted sum) exist twice: portable C++ that the compiler vectorises, and,
+  where the CPU has AVX-512 (``__AVX512F__``), the same arithmetic written with AVX-512 intrinsics so that
+  eight independent 16-wide sums stay in registers (two latents × four heads for the scores, 32 floats
+  × four heads for the sum); the compiler's own vectorisation of the portable loops reached about a
+  third of that speed on a Sapphire Rapids core. ``tests/test_fused_mla.py`` holds both forms equal;
 * ``"torch"``: the same algorithm in readable torch, block by block (the fallback wherever the C++ one
   cannot be built, or when ``COURSE_FUSED_MLA=torch``). It reads each block once from memory too, but
   its products are the same skinny matmuls, so it is no faster than the two-pass path: the point of
@@ -49,6 +54,9 @@ _SOURCE = r"""
 #include <cmath>
 #include <limits>
 #include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 // One sequence at a time, one tile of latents at a time: scores for the tile (every head), the running
 // max per head raised if needed (rescaling the running sum and the accumulator), then the tile's
@@ -74,7 +82,46 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
     }
     for (int64_t t0 = 0; t0 < S; t0 += tile) {
       const int64_t n = std::min(tile, S - t0);
+#ifdef __AVX512F__
+      int64_t r = 0;
+      if (Dc % 16 == 0 && Dr % 16 == 0 && H % 4 == 0) {  // AVX-512: two latents x four heads per pass,
+        for (; r + 2 <= n; r += 2) {                       // eight 16-wide sums in registers
+          const float* row0 = ckv + (b * S + t0 + r) * Dc;
+          const float* row1 = row0 + Dc;
+          const float* pe0 = kpe + (b * S + t0 + r) * Dr;
+          const float* pe1 = pe0 + Dr;
+          for (int64_t h = 0; h < H; h += 4) {
+            const float *q0 = qlb + h * Dc, *q1 = q0 + Dc, *q2 = q1 + Dc, *q3 = q2 + Dc;
+            const float *p0 = qpb + h * Dr, *p1 = p0 + Dr, *p2 = p1 + Dr, *p3 = p2 + Dr;
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+            __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            for (int64_t c = 0; c < Dc; c += 16) {
+              const __m512 x = _mm512_loadu_ps(row0 + c), y = _mm512_loadu_ps(row1 + c);
+              __m512 w = _mm512_loadu_ps(q0 + c); a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
+              w = _mm512_loadu_ps(q1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
+              w = _mm512_loadu_ps(q2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
+              w = _mm512_loadu_ps(q3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
+            }
+            for (int64_t c = 0; c < Dr; c += 16) {
+              const __m512 x = _mm512_loadu_ps(pe0 + c), y = _mm512_loadu_ps(pe1 + c);
+              __m512 w = _mm512_loadu_ps(p0 + c); a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
+              w = _mm512_loadu_ps(p1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
+              w = _mm512_loadu_ps(p2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
+              w = _mm512_loadu_ps(p3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
+            }
+            float* o0 = s.data() + r * H + h;
+            float* o1 = o0 + H;
+            o0[0] = _mm512_reduce_add_ps(a00) * sc; o0[1] = _mm512_reduce_add_ps(a01) * sc;
+            o0[2] = _mm512_reduce_add_ps(a02) * sc; o0[3] = _mm512_reduce_add_ps(a03) * sc;
+            o1[0] = _mm512_reduce_add_ps(a10) * sc; o1[1] = _mm512_reduce_add_ps(a11) * sc;
+            o1[2] = _mm512_reduce_add_ps(a12) * sc; o1[3] = _mm512_reduce_add_ps(a13) * sc;
+          }
+        }
+      }
+      for (; r < n; ++r) {  // the portable loop: what AVX-512 left (or everything without it)
+#else
       for (int64_t r = 0; r < n; ++r) {  // the tile's scores, four heads at a time: four independent
+#endif
         const float* row = ckv + (b * S + t0 + r) * Dc;  // sums hide the adder's latency, and each latent
         const float* pe = kpe + (b * S + t0 + r) * Dr;   // element is loaded once for the four
         int64_t h = 0;
@@ -127,6 +174,29 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
         float *a0 = acc + h * Dc, *a1 = a0 + Dc, *a2 = a1 + Dc, *a3 = a2 + Dc;
         const float* wp = w.data();
         int64_t c0 = 0;
+#ifdef __AVX512F__
+        if (Dc % 32 == 0) {  // AVX-512: 32 floats of each of four heads in eight registers
+          for (; c0 < Dc; c0 += 32) {
+            float *b0 = a0 + c0, *b1 = a1 + c0, *b2 = a2 + c0, *b3 = a3 + c0;
+            __m512 x0 = _mm512_loadu_ps(b0), y0 = _mm512_loadu_ps(b0 + 16);
+            __m512 x1 = _mm512_loadu_ps(b1), y1 = _mm512_loadu_ps(b1 + 16);
+            __m512 x2 = _mm512_loadu_ps(b2), y2 = _mm512_loadu_ps(b2 + 16);
+            __m512 x3 = _mm512_loadu_ps(b3), y3 = _mm512_loadu_ps(b3 + 16);
+            for (int64_t r = 0; r < n; ++r) {
+              const float* v = tile_rows + r * Dc + c0;
+              const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+              __m512 w = _mm512_set1_ps(wp[r * 4]); x0 = _mm512_fmadd_ps(w, v0, x0); y0 = _mm512_fmadd_ps(w, v1, y0);
+              w = _mm512_set1_ps(wp[r * 4 + 1]); x1 = _mm512_fmadd_ps(w, v0, x1); y1 = _mm512_fmadd_ps(w, v1, y1);
+              w = _mm512_set1_ps(wp[r * 4 + 2]); x2 = _mm512_fmadd_ps(w, v0, x2); y2 = _mm512_fmadd_ps(w, v1, y2);
+              w = _mm512_set1_ps(wp[r * 4 + 3]); x3 = _mm512_fmadd_ps(w, v0, x3); y3 = _mm512_fmadd_ps(w, v1, y3);
+            }
+            _mm512_storeu_ps(b0, x0); _mm512_storeu_ps(b0 + 16, y0);
+            _mm512_storeu_ps(b1, x1); _mm512_storeu_ps(b1 + 16, y1);
+            _mm512_storeu_ps(b2, x2); _mm512_storeu_ps(b2 + 16, y2);
+            _mm512_storeu_ps(b3, x3); _mm512_storeu_ps(b3 + 16, y3);
+          }
+        }
+#endif
         for (; c0 + 16 <= Dc; c0 += 16) {  // 16 floats (one AVX-512 register) per head in registers
           float x0[16], x1[16], x2[16], x3[16];
           for (int j = 0; j < 16; ++j) {
@@ -171,22 +241,38 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
 _CPP_DECL = ("torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tensor c_kv, "
              "torch::Tensor k_pe, double scale, int64_t tile);")
 _extension = None  # the compiled module, or the reason it could not be built (a string)
+_portable = None  # the same source built without AVX-512 (tests compare the two paths)
+FLAGS = ["-O3", "-march=native", "-ffast-math"]
+
+
+def _compile(name: str, flags: list[str]):
+    """The loop compiled under ``name`` (torch caches the build on disk between processes), or why not."""
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        return load_inline(name, cpp_sources=[_CPP_DECL, _SOURCE], functions=["fused_decode"], verbose=False,
+                           extra_cflags=flags)
+    except Exception as err:  # no compiler, no ninja, no headers: the torch fallback serves
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        return f"{type(err).__name__}: {last}"
 
 
 def _build():
-    """Compile the C++ loop once per process (torch caches the build on disk between processes)."""
+    """Compile the C++ loop once per process: on a CPU with AVX-512 (``-march=native`` defines
+    ``__AVX512F__``) its two inner loops run the hand-vectorised form, elsewhere the portable loops."""
     global _extension
     if _extension is None:
-        try:
-            from torch.utils.cpp_extension import load_inline
-
-            _extension = load_inline("course_fused_mla", cpp_sources=[_CPP_DECL, _SOURCE],
-                                     functions=["fused_decode"], verbose=False,
-                                     extra_cflags=["-O3", "-march=native", "-ffast-math"])
-        except Exception as err:  # no compiler, no ninja, no headers: the torch fallback serves
-            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
-            _extension = f"{type(err).__name__}: {last}"
+        _extension = _compile("course_fused_mla", FLAGS)
     return _extension
+
+
+def _build_portable():
+    """The same source with AVX-512 switched off (x86 only): the portable loops, so a test can hold the
+    two forms equal on a machine that would otherwise only ever run one of them."""
+    global _portable
+    if _portable is None:
+        _portable = _compile("course_fused_mla_portable", FLAGS + ["-mno-avx512f"])
+    return _portable
 
 
 def backend() -> str:

@@ -1,6 +1,9 @@
 """The single-pass absorbed decode (helpers.fused_mla) against the readable two-pass one: the compiled
 loop where it builds, the torch fallback everywhere, and the MLA layer through either."""
 
+import platform
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,6 +70,29 @@ def test_the_environment_switch_forces_the_fallback(monkeypatch):
     called = []
     monkeypatch.setattr(fm, "online_softmax_blocks", lambda *a, **k: called.append(1) or "fallback")
     assert fm.absorbed_attention_fused(*inputs(S=5), 0.1) == "fallback" and called
+
+
+AVX512 = platform.machine() in ("x86_64", "AMD64") and "avx512f" in open("/proc/cpuinfo").read() \
+    if Path("/proc/cpuinfo").exists() else False
+
+
+@pytest.mark.skipif(not (CPP and AVX512), reason="the AVX-512 form needs a C++ build on an AVX-512 CPU")
+@pytest.mark.parametrize("S,H,Dc,Dr", [(37, 4, 512, 64), (1, 4, 512, 64), (33, 8, 32, 16), (70, 6, 96, 32),
+                                       (9, 3, 17, 5)])  # the hand-vectorised shapes, and ones it leaves
+def test_the_avx512_and_portable_loops_agree(S, H, Dc, Dr):
+    """On an AVX-512 CPU the default build runs the intrinsics; the same source built with
+    ``-mno-avx512f`` runs the portable loops. Both equal the two-pass path, including the shapes the
+    intrinsics hand to the portable loops (H not a multiple of 4, widths not multiples of 16/32, an odd
+    last latent)."""
+    portable = fm._build_portable()
+    assert not isinstance(portable, str), portable
+    g = torch.Generator().manual_seed(S)
+    q_lat, q_pe = torch.randn(2, H, 1, Dc, generator=g), torch.randn(2, H, 1, Dr, generator=g)
+    c_kv, k_pe = torch.randn(2, S, Dc, generator=g), torch.randn(2, S, Dr, generator=g)
+    want = absorbed_attention_explicit(q_lat, q_pe, c_kv, k_pe, 0.1)
+    args = (q_lat.reshape(2, H, Dc).contiguous(), q_pe.reshape(2, H, Dr).contiguous(), c_kv, k_pe, 0.1, fm.TILE)
+    for ext in (fm._build(), portable):
+        torch.testing.assert_close(ext.fused_decode(*args), want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(not CPP, reason=f"the C++ loop could not be built here: {fm.why_not_cpp()}")
