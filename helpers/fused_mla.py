@@ -97,14 +97,16 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
             __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
             for (int64_t c = 0; c < Dc; c += 16) {
               const __m512 x = _mm512_loadu_ps(row0 + c), y = _mm512_loadu_ps(row1 + c);
-              __m512 w = _mm512_loadu_ps(q0 + c); a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
+              __m512 w = _mm512_loadu_ps(q0 + c);
+              a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
               w = _mm512_loadu_ps(q1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
               w = _mm512_loadu_ps(q2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
               w = _mm512_loadu_ps(q3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
             }
             for (int64_t c = 0; c < Dr; c += 16) {
               const __m512 x = _mm512_loadu_ps(pe0 + c), y = _mm512_loadu_ps(pe1 + c);
-              __m512 w = _mm512_loadu_ps(p0 + c); a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
+              __m512 w = _mm512_loadu_ps(p0 + c);
+              a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
               w = _mm512_loadu_ps(p1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
               w = _mm512_loadu_ps(p2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
               w = _mm512_loadu_ps(p3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
@@ -185,10 +187,14 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
             for (int64_t r = 0; r < n; ++r) {
               const float* v = tile_rows + r * Dc + c0;
               const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
-              __m512 w = _mm512_set1_ps(wp[r * 4]); x0 = _mm512_fmadd_ps(w, v0, x0); y0 = _mm512_fmadd_ps(w, v1, y0);
-              w = _mm512_set1_ps(wp[r * 4 + 1]); x1 = _mm512_fmadd_ps(w, v0, x1); y1 = _mm512_fmadd_ps(w, v1, y1);
-              w = _mm512_set1_ps(wp[r * 4 + 2]); x2 = _mm512_fmadd_ps(w, v0, x2); y2 = _mm512_fmadd_ps(w, v1, y2);
-              w = _mm512_set1_ps(wp[r * 4 + 3]); x3 = _mm512_fmadd_ps(w, v0, x3); y3 = _mm512_fmadd_ps(w, v1, y3);
+              __m512 w = _mm512_set1_ps(wp[r * 4]);
+              x0 = _mm512_fmadd_ps(w, v0, x0); y0 = _mm512_fmadd_ps(w, v1, y0);
+              w = _mm512_set1_ps(wp[r * 4 + 1]);
+              x1 = _mm512_fmadd_ps(w, v0, x1); y1 = _mm512_fmadd_ps(w, v1, y1);
+              w = _mm512_set1_ps(wp[r * 4 + 2]);
+              x2 = _mm512_fmadd_ps(w, v0, x2); y2 = _mm512_fmadd_ps(w, v1, y2);
+              w = _mm512_set1_ps(wp[r * 4 + 3]);
+              x3 = _mm512_fmadd_ps(w, v0, x3); y3 = _mm512_fmadd_ps(w, v1, y3);
             }
             _mm512_storeu_ps(b0, x0); _mm512_storeu_ps(b0 + 16, y0);
             _mm512_storeu_ps(b1, x1); _mm512_storeu_ps(b1 + 16, y1);

@@ -90,7 +90,8 @@ def test_the_avx512_and_portable_loops_agree(S, H, Dc, Dr):
     q_lat, q_pe = torch.randn(2, H, 1, Dc, generator=g), torch.randn(2, H, 1, Dr, generator=g)
     c_kv, k_pe = torch.randn(2, S, Dc, generator=g), torch.randn(2, S, Dr, generator=g)
     want = absorbed_attention_explicit(q_lat, q_pe, c_kv, k_pe, 0.1)
-    args = (q_lat.reshape(2, H, Dc).contiguous(), q_pe.reshape(2, H, Dr).contiguous(), c_kv, k_pe, 0.1, fm.TILE)
+    ql, qp = q_lat.reshape(2, H, Dc).contiguous(), q_pe.reshape(2, H, Dr).contiguous()
+    args = (ql, qp, c_kv, k_pe, 0.1, fm.TILE)
     for ext in (fm._build(), portable):
         torch.testing.assert_close(ext.fused_decode(*args), want, rtol=1e-4, atol=1e-5)
 

@@ -194,7 +194,8 @@ def run_attention_seed(seed: int, corpus: Corpus, arms: list[str] | None = None,
 
 def write_attention_sweep(per_seed: list[dict], path: Path | None = None) -> Path:
     """``run_attention_seed``'s results as the committed ``attention.json``, with this sweep's recipe."""
-    meta = {"recipe": RECIPE, "init": INIT, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE, "threads": THREADS,
+    meta = {"recipe": RECIPE, "init": INIT, "eval": EVAL, "uptrain": UPTRAIN, "copy_probe": COPY_PROBE,
+            "threads": THREADS,
             "mla_train_mode": MLA_TRAIN_MODE, **build_meta(), "device": "cpu",
             "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
                      for a, c in attention_arms().items()},
