@@ -361,7 +361,7 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
                 meter.train(rollout.passes)  # the policy's forward + backward, once per update
 
     for _ in range(updates):
-        optimizer_step(optimizer, backward, model=model if hasattr(model, "after_optimizer_step") else None)
+        optimizer_step(optimizer, backward, model=model)
         optimizer.zero_grad(set_to_none=True)  # no gradient held between iterations
         # the ratio seen by this update, from its log-probabilities (taken before its step)
         width = max(rollout.new_tokens for rollout, *_ in batch)  # length groups stacked, zero-padded

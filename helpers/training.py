@@ -108,7 +108,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | Callab
                    model=None, grad_clip: float = 0.0) -> None:
     """One update, taken the same way by every training loop of the course: clear the gradients,
     backpropagate ``loss``, clip the gradient norm of ``model``'s parameters (when ``grad_clip`` > 0),
-    step, then ``model.after_optimizer_step()`` (the MoE bias update) when a ``model`` is given.
+    step, then ``model.after_optimizer_step()`` (the MoE bias update) when ``model`` has one.
 
     ``loss`` may instead be a function that runs the backward pass itself, for a batch whose gradient is
     accumulated over several parts (GRPO's length groups, each weighted by its share): it is called once
@@ -121,7 +121,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | Callab
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    if model is not None:
+    if model is not None and hasattr(model, "after_optimizer_step"):
         model.after_optimizer_step()
 
 
