@@ -8,6 +8,11 @@ same object, so ``helpers.moe_sweep.SEEDS is helpers.experiments.moe.SEEDS``). N
 paths; ``tests/test_moved.py`` checks every row. ``helpers.experiments`` itself kept its path: it is now
 the package, and its ``__init__`` re-exports the old module's names.
 
+Names that moved out of a module that stayed (``MOVED_NAMES``: lesson 04's routing toy left
+``helpers.moe``) keep importing from it the same way: ``install`` gives the old module a ``__getattr__``
+(PEP 562) that imports the new home on first use. The forwarding lives here, not in the old module, so
+that a mechanism module never imports lesson code.
+
 Remove this table, and the one line in ``helpers/__init__.py`` that installs it, after the term.
 """
 
@@ -37,6 +42,11 @@ MOVED = {  # old path -> new path
     "helpers.arith": "helpers.tasks.arith",
 }
 
+MOVED_NAMES = {  # (old module, name) -> the module that holds it now
+    ("helpers.moe", "ToyRun"): "helpers.lessons.routing_toy",
+    ("helpers.moe", "simulate_routing"): "helpers.lessons.routing_toy",
+}
+
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old path of ``MOVED`` and loads it as the module at its new path."""
@@ -52,7 +62,25 @@ class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(MOVED[module.__name__])
 
 
+def _forwarder(old: str):
+    """A module ``__getattr__`` for ``old``: its names in ``MOVED_NAMES`` come from their new module."""
+    homes = {name: new for (module, name), new in MOVED_NAMES.items() if module == old}
+
+    def __getattr__(name: str):
+        if name in homes:
+            return getattr(importlib.import_module(homes[name]), name)
+        raise AttributeError(f"module {old!r} has no attribute {name!r}")
+
+    __getattr__.moved_names = homes  # marks it as this table's (install() runs once per module)
+    return __getattr__
+
+
 def install() -> None:
-    """Let the old paths import (once; called by ``helpers/__init__.py``)."""
+    """Let the old paths and names import (once; called by ``helpers/__init__.py``)."""
     if not any(isinstance(f, _OldPath) for f in sys.meta_path):
         sys.meta_path.append(_OldPath())
+    for old in sorted({module for module, _ in MOVED_NAMES}):
+        module = importlib.import_module(old)
+        if "__getattr__" in vars(module) and not hasattr(module.__getattr__, "moved_names"):
+            raise RuntimeError(f"{old} defines its own __getattr__; MOVED_NAMES cannot forward its names")
+        module.__getattr__ = _forwarder(old)

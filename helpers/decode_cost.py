@@ -10,6 +10,7 @@ A step of ``B`` sequences, ``s_q`` new positions each (one, plus any MTP drafts 
 * ``attention_flops_per_position``: the FLOPs one new token spends on one cached position, all heads
   (scores plus weighted sum);
 * ``step_cost``: bytes and FLOPs of a whole step (``StepCost``, whose ``intensity`` is FLOP per byte);
+  ``layer_step_cost``: the same for a built layer, counting its real parameters (the measured step's cost);
 * ``decode_attention_cost``: DSA's view, per layer in multiply-adds and cache elements read, dense or
   over the top-k positions the lightning indexer picks (plus the indexer's own cost).
 
@@ -88,6 +89,23 @@ def step_cost(cfg: ModelConfig, path: str = "absorbed", batch: int = 1, queries:
     flops = batch * queries * (2 * n_weights + positions * attention_flops_per_position(path, cfg))
     return StepCost(n_weights * bytes_per_element, cache, flops)
 
+
+def layer_step_cost(path: str, layer, cfg: ModelConfig, batch: int, context: int,
+                    bytes_per_element: int = 4) -> StepCost:
+    """Bytes and FLOPs of one decode step of a built ``layer`` (an ``nn.Module``: its parameters are the
+    weights read), one new token per sequence: the cost of the step ``helpers.timing.decode_step`` times
+    (``helpers.bench.roofline.step_cost``, its old name).
+
+    Projections: every matrix weight is used once per token, 2 FLOPs per weight element (absorbed
+    MLA uses ``wkv_b`` as W_UK on the query and W_UV on the output: still each element once). The
+    RMSNorm weights are read but do no multiply-add worth counting."""
+    weights = list(layer.parameters())
+    weight_bytes = sum(w.numel() * w.element_size() for w in weights)
+    matrix_elements = sum(w.numel() for w in weights if w.ndim == 2)
+    positions = context + 1
+    cache_bytes = batch * positions * cache_elements_per_token(path, cfg) * bytes_per_element
+    flops = batch * (2 * matrix_elements + positions * attention_flops_per_position(path, cfg))
+    return StepCost(weight_bytes, cache_bytes, flops)
 
 
 @dataclass(frozen=True)

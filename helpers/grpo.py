@@ -51,6 +51,7 @@ from .data import ByteTokenizer
 from .distill import ComputeMeter, generation_passes
 from .generate import check_request
 from .tasks.arith import TERMINATOR, Problem, by_prompt_length, rewards
+from .training import optimizer_step
 from .validate import InputTypeError, check_finite_logits, check_int, check_number
 
 NEWLINE_ID = ord(TERMINATOR)
@@ -338,10 +339,14 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
             if ref_model is not None:
                 meter.reference_forward(rollout.passes)
     per_update = []
-    for _ in range(updates):
-        optimizer.zero_grad(set_to_none=True)
-        last = dict.fromkeys(("loss", "policy", "kl", "clip_fraction"), 0.0)
-        logps = []
+    last = dict.fromkeys(("loss", "policy", "kl", "clip_fraction"), 0.0)
+    logps: list[torch.Tensor] = []
+
+    def backward():
+        """The update's backward pass: every length group's loss, weighted by its share of the batch,
+        accumulated into one gradient (``helpers.training.optimizer_step`` clears it first, then steps)."""
+        last.update(dict.fromkeys(last, 0.0))
+        logps.clear()
         for rollout, adv, ref, share in batch:
             logp = token_logprobs(model, rollout.tokens, rollout.mask, temperature)  # (B·Gs, n)
             if ref is None:
@@ -354,16 +359,17 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
             logps.append(logp.detach())
             if meter is not None:
                 meter.train(rollout.passes)  # the policy's forward + backward, once per update
+
+    for _ in range(updates):
+        optimizer_step(optimizer, backward, model=model)
+        optimizer.zero_grad(set_to_none=True)  # no gradient held between iterations
+        # the ratio seen by this update, from its log-probabilities (taken before its step)
         width = max(rollout.new_tokens for rollout, *_ in batch)  # length groups stacked, zero-padded
         per_update.append(ratio_stats(
             torch.cat([_pad(lp, width) for lp in logps]),
             torch.cat([_pad(rollout.old_logprobs, width) for rollout, *_ in batch]),
             torch.cat([adv for _, adv, *_ in batch]),
             torch.cat([_pad(rollout.mask, width) for rollout, *_ in batch]), clip_eps))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if hasattr(model, "after_optimizer_step"):
-            model.after_optimizer_step()
     stats.update(last)
     stats["zero_signal"] = zero_signal / len(problems)
     return {**stats, "per_update": per_update, "rollouts": rollouts}

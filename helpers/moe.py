@@ -342,13 +342,3 @@ def routing_stats(model: nn.Module, data, *, split: str = "val", batch_size: int
     return RoutingStats(counts=total, max_vio_global=layer_vio.mean().item(),
                         max_vio_batch=sum(per_batch) / len(per_batch),
                         entropy=load_entropy(total).mean().item(), layer_max_vio=layer_vio.tolist())
-
-
-def __getattr__(name: str):
-    """``ToyRun`` and ``simulate_routing`` lived here; they are lesson 04's toy, now in
-    ``helpers.lessons.routing_toy`` (imported on first use, so old imports keep working)."""
-    if name in ("ToyRun", "simulate_routing"):
-        from .lessons import routing_toy
-
-        return getattr(routing_toy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,9 @@ measured here, so "how was this timed?" has one answer:
 * ``stopwatch()``: the elapsed time of ONE run of something too long or too stateful to repeat (a
   training run, one step inside a decode loop). A single reading, no statistic.
 * ``decode_ms_per_token``, ``hf_decode_ms_per_token``: greedy decoding speed, ours and transformers'.
+* ``stream_bandwidth``, ``peak_flops``: this machine's roofs (STREAM-style bandwidth, a matrix product's
+  FLOP/s); ``decode_step``: one runnable decode step of one attention layer and its cost. Lesson 03's
+  roofline and the roofline benchmark both measure through these.
 
 Which statistic: a ``Timing`` holds ``median`` (the typical call) and ``min`` (the fastest measurement,
 "best of", the one least disturbed by other processes). On a busy machine they can differ by 2x, so
@@ -217,3 +220,114 @@ def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int, use_cache: bool
 def hf_decode_ms_per_token(hf_model, prompt: torch.Tensor, new_tokens: int, repeats: int = 3) -> float:
     """The same measurement for a transformers model's ``generate``."""
     return _best_ms_per_token(lambda: hf_generate(hf_model, prompt, new_tokens), new_tokens, repeats)
+
+
+# --- the machine's roofs and one measured decode step ---------------------------------------------------
+# Measured here, once, for both lesson 03's roofline (``helpers.lessons.roofline``) and the benchmark
+# (``helpers.bench.roofline``, their old home, which re-exports them). One thread, CPU time: see
+# "Clock" in ``helpers.bench.roofline``'s docstring. STREAM: McCalpin 1995.
+ROOF_THREADS = 1
+ROOF_CPU_TIME = True
+
+
+def stream_bandwidth(n_elements: int, rounds: int = 3) -> dict[str, float]:
+    """GB/s (1e9 bytes per second) of STREAM-style copy, triad and read on float32 arrays of
+    ``n_elements``; each the best (fastest) of ``rounds`` turns (``interleaved``, each turn a warm-up
+    and a timed call). STREAM's byte counts: a write-allocate read of the destination is not counted."""
+    a = torch.rand(n_elements)
+    b = torch.rand(n_elements)
+    c = torch.rand(n_elements)
+    array_bytes = n_elements * a.element_size()
+    kernels: dict[str, tuple[Callable[[], object], int]] = {
+        "copy": (lambda: c.copy_(a), 2 * array_bytes),  # read a, write c
+        "triad": (lambda: torch.add(b, c, alpha=3.0, out=a), 3 * array_bytes),  # read b, c, write a
+        "read": (lambda: a.sum(), array_bytes),  # read a
+    }
+    best = interleaved({name: fn for name, (fn, _) in kernels.items()}, rounds, min_run_time=0,
+                       threads=ROOF_THREADS, cpu_time=ROOF_CPU_TIME)
+    return {name: nbytes / best[name].min / 1e9 for name, (_, nbytes) in kernels.items()}
+
+
+def peak_flops(n: int = 1024, rounds: int = 3) -> float:
+    """FLOP/s of the best (fastest) of ``rounds`` float32 ``n × n`` matrix products (2n³ FLOPs each)."""
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    best = interleaved({"mm": lambda: x @ y}, rounds, min_run_time=0, threads=ROOF_THREADS,
+                       cpu_time=ROOF_CPU_TIME)
+    return 2 * n ** 3 / best["mm"].min
+
+
+DECODE_CONTEXT = 32768
+# name: (which attention, attn_impl); why the MLA paths use "explicit": ``helpers.bench.roofline.PATHS``.
+DECODE_PATHS: dict[str, tuple[str, str]] = {
+    "absorbed": ("absorbed", "explicit"),
+    "absorbed-fused": ("absorbed", "fused"),  # one pass over the latents (helpers.fused_mla)
+    "absorbed-sdpa": ("absorbed", "sdpa"),
+    "kv": ("kv", "explicit"),
+    "gqa": ("gqa", "sdpa"),
+}
+
+
+def _decode_configs():
+    """One MLA layer with DeepSeek-V3's per-head shapes, few heads; and a GQA layer of the same width."""
+    from .config import ModelConfig
+
+    mla = ModelConfig(dim=512, n_heads=4, attn_type="mla", q_lora_rank=0, kv_lora_rank=512,
+                      qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_layers=1,
+                      max_seq_len=DECODE_CONTEXT + 1)
+    gqa = ModelConfig(dim=512, n_heads=4, n_kv_heads=2, head_dim=128, n_layers=1,
+                      max_seq_len=DECODE_CONTEXT + 1)
+    return mla, gqa
+
+
+DECODE_MLA_CONFIG, DECODE_GQA_CONFIG = _decode_configs()
+
+
+def decode_layer(path: str):
+    """The layer of a ``DECODE_PATHS`` entry and its configuration."""
+    from .attention import Attention
+    from .mla import MLA
+
+    kind, impl = DECODE_PATHS[path]
+    if kind == "gqa":
+        cfg = DECODE_GQA_CONFIG.replace(attn_impl=impl)
+        return Attention(cfg).eval(), cfg
+    cfg = DECODE_MLA_CONFIG.replace(attn_impl="explicit" if impl == "fused" else impl)
+    layer = MLA(cfg, mode=kind).eval()
+    layer.impl = impl  # "fused" is an MLA-only decode path, not a config choice
+    return layer, cfg
+
+
+def decode_step(path: str, batch: int, context: int, seed: int = 0):
+    """A function that runs one decode step of ``path`` (one layer, float32) against ``context`` cached
+    random positions (and crops the new one off again), and the step's cost
+    (``helpers.decode_cost.layer_step_cost``). Speed does not depend on the cached values."""
+    from .attention import rope_tables
+    from .decode_cost import layer_step_cost
+    from .kv_cache import StaticKVCache
+
+    torch.manual_seed(seed)
+    layer, cfg = decode_layer(path)
+    kind = DECODE_PATHS[path][0]
+    rope_dim = cfg.qk_rope_head_dim if kind != "gqa" else cfg.hd
+    cos, sin = rope_tables(rope_dim, context + 1, cfg.rope_theta)
+    cache = StaticKVCache(1, context + 1)
+    if kind == "absorbed":
+        history = (torch.rand(batch, context, cfg.kv_lora_rank), torch.rand(batch, context, rope_dim))
+    elif kind == "kv":
+        H = cfg.n_heads
+        history = (torch.rand(batch, H, context, cfg.qk_nope_head_dim + rope_dim),  # (B, H, S, Dn + Dr)
+                   torch.rand(batch, H, context, cfg.v_head_dim))  # (B, H, S, Dv)
+    else:
+        history = tuple(torch.rand(batch, cfg.kv_heads, context, cfg.hd) for _ in range(2))  # (B, G, S, Dh)
+    cache.update(0, *history)
+    del history
+    x = torch.randn(batch, 1, cfg.dim)  # (B, 1, D)
+    new_cos, new_sin = cos[context:], sin[context:]
+
+    @torch.inference_mode()
+    def step():
+        out = layer(x, new_cos, new_sin, cache)
+        cache.crop(context)
+        return out
+
+    return step, layer_step_cost(kind, layer, cfg, batch, context)

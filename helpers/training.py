@@ -3,9 +3,10 @@ history for plotting. It minimises ``ModelOutput.loss`` (next-token loss plus wh
 terms the model adds), calls ``model.after_optimizer_step()`` after each step (the MoE bias update
 lives there), and stops with ``FloatingPointError`` naming the step if the loss stops being finite.
 
-Every update in the course goes through ``optimizer_step``; a sweep with a loss, batches or optimiser
-of its own (DSA's warm-up, distillation) trains through ``run_steps``, so no training loop lives
-outside this module.
+Every update in the course goes through ``optimizer_step``; ``train``'s step is ``training_step``; a
+sweep with a loss, batches or optimiser of its own (DSA's warm-up, distillation) trains through
+``run_steps``, and GRPO hands ``optimizer_step`` its accumulated backward pass, so no training loop or
+update lives outside this module.
 """
 
 from __future__ import annotations
@@ -103,18 +104,43 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, model=None,
-                   grad_clip: float = 0.0) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | Callable[[], object], *,
+                   model=None, grad_clip: float = 0.0) -> None:
     """One update, taken the same way by every training loop of the course: clear the gradients,
     backpropagate ``loss``, clip the gradient norm of ``model``'s parameters (when ``grad_clip`` > 0),
-    step, then ``model.after_optimizer_step()`` (the MoE bias update) when a ``model`` is given."""
+    step, then ``model.after_optimizer_step()`` (the MoE bias update) when ``model`` has one.
+
+    ``loss`` may instead be a function that runs the backward pass itself, for a batch whose gradient is
+    accumulated over several parts (GRPO's length groups, each weighted by its share): it is called once
+    the gradients are cleared, and the update follows."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if callable(loss):
+        loss()
+    else:
+        loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    if model is not None:
+    if model is not None and hasattr(model, "after_optimizer_step"):
         model.after_optimizer_step()
+
+
+def training_step(model, batch, optimizer: torch.optim.Optimizer | None = None, *,
+                  autocast: torch.dtype | None = None, grad_clip: float = 0.0):
+    """One step of ``train`` on ``batch`` (``x``, ``y``): the forward pass (under ``autocast``), a check
+    that the loss is finite (``FloatingPointError`` if not), then ``optimizer_step``. Returns the
+    ``ModelOutput``. Without an ``optimizer``: the forward and backward pass only (gradients cleared first,
+    left in place after), the part of a step whose cost ``helpers.bench.mtp.training_overhead`` times."""
+    with _autocast(model.device, autocast):
+        out = model.run(batch.x, targets=batch.y)
+    if not torch.isfinite(out.loss):
+        raise FloatingPointError(f"training loss became {out.loss.item()}")
+    if optimizer is None:
+        model.zero_grad(set_to_none=True)
+        out.loss.backward()
+    else:
+        optimizer_step(optimizer, out.loss, model=model, grad_clip=grad_clip)
+    return out
 
 
 def run_steps(optimizer: torch.optim.Optimizer, steps: int, step_fn: Callable[[int], torch.Tensor], *,
@@ -162,14 +188,11 @@ def train(model, data: Corpus, tc: TrainConfig | None = None, *, device=None,
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         batch = data.get_batch("train", tc.batch_size, tc.seq_len, generator=gen, device=device)
-        with _autocast(device, autocast):
-            out = model.run(batch.x, targets=batch.y)
-        loss = out.loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step} "
-                                     f"(lr={lr_at(step, tc):.2e}); lower the learning rate or check "
-                                     "the model for overflow")
-        optimizer_step(opt, loss, model=model, grad_clip=tc.grad_clip)
+        try:
+            out = training_step(model, batch, opt, autocast=autocast, grad_clip=tc.grad_clip)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"{err} at step {step} (lr={lr_at(step, tc):.2e}); lower the learning "
+                                     "rate or check the model for overflow") from None
         hist.step.append(step)
         hist.train_loss.append(out.main_loss.item())
         hist.tokens += batch.x.numel()

@@ -103,3 +103,59 @@ def test_bench_suite_names_and_values():
     assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in out.values())
     ratio = out["capstone.decode_ms_per_token"] / out["capstone.hf_decode_ms_per_token"]
     assert out["capstone.ours_over_hf"] == ratio
+
+
+def _columns():
+    from helpers.lessons.capstone import CPU_CONFIG, Column
+    from helpers.params import matched_baseline, param_count
+
+    base = Column(param_count(matched_baseline(CPU_CONFIG)), (1.25, 0.01), (60.0, 2.0), 4608.0, 1.0)
+    ours = Column(param_count(CPU_CONFIG), (1.20, 0.02), (150.0, 4.0), 480.0, 2.5)
+    return base, ours
+
+
+def _cells(markdown):
+    rows = [line.strip().strip("|").split("|") for line in markdown.splitlines()]
+    assert {len(r) for r in rows} == {3}  # every row has the table's three columns
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows[2:]}
+
+
+def test_results_table_puts_each_models_figures_in_its_own_column():
+    from types import SimpleNamespace
+
+    from helpers.lessons.capstone import results_table
+
+    base, ours = _columns()
+    table = _cells(results_table(base, ours, quality=SimpleNamespace(mean=-0.05, half_width=0.01),
+                                 time_ratio=2.5, tokens=1000, threads=2, n_decode=120, device="cpu"))
+    assert table["parameters, active per token"] == [f"{base.params.active:,}", f"{ours.params.active:,}"]
+    assert table["parameters, total"][1] == f"{ours.params.total:,} (+{ours.params.mtp:,} MTP)"
+    assert table["validation loss (nats/byte), 5 seeds, mean ± 95%"] == ["1.250 ± 0.010", "1.200 ± 0.020"]
+    assert table["paired difference, ours − baseline"] == ["", "-0.050 ± 0.010"]
+    assert table["training seconds (CPU plan, 2 threads, sweep)"] == ["60 ± 2", "150 ± 4 (2.50x)"]
+    assert table["cache bytes per token (fp32, measured = formula)"] == ["4,608", "480"]
+    decode = "decode ms per token (greedy, cache on, 120 tokens, cpu, best of 3 runs)"
+    assert table[decode] == ["1.00", "2.50"]
+
+
+def test_summary_table_states_what_each_mechanism_saves_from_the_figures_given():
+    from types import SimpleNamespace
+
+    from helpers.lessons.capstone import summary_table
+
+    base, ours = _columns()
+    table = _cells(summary_table(
+        base, ours, quality=SimpleNamespace(mean=-0.05, half_width=0.01), time_ratio=2.5, cache_speedup=3.0,
+        n_tokens=100, gqa_groups=2, n_heads=6, gqa_cache_bytes=1536.0, v3_cache_bytes=(1152, 32768),
+        v3_active_fraction=0.055, max_vio=0.12, aux_alpha=1e-4, spec_tokens_per_forward=1.6, spec_accept=0.7,
+        tf_accept=0.65, mtp_cost={"measured_ratio": 1.2, "flops_ratio": 1.1}))
+    assert list(table)[0] == "01 · KV cache" and len(table) == 7
+    assert table["01 · KV cache"][0].startswith("decode 3.0x faster")
+    assert "4,608 bytes" in table["01 · KV cache"][1]
+    assert "4,608 → 1,536 bytes/token (3x)" in table["02 · GQA, G=2 of H=6"][0]
+    assert "4,608 → 480 bytes/token here" in table["03 · MLA (absorbed)"][0]
+    assert table["04 · DeepSeekMoE"][0].endswith(f"({ours.params.active_fraction:.0%}); V3: 5.5%")
+    assert table["05 · MTP (D=1)"][1].startswith("1.20x a training step measured (1.10x by FLOPs)")
+    assert table["06 · all of it, vs the baseline"] == [
+        "cache 9.6x smaller; val. loss -0.050 ± 0.010 (5 seeds)",
+        "2.5x the training time; decode 2.5x the time per token at this tiny size"]

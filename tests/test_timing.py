@@ -175,3 +175,19 @@ def test_timings_read_a_clock_that_synchronises_every_accelerator(monkeypatch):
     with stopwatch():
         fake.calls.clear()
     assert fake.calls  # the stopwatch's closing reading synchronised too
+
+
+def test_the_roofs_and_the_decode_step_are_measured_here_and_keep_their_old_names():
+    """Lesson 03's roofline and the roofline benchmark measure through the same functions (#27: a lesson
+    never imports a benchmark); the benchmark's old names are these objects."""
+    from helpers.bench import roofline as bench_rl
+    from helpers.decode_cost import layer_step_cost
+    from helpers.lessons import roofline as lesson_rl
+
+    for name in ("stream_bandwidth", "peak_flops", "decode_step"):
+        assert getattr(bench_rl, name) is getattr(timing, name) is getattr(lesson_rl, name)
+    assert bench_rl.make_layer is timing.decode_layer and bench_rl.step_cost is layer_step_cost
+    assert bench_rl.PATHS is timing.DECODE_PATHS and bench_rl.MLA_CONFIG is timing.DECODE_MLA_CONFIG
+    step, cost = timing.decode_step("gqa", batch=2, context=8)
+    assert step().shape == (2, 1, timing.DECODE_GQA_CONFIG.dim)
+    assert cost.cache_bytes == 2 * 9 * 2 * timing.DECODE_GQA_CONFIG.kv_heads * timing.DECODE_GQA_CONFIG.hd * 4

@@ -198,3 +198,30 @@ def test_moving_average():
     expected = torch.tensor([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [5.0, 4.0]], dtype=torch.float64)
     torch.testing.assert_close(moving_average(v, 3), expected)
     assert moving_average(v, 1) is v
+
+
+def test_router_plane_colours_each_input_by_its_top_1_expert_and_counts_the_borders():
+    """Lesson 04's 2-D router picture (``helpers.viz.routing.plot_router_plane``): the region image is the
+    router's choice at every grid point, the scatter around the circle follows the expert chosen there."""
+    import matplotlib.pyplot as plt
+
+    from helpers.moe import MoE
+    from helpers.viz.routing import plot_router_plane
+
+    torch.manual_seed(0)
+    moe = MoE(ModelConfig(dim=2, n_heads=1, n_routed_experts=4, n_activated_experts=1, moe_inter_dim=8,
+                          norm_topk_prob=False))
+    with torch.no_grad():  # four gate vectors on the axes: expert e owns the quadrant around direction e
+        moe.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+    fig, axes = plt.subplots(1, 2)
+    drawn = plot_router_plane(moe, extent=2, radius=1, n_grid=9, n_circle=64, axes=axes)
+    assert drawn.region.shape == (9, 9) and drawn.owners == 4
+    assert drawn.region[4, 8] == 0 and drawn.region[8, 4] == 1 and drawn.region[4, 0] == 2  # x₁ > 0: expert 0
+    assert drawn.jumps == 4  # the circle crosses the four borders once each
+    image = axes[0].images[0].get_array()
+    assert torch.equal(torch.as_tensor(image.data), drawn.region)
+    assert len(axes[1].collections) == 4 and sum(len(c.get_offsets()) for c in axes[1].collections) == 64
+    assert [t.get_text() for t in axes[0].texts] == ["0", "1", "2", "3"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="dim=32"):
+        plot_router_plane(MoE(ModelConfig(dim=32, n_heads=4, n_routed_experts=4, n_activated_experts=1)))

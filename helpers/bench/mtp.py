@@ -56,7 +56,7 @@ from ..generate import generate
 from ..model import Transformer
 from ..speculative import decode_steps, speculative_generate, teacher_forced_acceptance
 from ..timing import interleaved, stopwatch, torch_threads
-from ..training import evaluate, train
+from ..training import evaluate, train, training_step
 
 CONFIG = preset("tiny", mtp_depth=1, mtp_lambda=0.3)
 
@@ -160,7 +160,8 @@ def training_flops_ratio(cfg: ModelConfig, seq_len: int = 128) -> float:
 def training_overhead(model: Transformer, data, *, batch_size: int = 16, seq_len: int = 128,
                       rounds: int = 3, autocast: torch.dtype | None = None) -> dict:
     """The MTP modules' training cost, measured once and the same way wherever a lesson quotes it: one
-    forward and backward pass of a training batch, with the modules and without them (the same weights
+    forward and backward pass of a training batch (``helpers.training.training_step`` without an
+    optimiser: ``train``'s step less the update), with the modules and without them (the same weights
     minus ``mtp.*``), taken in turns (``helpers.timing.interleaved``, best round), next to
     ``training_flops_ratio``. On the CPU the clock is the thread's CPU time on one thread (steady on a
     busy machine); on an accelerator it is the device's time (wall clock read after synchronising it:
@@ -178,13 +179,8 @@ def training_overhead(model: Transformer, data, *, batch_size: int = 16, seq_len
                        device=device)
     was_training = model.training
 
-    def step(m):
-        def go():
-            m.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                loss = m.run(b.x, targets=b.y).loss
-            loss.backward()
-        return go
+    def step(m):  # the training step's forward and backward, as train() takes it (no update)
+        return lambda: training_step(m, b, autocast=autocast)
 
     model.train()
     plain.train()

@@ -80,92 +80,46 @@ values); a timed call appends one position and crops it off again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
-from ..attention import Attention, rope_tables
-from ..config import ModelConfig
 from ..decode_cost import (  # noqa: F401  (KINDS, the formulas: their old home)
     KINDS,
     StepCost,
     attention_flops_per_position,
     cache_elements_per_token,
 )
-from ..kv_cache import StaticKVCache, kv_elements_per_token
-from ..mla import MLA
-from ..timing import interleaved, torch_threads
+from ..decode_cost import layer_step_cost as step_cost  # noqa: F401  (its old name here)
+from ..kv_cache import kv_elements_per_token
+from ..timing import (  # the roofs and the decode step are measured there (this module was their home)
+    DECODE_CONTEXT,
+    DECODE_GQA_CONFIG,
+    DECODE_MLA_CONFIG,
+    DECODE_PATHS,
+    ROOF_CPU_TIME,
+    ROOF_THREADS,
+    decode_step,
+    interleaved,
+    peak_flops,
+    stream_bandwidth,
+    torch_threads,
+)
+from ..timing import decode_layer as make_layer  # noqa: F401  (its old name here)
 
-THREADS = 1
-CPU_TIME = True  # see "Clock" in the module docstring
-CONTEXT = 32768
+THREADS = ROOF_THREADS  # one thread
+CPU_TIME = ROOF_CPU_TIME  # see "Clock" in the module docstring
+CONTEXT = DECODE_CONTEXT
 BATCHES = (1, 8)
 STREAM_MB = 128  # per array
 MATMUL_N = 1024
-# name: (which attention, attn_impl). torch's SDPA kernel on the CPU falls back to its unfused "math"
-# path when the value width differs from the key width (MLA: Dv ≠ Dn + Dr, and the absorbed path's
-# Dc ≠ Dc + Dr), which scales a copy of all keys; the absorbed SDPA path also concatenates
-# [c_kv; k_pe] into a new tensor every step. So the MLA paths are measured with the readable
+# name: (which attention, attn_impl): ``helpers.timing.DECODE_PATHS``. torch's SDPA kernel on the CPU falls
+# back to its unfused "math" path when the value width differs from the key width (MLA: Dv ≠ Dn + Dr, and
+# the absorbed path's Dc ≠ Dc + Dr), which scales a copy of all keys; the absorbed SDPA path also
+# concatenates [c_kv; k_pe] into a new tensor every step. So the MLA paths are measured with the readable
 # "explicit" attention (two passes over the latents: scores, then the weighted sum), and the SDPA
 # version of the absorbed path is kept as its own figure to show what those copies cost.
-PATHS: dict[str, tuple[str, str]] = {
-    "absorbed": ("absorbed", "explicit"),
-    "absorbed-fused": ("absorbed", "fused"),  # one pass over the latents (helpers.fused_mla)
-    "absorbed-sdpa": ("absorbed", "sdpa"),
-    "kv": ("kv", "explicit"),
-    "gqa": ("gqa", "sdpa"),
-}
-
+PATHS = DECODE_PATHS
 # One MLA layer with DeepSeek-V3's per-head shapes, few heads; and a GQA layer of the same width.
-MLA_CONFIG = ModelConfig(dim=512, n_heads=4, attn_type="mla", q_lora_rank=0, kv_lora_rank=512,
-                         qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_layers=1,
-                         max_seq_len=CONTEXT + 1)
-GQA_CONFIG = ModelConfig(dim=512, n_heads=4, n_kv_heads=2, head_dim=128, n_layers=1,
-                         max_seq_len=CONTEXT + 1)
-
-
-# --- the machine's roofs ------------------------------------------------------------------------------
-def stream_bandwidth(n_elements: int, rounds: int = 3) -> dict[str, float]:
-    """GB/s (1e9 bytes per second) of STREAM-style copy, triad and read on float32 arrays of
-    ``n_elements``; each the best (fastest) of ``rounds`` turns (``interleaved``, each turn a warm-up
-    and a timed call)."""
-    a = torch.rand(n_elements)
-    b = torch.rand(n_elements)
-    c = torch.rand(n_elements)
-    array_bytes = n_elements * a.element_size()
-    kernels: dict[str, tuple[Callable[[], object], int]] = {
-        "copy": (lambda: c.copy_(a), 2 * array_bytes),  # read a, write c
-        "triad": (lambda: torch.add(b, c, alpha=3.0, out=a), 3 * array_bytes),  # read b, c, write a
-        "read": (lambda: a.sum(), array_bytes),  # read a
-    }
-    best = interleaved({name: fn for name, (fn, _) in kernels.items()}, rounds, min_run_time=0,
-                       threads=THREADS, cpu_time=CPU_TIME)
-    return {name: nbytes / best[name].min / 1e9 for name, (_, nbytes) in kernels.items()}
-
-
-def peak_flops(n: int = MATMUL_N, rounds: int = 3) -> float:
-    """FLOP/s of the best (fastest) of ``rounds`` float32 ``n × n`` matrix products (2n³ FLOPs each)."""
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    best = interleaved({"mm": lambda: x @ y}, rounds, min_run_time=0, threads=THREADS, cpu_time=CPU_TIME)
-    return 2 * n ** 3 / best["mm"].min
-
-
-# --- what one decode step moves and computes ----------------------------------------------------------
-def step_cost(path: str, layer: nn.Module, cfg: ModelConfig, batch: int, context: int,
-              bytes_per_element: int = 4) -> StepCost:
-    """Bytes and FLOPs of one decode step of ``layer`` (its parameters are the weights read).
-
-    Projections: every matrix weight is used once per token, 2 FLOPs per weight element (absorbed
-    MLA uses ``wkv_b`` as W_UK on the query and W_UV on the output: still each element once). The
-    RMSNorm weights are read but do no multiply-add worth counting."""
-    weights = list(layer.parameters())
-    weight_bytes = sum(w.numel() * w.element_size() for w in weights)
-    matrix_elements = sum(w.numel() for w in weights if w.ndim == 2)
-    positions = context + 1
-    cache_bytes = batch * positions * cache_elements_per_token(path, cfg) * bytes_per_element
-    flops = batch * (2 * matrix_elements + positions * attention_flops_per_position(path, cfg))
-    return StepCost(weight_bytes, cache_bytes, flops)
+MLA_CONFIG, GQA_CONFIG = DECODE_MLA_CONFIG, DECODE_GQA_CONFIG
 
 
 # --- the whole model against the roof --------------------------------------------------------------------
@@ -188,50 +142,6 @@ def model_step(size: str, context: int = MODEL_CONTEXT) -> tuple[float, float, d
     cache_bytes = (context + 1) * kv_elements_per_token(cfg.n_layers, cfg.kv_heads, cfg.hd) * 4
     profile = decode_step_profile(model, fast=True, context=context)
     return profile.ms_per_step, (weight_bytes + cache_bytes) / 1e6, profile.shares
-
-
-# --- the measured decode step -------------------------------------------------------------------------
-def make_layer(path: str) -> tuple[nn.Module, ModelConfig]:
-    """The layer of a ``PATHS`` entry and its configuration."""
-    kind, impl = PATHS[path]
-    if kind == "gqa":
-        cfg = GQA_CONFIG.replace(attn_impl=impl)
-        return Attention(cfg).eval(), cfg
-    cfg = MLA_CONFIG.replace(attn_impl="explicit" if impl == "fused" else impl)
-    layer = MLA(cfg, mode=kind).eval()
-    layer.impl = impl  # "fused" is an MLA-only decode path, not a config choice
-    return layer, cfg
-
-
-def decode_step(path: str, batch: int, context: int, seed: int = 0) -> tuple[Callable[[], object], StepCost]:
-    """A function that runs one decode step of ``path`` against ``context`` cached random positions
-    (and crops the new one off again), and the step's cost."""
-    torch.manual_seed(seed)
-    layer, cfg = make_layer(path)
-    kind = PATHS[path][0]
-    rope_dim = cfg.qk_rope_head_dim if kind != "gqa" else cfg.hd
-    cos, sin = rope_tables(rope_dim, context + 1, cfg.rope_theta)
-    cache = StaticKVCache(1, context + 1)
-    if kind == "absorbed":
-        history = (torch.rand(batch, context, cfg.kv_lora_rank), torch.rand(batch, context, rope_dim))
-    elif kind == "kv":
-        H = cfg.n_heads
-        history = (torch.rand(batch, H, context, cfg.qk_nope_head_dim + rope_dim),
-                   torch.rand(batch, H, context, cfg.v_head_dim))
-    else:
-        history = tuple(torch.rand(batch, cfg.kv_heads, context, cfg.hd) for _ in range(2))
-    cache.update(0, *history)
-    del history
-    x = torch.randn(batch, 1, cfg.dim)
-    new_cos, new_sin = cos[context:], sin[context:]
-
-    @torch.inference_mode()
-    def step():
-        out = layer(x, new_cos, new_sin, cache)
-        cache.crop(context)
-        return out
-
-    return step, step_cost(kind, layer, cfg, batch, context)
 
 
 def run(quick: bool, context: int = CONTEXT, batches: tuple[int, ...] = BATCHES,

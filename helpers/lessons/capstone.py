@@ -108,3 +108,86 @@ def compile_dense_parts(model) -> int:
             layer.ffn.compile(dynamic=True)
             n += 1
     return n
+
+
+# --- the lesson's two tables -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """One model's column in lesson 06's results table: the baseline's or the tiny DeepSeek-V3's."""
+
+    params: ParamCount
+    val_loss: tuple[float, float]  # the sweep's final validation loss: mean, 95% half-width over seeds
+    train_seconds: tuple[float, float]  # the sweep's training time: mean, 95% half-width over seeds
+    cache_bytes: float  # per token, fp32, measured on the built model
+    decode_ms: float  # greedy decoding, ms per token (best of the timed runs)
+
+
+def results_table(base: Column, ours: Column, *, quality, time_ratio: float, tokens: int, threads: int,
+                  n_decode: int, device: str) -> str:
+    """Lesson 06's results table (Markdown): the lesson 00 baseline against the tiny DeepSeek-V3 with the
+    same active parameters, from the committed sweep (``quality``: its paired ``Difference`` of validation
+    loss, ours − baseline; ``time_ratio``: ours / baseline training time) and this kernel's measurements
+    (cache bytes and decode speed, ``n_decode`` tokens on ``device``)."""
+    return "\n".join([
+        "| | lesson 00 baseline | tiny DeepSeek-V3 |",
+        "| --- | ---: | ---: |",
+        f"| parameters, total | {base.params.total:,} | {ours.params.total:,} (+{ours.params.mtp:,} MTP) |",
+        f"| parameters, active per token | {base.params.active:,} | {ours.params.active:,} |",
+        f"| training tokens (the sweep's CPU recipe) | {tokens:,} | {tokens:,} |",
+        f"| validation loss (nats/byte), 5 seeds, mean ± 95% | {base.val_loss[0]:.3f} ± "
+        f"{base.val_loss[1]:.3f} | "
+        f"{ours.val_loss[0]:.3f} ± {ours.val_loss[1]:.3f} |",
+        f"| paired difference, ours − baseline | | {quality.mean:+.3f} ± {quality.half_width:.3f} |",
+        f"| training seconds (CPU plan, {threads} threads, sweep) | {base.train_seconds[0]:.0f} ± "
+        f"{base.train_seconds[1]:.0f} | {ours.train_seconds[0]:.0f} ± {ours.train_seconds[1]:.0f} "
+        f"({time_ratio:.2f}x) |",
+        f"| cache bytes per token (fp32, measured = formula) | {base.cache_bytes:,.0f} | "
+        f"{ours.cache_bytes:,.0f} |",
+        f"| decode ms per token (greedy, cache on, {n_decode} tokens, {device}, best of 3 runs) "
+        f"| {base.decode_ms:.2f} | {ours.decode_ms:.2f} |",
+    ])
+
+
+def summary_table(base: Column, ours: Column, *, quality, time_ratio: float, cache_speedup: float,
+                  n_tokens: int, gqa_groups: int, n_heads: int, gqa_cache_bytes: float,
+                  v3_cache_bytes: tuple[int, int],
+                  v3_active_fraction: float, max_vio: float, aux_alpha: float, spec_tokens_per_forward: float,
+                  spec_accept: float, tf_accept: float, mtp_cost: dict) -> str:
+    """Lesson 06's closing table (Markdown): what each lesson's mechanism saves and costs, with the
+    figures this kernel measured. ``cache_speedup``: decode time without the cache over with it
+    (``n_tokens`` tokens, baseline); ``gqa_cache_bytes``: the baseline's cache with ``gqa_groups`` K/V
+    heads; ``v3_cache_bytes``: DeepSeek-V3's bf16 bytes per token per layer, (latent, expanded K/V);
+    ``n_heads``: the baseline's query heads; ``max_vio``: MaxVio_global on validation; ``spec_*`` /
+    ``tf_accept``: self-speculation's tokens per forward and acceptance while decoding, and the
+    teacher-forced acceptance; ``mtp_cost``: ``helpers.bench.mtp.training_overhead``'s result."""
+    bill = ours.params
+    v3_latent, v3_kv = v3_cache_bytes
+    return "\n".join([
+        "| lesson · mechanism | what it saves | what it costs |",
+        "| --- | --- | --- |",
+        f"| 01 · KV cache | decode {cache_speedup:.1f}x faster than recomputing the prefix "
+        f"({n_tokens} tokens, baseline) | {base.cache_bytes:,.0f} bytes per token of memory (fp32), growing "
+        "with context |",
+        f"| 02 · GQA, G={gqa_groups} of H={n_heads} | cache {base.cache_bytes:,.0f} → {gqa_cache_bytes:,.0f} "
+        "bytes/token "
+        f"({base.cache_bytes / gqa_cache_bytes:.0f}x) | some quality (lesson 02 measures it); K/V shared "
+        "within a group |",
+        f"| 03 · MLA (absorbed) | cache {base.cache_bytes:,.0f} → {ours.cache_bytes:,.0f} bytes/token here; "
+        f"DeepSeek-V3: {v3_latent:,} vs {v3_kv:,} bytes/token/layer in bf16 | extra low-rank projections; "
+        f"decoupled RoPE; quality vs rank (lesson 03) |",
+        f"| 04 · DeepSeekMoE | {bill.active:,} of {bill.total:,} parameters per token "
+        f"({bill.active_fraction:.0%}); "
+        f"V3: {v3_active_fraction:.1%} | all experts held in memory; a router and dispatch per token |",
+        f"| 04 · loss-free balancing (+ tiny seq. loss) | MaxVio_global {max_vio:.2f} on validation; "
+        f"the bias does the balancing, the sequence-wise loss (α = {aux_alpha:g}) adds a gradient of that "
+        f"tiny weight | a bias per expert, one γ to tune (and a schedule for it) |",
+        f"| 05 · MTP (D=1) | {spec_tokens_per_forward:.2f} tokens per forward pass in self-speculation "
+        f"({spec_accept:.0%} of drafts accepted while decoding, {tf_accept:.0%} teacher-forced) | "
+        f"{mtp_cost['measured_ratio']:.2f}x a training step measured "
+        f"({mtp_cost['flops_ratio']:.2f}x by FLOPs); "
+        f"{bill.mtp:,} extra parameters |",
+        f"| 06 · all of it, vs the baseline | cache {base.cache_bytes / ours.cache_bytes:.1f}x smaller; "
+        f"val. loss {quality.mean:+.3f} ± {quality.half_width:.3f} (5 seeds) | {time_ratio:.1f}x the "
+        f"training time; decode {ours.decode_ms / base.decode_ms:.1f}x the time per token at this tiny "
+        "size |",
+    ])

@@ -23,20 +23,20 @@ is FlashMLA's argument: with DeepSeek-V3's 128 heads one query already does ~240
 H800's ridge, and MTP drafts (``s_q`` = 2) double it. Batching multiplies the *weights'* intensity (one
 read serves ``B`` sequences) but not the cache's (each sequence reads its own).
 
-Machines: ``measured_machine`` (this computer, one thread: ``helpers.bench.roofline``'s STREAM-style
-bandwidth and matrix-product peak) and ``H800_FLASHMLA`` (the roofs FlashMLA reports reaching on an
-H800 SXM5: ~3,000 GB/s memory-bound, ~660 TFLOPS compute-bound, bf16; ``docs/REFERENCE`` anchors).
+Machines: ``measured_machine`` (this computer, one thread: ``helpers.timing``'s STREAM-style bandwidth
+and matrix-product peak, which the benchmark measures too) and ``H800_FLASHMLA`` (the roofs FlashMLA
+reports reaching on an H800 SXM5: ~3,000 GB/s memory-bound, ~660 TFLOPS compute-bound, bf16;
+``docs/REFERENCE`` anchors).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bench.roofline import peak_flops, stream_bandwidth
 from ..config import ModelConfig
 from ..decode_cost import StepCost, attention_flops_per_position, step_cost  # noqa: F401  (step_cost: lesson 03's name for it, rl.step_cost)
 from ..kv_cache import kv_elements_per_token
-from ..timing import torch_threads
+from ..timing import decode_step, interleaved, peak_flops, stream_bandwidth, torch_threads
 from ..validate import check_int
 
 
@@ -137,12 +137,9 @@ def plot_fraction_of_peak(ax, machines: list[Machine], settings: dict, *, colors
 
 
 def measured_steps(paths=PATHS, context: int = 32768, batch: int = 1, rounds: int = 2) -> dict:
-    """One real decode step of each attention path (``helpers.bench.roofline.decode_step``: one layer,
+    """One real decode step of each attention path (``helpers.timing.decode_step``: one layer,
     float32, ``context`` random cached positions), timed in turns on one thread (CPU time, best of
     ``rounds``): path → (its ``StepCost``, seconds)."""
-    from ..bench.roofline import decode_step
-    from ..timing import interleaved
-
     steps, costs = {}, {}
     with torch_threads(1):
         for path in paths:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..training import TrainConfig, lr_at
+from ..training import TrainConfig, lr_at, optimizer_step
 from ..validate import check_choice, check_int
 
 SPLITS = ("train", "val")
@@ -187,11 +187,7 @@ def train_recall(model, task: RecallTask, *, pairs: tuple[int, ...], steps: int,
         logits = model(b.x.to(model.device))  # (B, 3N, V)
         y = b.y.to(model.device)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        optimizer_step(opt, loss, model=model, grad_clip=grad_clip)
         hist.step.append(step)
         hist.n_pairs.append(N)
         hist.loss.append(loss.item())

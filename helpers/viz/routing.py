@@ -232,3 +232,68 @@ def plot_bias(history: RoutingHistory, *, title: str = "selection bias b over tr
         legend_outside(axes[-1], ncol=1 if E <= 10 else 2, title="routed expert", title_fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+@dataclass(frozen=True)
+class RouterPlane:
+    """What ``plot_router_plane`` drew: the top-1 expert over a grid of 2-D inputs and the MoE's output
+    along a circle through them."""
+
+    region: torch.Tensor  # (n_grid, n_grid): the top-1 expert of each grid point, rows along x₂
+    theta: torch.Tensor  # (n_circle,): the circle's angles
+    out: torch.Tensor  # (n_circle,): MoE output, coordinate 1, around the circle
+    indices: torch.Tensor  # (n_circle,): the expert chosen around the circle
+
+    @property
+    def jumps(self) -> int:
+        """How many times the chosen expert changes around the circle (borders crossed)."""
+        return int((self.indices[1:] != self.indices[:-1]).sum())
+
+    @property
+    def owners(self) -> int:
+        """How many experts own some region of the grid."""
+        return len(set(self.region.flatten().tolist()))
+
+
+@torch.no_grad()
+def plot_router_plane(moe, *, extent: float = 3.0, radius: float = 2.0, n_grid: int = 120,
+                      n_circle: int = 400, axes=None) -> RouterPlane:
+    """Lesson 04's picture of a top-1 router on 2-D inputs (``moe.cfg.dim`` must be 2): left, which
+    expert each input of the square ``[-extent, extent]²`` goes to, each expert's gate vector numbered at
+    its tip, and a dashed circle of ``radius``; right, the MoE's output (coordinate 1) around that circle,
+    coloured by expert: it jumps where the circle crosses a border. ``axes``: two matplotlib axes (a new
+    figure if None). Returns the ``RouterPlane`` drawn."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    if moe.cfg.dim != 2:
+        raise ValueError(f"plot_router_plane needs a router on 2-D inputs, got dim={moe.cfg.dim}")
+    E = moe.cfg.n_routed_experts
+    grid = torch.linspace(-extent, extent, n_grid)
+    gy, gx = torch.meshgrid(grid, grid, indexing="ij")
+    plane = torch.stack([gx.flatten(), gy.flatten()], 1)  # (N, 2)
+    theta = torch.linspace(0, 2 * math.pi, n_circle)
+    circle = radius * torch.stack([theta.cos(), theta.sin()], 1)  # (n_circle, 2)
+    region = moe(plane.view(1, -1, 2)).indices[..., 0].view(n_grid, n_grid)  # (n_grid, n_grid)
+    along = moe(circle.view(1, -1, 2))
+    drawn = RouterPlane(region, theta, along.out[0, :, 0], along.indices[0, :, 0])
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    ax1, ax2 = axes
+    colors = expert_colors(E)
+    ax1.imshow(region, origin="lower", extent=(-extent, extent, -extent, extent), cmap=ListedColormap(colors),
+               vmin=-0.5, vmax=E - 0.5)
+    ax1.plot(circle[:, 0], circle[:, 1], "k--", lw=1)
+    for e in range(E):
+        ax1.annotate(f"{e}", moe.gate.weight[e].tolist(), fontsize=11, ha="center", color="white",
+                     weight="bold")
+    ax1.set(title="top-1 expert for each input x = (x₁, x₂)", xlabel="x₁", ylabel="x₂")
+    ax1.grid(False)
+    for e in range(E):
+        m = drawn.indices == e
+        ax2.scatter(theta[m], drawn.out[m], s=5, color=colors[e], label=f"expert {e}")
+    ax2.set(title="output around the circle: jumps where the expert changes", xlabel="angle (radians)",
+            ylabel="MoE output, coordinate 1")
+    ax2.legend(fontsize=8, markerscale=2)
+    return drawn
