@@ -116,3 +116,21 @@ def test_a_scaled_run_is_not_compared_and_says_why(monkeypatch):
     assert rep.ok and not rep.exact and rep.checks == ()
     assert "COURSE_STEPS_SCALE=0.02" in rep.sentence and "not the sweep's run" in rep.sentence
     assert "not the sweep's run" in combined("both", [rep, rep]).sentence
+
+
+def test_several_metrics_share_the_95_percent_bonferroni():
+    """k metrics checked on one run: each at 1 − 5%/k, so a faithful run passes all of them together 95%
+    of the time. A value between the one-metric 95% edge and the two-metric 97.5% edge passes when it is
+    one of two metrics and fails alone."""
+    _, high95 = prediction_range(SPREAD)
+    _, high975 = prediction_range(SPREAD, 0.975)
+    assert high975 > high95
+    x = (high95 + high975) / 2
+    alone = reproduction("run", {"a": x}, {"a": 2.0}, {"a": SPREAD}, OTHER)
+    pair = reproduction("run", {"a": x, "b": 2.0}, {"a": 2.0, "b": 2.0}, {"a": SPREAD, "b": SPREAD}, OTHER)
+    assert not alone.ok and pair.ok
+    assert pair.checks[0].high == pytest.approx(high975)
+    # metrics checked exactly everywhere do not widen the others
+    counted = reproduction("run", {"a": x, "flops": 1.0}, {"a": 2.0, "flops": 1.0}, {"a": SPREAD}, OTHER,
+                           exact=["flops"])
+    assert not counted.ok
