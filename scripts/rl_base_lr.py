@@ -2,7 +2,7 @@
 one seed (``LR_SEED``, not a sweep seed), from the middle base.
 
     python scripts/rl_base_lr.py GRPO          # one arm's grid into a part file (several arms: one each)
-    python scripts/rl_base_lr.py --merge       # the parts → results/sweeps/rl_base_lr.json, and the rule's pick
+    python scripts/rl_base_lr.py --merge       # the parts → results/sweeps/rl_base_lr.json, the pick
 
 The rule: each arm takes the grid value with the best final *in-distribution* accuracy (problems drawn as
 training draws them; never the held-out ones, which only the sweep reports); ties go to the smaller value.
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
         per_seed = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(parts.glob("*.json"))]
         meta = {"grid": rb.LR_GRID, "seed": rb.LR_SEED, "base_steps": rb.BASE_BUDGETS[1], "recipe": rb.RECIPE,
                 "rule": "best final in-distribution accuracy (ties: the smaller lr)", "threads": THREADS,
-                **build_meta(), "device": "cpu", "made_by": "python scripts/rl_base_lr.py ARM …, then --merge"}
+                **build_meta(), "device": "cpu", 
+                "made_by": "python scripts/rl_base_lr.py ARM …, then --merge"}
         path = write_sweep("rl_base_lr", per_seed, meta=meta)
         print(path, pick(load_sweep("rl_base_lr")))
         return 0
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
             print(grid_arm(arm, lr), {k: round(v, 3) for k, v in res.items() if "accuracy" in k}, flush=True)
     parts.mkdir(parents=True, exist_ok=True)
     (parts / f"{'_'.join(arms)}.json").write_text(
-        json.dumps({"seed": rb.LR_SEED, "runs": runs, "curves": curves, "uptrain": None}) + "\n", encoding="utf-8")
+        json.dumps({"seed": rb.LR_SEED, "runs": runs, "curves": curves, "uptrain": None}) + "\n",
+        encoding="utf-8")
     return 0
 
 

@@ -19,10 +19,13 @@ import torch  # noqa: E402
 
 from helpers.experiments import rl_base as rb  # noqa: E402
 from helpers.model import Transformer  # noqa: E402
-from helpers.tasks import arith  # noqa: E402
+from helpers.tasks import (  # noqa: E402
+    arith,
+    heldout,
+    scratchpad,
+)
 from helpers.timing import torch_threads  # noqa: E402
 from helpers.training import optimizer_step  # noqa: E402
-from helpers.tasks import heldout, scratchpad  # noqa: E402
 
 OUT = ROOT / "results" / "pilots" / "distill.jsonl"
 
@@ -38,7 +41,7 @@ def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     stage = args[0] if args else "all"
     test = heldout.held_out_problems()
-    if stage in ("teacher", "all"):  # one run, measured at 1000, 2000, 3000 steps (train_procedure_teacher's loop)
+    if stage in ("teacher", "all"):  # one run measured at 1000, 2000, 3000 steps (train_procedure_teacher)
         r, t0 = rb.TEACHER_RECIPE, time.perf_counter()
         with torch_threads(rb.THREADS):
             torch.manual_seed(r["seed"])
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
         for arm, r in res.items():
             emit({"pilot": "arms", "seed": 0, "base_steps": 1000, "arm": arm, "lr": rb.LR.get(arm),
                   **{k: round(v, 4) for k, v in r.items() if k != "curve"},
-                  "curve": r.get("curve", {}).get("accuracy"), "seconds_all": round(time.perf_counter() - t0, 1)})
+                  "curve": r.get("curve", {}).get("accuracy"),
+                  "seconds_all": round(time.perf_counter() - t0, 1)})
     return 0
 
 

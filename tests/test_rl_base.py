@@ -137,3 +137,29 @@ def test_arm_checks():
     with pytest.raises(ValueError):
         rb.run_sft("distil", _tiny_teacher(), 0, 1e-3, [10.0], [], [])
     assert rb.arm_name("GRPO", 250) == "GRPO @250"
+
+
+def test_accuracy_pp_and_zero_signal_read_a_sweep(tmp_path):
+    from helpers.experiments.sweep import load_sweep, write_sweep
+
+    per_seed = []
+    for s in (0, 1, 2):
+        runs = [{"arm": rb.arm_name(a, 10), "seed": s, "metric": "accuracy", "value": v}
+                for a, v in (("base", 0.1 * s), ("GRPO", 0.1 * s + 0.05), ("distil", 0.5), ("labels", 0.25))]
+        curves = {rb.arm_name("GRPO", 10): {"compute": [0.0, 1.0], "accuracy": [0.0, 0.1],
+                                            "zero_signal": [1.0, 0.5 * s]}}
+        per_seed.append({"seed": s, "runs": runs, "curves": curves, "uptrain": None})
+    sweep = load_sweep("rl_base", write_sweep("rl_base", per_seed, tmp_path / "x.json", meta={}))
+    pp = rb.accuracy_pp(sweep, 10)
+    assert pp.arms == ["base", "GRPO", "distil", "labels"]
+    assert pp.values["GRPO"] == pytest.approx({0: 5.0, 1: 15.0, 2: 25.0})
+    d = pp.difference("base", "GRPO")
+    assert d.mean == pytest.approx(5.0) and d.half_width == pytest.approx(0.0, abs=1e-9)
+    assert rb.zero_signal_curves(sweep, 10) == {0: [1.0, 0.0], 1: [1.0, 0.5], 2: [1.0, 1.0]}
+
+
+def test_the_committed_pilot_has_the_teacher_the_sweep_uses():
+    rows = {r["steps"]: r for r in rb.pilot_rows("teacher")}
+    assert rb.TEACHER_RECIPE["steps"] in rows
+    assert set(rows[rb.TEACHER_RECIPE["steps"]]) >= {"exact_scratch", "final_right", "params"}
+    assert rb.pilot_rows("no such pilot") == []

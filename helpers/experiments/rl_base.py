@@ -63,7 +63,7 @@ LR_GRID_GRPO_STEPS = 160  # the grid ran GRPO's budget at 160 steps; the sweep a
 
 
 def arm_name(arm: str, base_steps: int) -> str:
-    """A sweep arm: ``"GRPO @1000"`` (the arm from the base trained ``base_steps`` steps); ``"base @1000"``."""
+    """A sweep arm: ``"GRPO @1000"``: the arm from the base of ``base_steps``, ``"base @1000"``."""
     return f"{arm} @{base_steps}"
 
 
@@ -139,7 +139,8 @@ def run_grpo(base: Transformer, seed: int, lr: float, test, seen_like) -> dict:
     curve = {"compute": [0.0], "accuracy": [scratchpad.graded_accuracy(base, test)], "zero_signal": []}
     start = synced_clock()
     for step in range(r["grpo_steps"]):
-        out = grpo_step(model, ref, opt, heldout.sample_training_problems(r["grpo_prompts"], r["digits"], gen),
+        problems = heldout.sample_training_problems(r["grpo_prompts"], r["digits"], gen)
+        out = grpo_step(model, ref, opt, problems,
                         r["group_size"], beta=r["beta"], generator=sampling, meter=meter)
         curve["zero_signal"].append(out["zero_signal"])
         if (step + 1) % every == 0:
@@ -197,7 +198,8 @@ def run_sft(arm: str, base: Transformer, seed: int, lr: float, marks: list[float
 def run_arms(seed: int, base: Transformer, lrs: dict, teacher: Transformer, arms=ARMS) -> dict:
     """Every arm of ``arms`` from one base, ``lrs[arm]`` each, each to GRPO's student compute
     (``grpo_marks``: the same whatever the learning rate or the base)."""
-    test, seen_like = heldout.held_out_problems(), heldout.in_distribution_problems(RECIPE["in_dist_problems"])
+    test = heldout.held_out_problems()
+    seen_like = heldout.in_distribution_problems(RECIPE["in_dist_problems"])
     out = {"base": {"accuracy": scratchpad.graded_accuracy(base, test),
                     "in_distribution_accuracy": scratchpad.graded_accuracy(base, seen_like)}}
     with torch_threads(THREADS):
@@ -249,3 +251,30 @@ def write_rl_base_sweep(per_seed: list[dict], path=None):
             "threads": THREADS, **build_meta(), "device": "cpu",
             "made_by": "python scripts/sweep.py rl_base --seeds … --part …, then --merge"}
     return write_sweep("rl_base", per_seed, path, meta=meta)
+
+
+def accuracy_pp(sweep, base_steps: int, arms=("base", *ARMS), metric: str = "accuracy"):
+    """One base budget's arms as paired runs in percentage points (``PairedRuns``: differences read as pp),
+    arms named bare ("GRPO", not "GRPO @1000")."""
+    from ..compare import PairedRuns
+
+    runs = sweep.runs(metric, [arm_name(a, base_steps) for a in arms])
+    return PairedRuns.from_values({a: {s: 100 * v for s, v in runs.values[arm_name(a, base_steps)].items()}
+                                   for a in arms})
+
+
+def zero_signal_curves(sweep, base_steps: int) -> dict[int, list[float]]:
+    """{seed: the share of GRPO's groups with no signal at each step} from the base of ``base_steps``."""
+    return {s: sweep.curves[s][arm_name("GRPO", base_steps)]["zero_signal"] for s in sweep.seeds}
+
+
+def pilot_rows(kind: str) -> list[dict]:
+    """The committed pilot's rows of one kind ("teacher", "base"), from ``results/pilots/distill.jsonl``
+    (written by ``scripts/rl_base_pilot.py``)."""
+    import json
+
+    from .sweep import ROOT
+
+    path = ROOT / "results" / "pilots" / "distill.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r.get("pilot") == kind]
