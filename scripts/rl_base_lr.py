@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         per_seed = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(parts.glob("*.json"))]
         meta = {"grid": rb.LR_GRID, "seed": rb.LR_SEED, "base_steps": rb.BASE_BUDGETS[1], "recipe": rb.RECIPE,
                 "rule": "best final in-distribution accuracy (ties: the smaller lr)", "threads": THREADS,
-                **build_meta(), "device": "cpu", 
+                **build_meta(), "device": "cpu",
                 "made_by": "python scripts/rl_base_lr.py ARM …, then --merge"}
         path = write_sweep("rl_base_lr", per_seed, meta=meta)
         print(path, pick(load_sweep("rl_base_lr")))
