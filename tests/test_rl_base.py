@@ -117,10 +117,25 @@ def test_grpo_budget_does_not_depend_on_the_learning_rate(small):
     test = _first_held_out()
     a = rb.run_grpo(base, 1, 1e-4, test, test)
     b = rb.run_grpo(base, 1, 1e-2, test, test)
-    assert a["student_compute"] == b["student_compute"] > 0
+    assert a["student_compute"] == b["student_compute"] > 0  # an untrained base never stops early
     assert a["curve"]["compute"][1:] == b["curve"]["compute"][1:] == rb.grpo_marks(1)
     assert len(a["curve"]["zero_signal"]) == SMALL["grpo_steps"]
     assert all(0 <= z <= 1 for z in a["curve"]["zero_signal"])
+
+
+def test_grpo_marks_bound_a_base_that_stops_early(monkeypatch, small):
+    from helpers import grpo as grpo_module
+
+    real = grpo_module.sample_groups
+
+    def short(model, prompts, group_size, max_new_tokens, *args, **kwargs):  # as if every row ended early
+        return real(model, prompts, group_size, max(1, max_new_tokens - 2), *args, **kwargs)
+
+    monkeypatch.setattr(grpo_module, "sample_groups", short)
+    base = rb.nested_bases(1, (2,))[2]
+    test = _first_held_out()
+    got = rb.run_grpo(base, 1, 1e-4, test, test)["curve"]["compute"][1:]
+    assert all(g < m for g, m in zip(got, rb.grpo_marks(1)))
 
 
 def test_nested_bases_are_snapshots_of_one_run(small):

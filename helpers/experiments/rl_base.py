@@ -110,9 +110,11 @@ def nested_bases(seed: int, budgets=None) -> dict[int, Transformer]:
 
 def grpo_marks(seed: int) -> list[float]:
     """GRPO's student compute at each checkpoint, without running it: its problems come from their own
-    generator, and a step's cost depends on the problems alone (every length group samples
-    ``group_size`` rows of its largest ``Problem.budget`` new tokens, then trains on them once):
-    4 · Σ_groups generation_passes(B_g · Gs, T_g, n_g)."""
+    generator, and a step costs at most 4 · Σ_groups generation_passes(B_g · Gs, T_g, n_g) (every length
+    group samples ``group_size`` rows of up to its largest ``Problem.budget`` new tokens, then trains on
+    them once). It is an upper bound: ``grpo.sample_groups`` stops a group early once every row has
+    written its terminator, so a base that answers short spends a little less (under 1.5% in the
+    committed sweep), and the SFT arms, which stop at these marks, get that little more."""
     r = scaled_recipe(RECIPE)
     every = max(1, r["grpo_steps"] // r["checkpoints"])
     gen, total, marks = torch.Generator().manual_seed(1000 + seed), 0, []
