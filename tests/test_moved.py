@@ -38,7 +38,7 @@ def test_experiments_package_keeps_the_old_module_names():
     """``helpers.experiments`` was one module (lessons 02/03's sweep); the package re-exports its names."""
     old_names = [n for n in dir(helpers.experiments) if not n.startswith("_")
                  and n not in {"attention", "dsa", "distill", "fp8", "models", "moe", "sweep", "registry",
-                               "recall", "uptraining", "paired_init"}]
+                               "recall", "rl_base", "uptraining", "paired_init"}]
     for name in ("Sweep", "load_sweep", "SEEDS", "THREADS", "run_attention_seed", "attention_arms"):
         assert name in old_names
     for name in old_names:

@@ -1,6 +1,6 @@
 """The committed seed sweeps: the one ``Sweep`` every lesson loads (``sweep``), the table of sweeps that
 ``scripts/sweep.py`` runs (``registry``), and one module per sweep: ``attention`` (lessons 02, 03),
-``moe`` (04), ``models`` (05, 06), ``dsa`` (07), ``distill`` (08), ``fp8`` (09)."""
+``moe`` (04), ``models`` (05, 06), ``dsa`` (07), ``distill`` and ``rl_base`` (08), ``fp8`` (09)."""
 
 # The names of the old helpers/experiments.py (lessons 02/03's sweep module, whose path this package
 # keeps: helpers/_moved.py), as attention.py holds them: the shared ones it takes from sweep.py, its own.

@@ -13,10 +13,11 @@ ones (``in_distribution_problems``) is *in-distribution accuracy*: those problem
 trained on, and the two side by side show how much of a score is recall.
 
 Which stages honour the split: the base student and both arms of ``helpers.experiments.distill`` when called
-with ``held_out=True`` (``sample_training_problems`` in every one of them). The shipped teacher
-(``scripts/train_teacher.py``) was trained before the split existed and has seen practically every
-two-digit problem (128,000 random draws); its held-out score is recall, and retraining it with
-``sample_training_problems`` is the remaining step.
+with ``held_out=True``, and every stage of ``helpers.experiments.rl_base``: its scratchpad teacher, its bases
+and its three arms (``sample_training_problems`` in every one of them; ``tests/test_rl_base.py`` spies on
+them). The shipped teacher of lesson 08's first race (``scripts/train_teacher.py``) was trained before the
+split existed and has seen practically every two-digit problem (128,000 random draws); its held-out score is
+recall, which is why the base-strength sweep trains a teacher of its own.
 """
 
 from __future__ import annotations
