@@ -41,6 +41,7 @@ from .plan import not_the_sweeps_run
 
 EXACT_RTOL = 1e-6  # relative tolerance of "exactly": what a float32 number printed to 6 digits keeps
 CONFIDENCE = 0.95
+TOGETHER = ", for all of them together"  # the sentence's word for the Bonferroni-shared range
 
 
 def build() -> str:
@@ -139,7 +140,7 @@ class Reproduction:
         return (f"{self.label}: not bit-identical here ({_describe(build_meta())}; the sweep was made with "
                 f"{self.sweep_build}, and training repeats bit for bit only on the same torch build and kind "
                 f"of CPU), so the live run is checked against the spread of the sweep's {self.n_seeds} seeds "
-                f"instead (95% prediction range{', for all of them together' if len(self.checks) > 1 else ''}): "
+                f"instead (95% prediction range{TOGETHER if len(self.checks) > 1 else ''}): "
                 f"{sum(c.ok for c in self.checks)} of {len(self.checks)} metrics inside: {self.ok}")
 
     def detail(self) -> str:
