@@ -91,26 +91,25 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
           const float* pe0 = kpe + (b * S + t0 + r) * Dr;
           const float* pe1 = pe0 + Dr;
           for (int64_t h = 0; h < H; h += 4) {
-            const float *q0 = qlb + h * Dc, *q1 = q0 + Dc, *q2 = q1 + Dc, *q3 = q2 + Dc;
-            const float *p0 = qpb + h * Dr, *p1 = p0 + Dr, *p2 = p1 + Dr, *p3 = p2 + Dr;
             __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
             __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-            for (int64_t c = 0; c < Dc; c += 16) {
-              const __m512 x = _mm512_loadu_ps(row0 + c), y = _mm512_loadu_ps(row1 + c);
-              __m512 w = _mm512_loadu_ps(q0 + c);
-              a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
-              w = _mm512_loadu_ps(q1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
-              w = _mm512_loadu_ps(q2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
-              w = _mm512_loadu_ps(q3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
-            }
-            for (int64_t c = 0; c < Dr; c += 16) {
-              const __m512 x = _mm512_loadu_ps(pe0 + c), y = _mm512_loadu_ps(pe1 + c);
-              __m512 w = _mm512_loadu_ps(p0 + c);
-              a00 = _mm512_fmadd_ps(w, x, a00); a10 = _mm512_fmadd_ps(w, y, a10);
-              w = _mm512_loadu_ps(p1 + c); a01 = _mm512_fmadd_ps(w, x, a01); a11 = _mm512_fmadd_ps(w, y, a11);
-              w = _mm512_loadu_ps(p2 + c); a02 = _mm512_fmadd_ps(w, x, a02); a12 = _mm512_fmadd_ps(w, y, a12);
-              w = _mm512_loadu_ps(p3 + c); a03 = _mm512_fmadd_ps(w, x, a03); a13 = _mm512_fmadd_ps(w, y, a13);
-            }
+            // both latents against the four heads' query rows (w, w + n, w + 2n, w + 3n), n elements:
+            // once over the latent part (width Dc), once over the RoPE part (width Dr)
+            auto add = [&](const float* x0, const float* x1, const float* w, int64_t n) {
+              for (int64_t c = 0; c < n; c += 16) {
+                const __m512 x = _mm512_loadu_ps(x0 + c), y = _mm512_loadu_ps(x1 + c);
+                __m512 q = _mm512_loadu_ps(w + c);
+                a00 = _mm512_fmadd_ps(q, x, a00); a10 = _mm512_fmadd_ps(q, y, a10);
+                q = _mm512_loadu_ps(w + n + c);
+                a01 = _mm512_fmadd_ps(q, x, a01); a11 = _mm512_fmadd_ps(q, y, a11);
+                q = _mm512_loadu_ps(w + 2 * n + c);
+                a02 = _mm512_fmadd_ps(q, x, a02); a12 = _mm512_fmadd_ps(q, y, a12);
+                q = _mm512_loadu_ps(w + 3 * n + c);
+                a03 = _mm512_fmadd_ps(q, x, a03); a13 = _mm512_fmadd_ps(q, y, a13);
+              }
+            };
+            add(row0, row1, qlb + h * Dc, Dc);
+            add(pe0, pe1, qpb + h * Dr, Dr);
             float* o0 = s.data() + r * H + h;
             float* o1 = o0 + H;
             o0[0] = _mm512_reduce_add_ps(a00) * sc; o0[1] = _mm512_reduce_add_ps(a01) * sc;

@@ -47,7 +47,7 @@ from ..timing import torch_threads
 from ..training import History, evaluate, train
 from ..validate import check_choice, check_int
 from ..viz.style import PALETTE, latent_colors
-from .paired_init import paired_init
+from .paired_init import INIT, paired_init
 from .sweep import (  # noqa: F401  (Sweep, load_sweep...: helpers.experiments' old names)
     EXTRA_SEEDS,
     ROOT,
@@ -65,7 +65,6 @@ from .sweep import (  # noqa: F401  (Sweep, load_sweep...: helpers.experiments' 
 # (The first version ran five seeds everywhere and added five more to four arms after looking.)
 EXTRA_ARMS = ("MHA", "GQA-2", "MQA", "MLA Dc=4", "MLA Dc=24", "MLA Dc=56")  # arms that also run EXTRA_SEEDS
 NUDGED = "layers.0.ffn.w1.weight"  # the weight nudge_one_weight moves: element [0, 0]
-INIT = "paired_init (each parameter seeded by run seed and name)"  # how train_arm draws initial weights
 RECIPE = dict(steps=300, batch_size=8, seq_len=128, lr=3e-3, eval_every=50, eval_iters=16)
 EVAL = dict(batch_size=16, seq_len=128, iters=16, seed=1234)  # the same fixed batches for every run
 UPTRAIN = dict(n_kv_heads=2, fraction=0.05, lr_factor=1 / 3, warmup=2, eval_every=5, seed_offset=1000)

@@ -23,6 +23,7 @@ from torch import nn
 from ..validate import check_int
 
 STD = 0.02  # Transformer._init_weights' standard deviation
+INIT = "paired_init (each parameter seeded by run seed and name)"  # what a sweep's meta["init"] records
 
 
 def name_seed(seed: int, name: str) -> int:

@@ -32,7 +32,7 @@ from ..tasks.recall import RecallTask, evaluate_recall, train_recall
 from ..timing import stopwatch, torch_threads
 from ..validate import check_choice, check_int
 from .attention import cache_numbers_per_token
-from .paired_init import paired_init
+from .paired_init import INIT, paired_init
 from .sweep import THREADS, write_sweep
 
 # One token per pair (``RecallTask.pair_base``): the lookup is one attention step, so what binds is what
@@ -118,7 +118,7 @@ def run_recall_seed(seed: int, corpus=None, arms=None, log=None) -> dict:
 def write_recall_sweep(per_seed: list[dict], path=None):
     meta = {"base": dict(vars(BASE)), "task": dict(vars(TASK)), "pairs": list(PAIRS),
             "recipe": {**RECIPE, "pairs": list(RECIPE["pairs"])}, "eval": EVAL, "threads": THREADS,
-            "init": "paired_init (each parameter seeded by run seed and name)",
+            "init": INIT,
             "mla_train_mode": MLA_TRAIN_MODE,
             **build_meta(), "device": "cpu",
             "arms": {a: {"cache_numbers_per_token_per_layer": cache_numbers_per_token(c)}
