@@ -296,7 +296,8 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
     clip cannot fire; from the second update on, π_θ has moved, ρ leaves 1 and the clip keeps each token's
     step inside 1 ± ε. Returns a dict of floats from the last update (loss, policy, kl, clip_fraction: the
     share of tokens where the clip binds), the batch's (reward, zero_signal: the share of groups with no
-    signal, completion_tokens: mean |o_i|), ``per_update``: a RatioStats per update, measured before
+    signal, split into all_wrong: every reward 0, and all_right: every reward 1; completion_tokens: mean
+    |o_i|), ``per_update``: a RatioStats per update, measured before
     that update's step, and ``rollouts``, the list of Rollouts sampled."""
     if not isinstance(problems, Sequence) or not problems \
             or not all(isinstance(p, Problem) for p in problems):
@@ -316,7 +317,7 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
         raise ValueError(f"beta={beta} needs a ref_model for the KL term; pass one, or beta=0")
     total = len(problems) * group_size
     stats = dict.fromkeys(("reward", "completion_tokens"), 0.0)
-    zero_signal, rollouts, batch = 0, [], []
+    zero_signal, all_wrong, all_right, rollouts, batch = 0, 0, 0, [], []
     for idxs in by_prompt_length(problems).values():  # sample once: π_old is the policy now
         group = [problems[i] for i in idxs]
         n = max_new_tokens or max(p.budget for p in group)
@@ -333,6 +334,8 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
         stats["reward"] += float(r.mean()) * share
         stats["completion_tokens"] += float(rollout.mask.sum(dim=1).mean()) * share
         zero_signal += int((adv == 0).all(dim=1).sum())
+        all_wrong += int((r.view(-1, group_size) == 0).all(dim=1).sum())  # no answer right: nothing to reinforce
+        all_right += int((r.view(-1, group_size) == 1).all(dim=1).sum())  # nothing left to learn here
         rollouts.append(rollout)
         if meter is not None:
             meter.forward(rollout.passes)  # sampling
@@ -372,6 +375,7 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
             torch.cat([_pad(rollout.mask, width) for rollout, *_ in batch]), clip_eps))
     stats.update(last)
     stats["zero_signal"] = zero_signal / len(problems)
+    stats["all_wrong"], stats["all_right"] = all_wrong / len(problems), all_right / len(problems)
     return {**stats, "per_update": per_update, "rollouts": rollouts}
 
 

@@ -177,7 +177,21 @@ def test_grpo_step_without_signal_leaves_the_model_unchanged():
     out = grpo_step(model, None, torch.optim.SGD(model.parameters(), lr=1.0), [Problem(3, 4)] * 2,
                     group_size=4, beta=0.0, generator=torch.Generator().manual_seed(0))
     assert out["zero_signal"] == 1.0 and out["reward"] == 0.0
+    assert (out["all_wrong"], out["all_right"]) == (1.0, 0.0)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_grpo_step_splits_the_groups_without_signal_into_all_wrong_and_all_right(monkeypatch):
+    """Four groups of four: all right, all wrong, mixed, all wrong. zero_signal = all_wrong + all_right."""
+    import helpers.grpo as g
+
+    table = torch.tensor([1., 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0])
+    monkeypatch.setattr(g, "rewards", lambda completions, problems: table[:len(completions)].clone())
+    model = randomise(Transformer(preset("test")))
+    out = g.grpo_step(model, None, torch.optim.SGD(model.parameters(), lr=0.0), [Problem(3, 4)] * 4,
+                      group_size=4, beta=0.0, generator=torch.Generator().manual_seed(0))
+    assert (out["all_wrong"], out["all_right"], out["zero_signal"]) == (0.5, 0.25, 0.75)
+    assert out["reward"] == 6 / 16
 
 
 @pytest.mark.parametrize("kwargs,name", [

@@ -121,6 +121,10 @@ def test_grpo_budget_does_not_depend_on_the_learning_rate(small):
     assert a["curve"]["compute"][1:] == b["curve"]["compute"][1:] == rb.grpo_marks(1)
     assert len(a["curve"]["zero_signal"]) == SMALL["grpo_steps"]
     assert all(0 <= z <= 1 for z in a["curve"]["zero_signal"])
+    # an untrained base gets every answer wrong: every group is without signal, and all of them all-wrong
+    assert a["curve"]["all_wrong"] == a["curve"]["zero_signal"] == [1.0] * SMALL["grpo_steps"]
+    assert a["curve"]["all_right"] == [0.0] * SMALL["grpo_steps"]
+    assert (a["zero_signal_mean"], a["all_wrong_mean"], a["all_right_mean"]) == (1.0, 1.0, 0.0)
 
 
 def test_grpo_marks_bound_a_base_that_stops_early(monkeypatch, small):
@@ -162,7 +166,8 @@ def test_accuracy_pp_and_zero_signal_read_a_sweep(tmp_path):
         runs = [{"arm": rb.arm_name(a, 10), "seed": s, "metric": "accuracy", "value": v}
                 for a, v in (("base", 0.1 * s), ("GRPO", 0.1 * s + 0.05), ("distil", 0.5), ("labels", 0.25))]
         curves = {rb.arm_name("GRPO", 10): {"compute": [0.0, 1.0], "accuracy": [0.0, 0.1],
-                                            "zero_signal": [1.0, 0.5 * s]}}
+                                            "zero_signal": [1.0, 0.5 * s], "all_wrong": [1.0, 0.0],
+                                            "all_right": [0.0, 0.5 * s]}}
         per_seed.append({"seed": s, "runs": runs, "curves": curves, "uptrain": None})
     sweep = load_sweep("rl_base", write_sweep("rl_base", per_seed, tmp_path / "x.json", meta={}))
     pp = rb.accuracy_pp(sweep, 10)
@@ -171,6 +176,9 @@ def test_accuracy_pp_and_zero_signal_read_a_sweep(tmp_path):
     d = pp.difference("base", "GRPO")
     assert d.mean == pytest.approx(5.0) and d.half_width == pytest.approx(0.0, abs=1e-9)
     assert rb.zero_signal_curves(sweep, 10) == {0: [1.0, 0.0], 1: [1.0, 0.5], 2: [1.0, 1.0]}
+    assert rb.zero_signal_curves(sweep, 10, "all_right") == {0: [0.0, 0.0], 1: [0.0, 0.5], 2: [0.0, 1.0]}
+    with pytest.raises(ValueError):
+        rb.zero_signal_curves(sweep, 10, "some")
 
 
 def test_the_committed_pilot_has_the_teacher_the_sweep_uses():

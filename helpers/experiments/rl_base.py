@@ -19,13 +19,15 @@ the base's strength, and this sweep measures it:
   - ``labels``: fine-tuning on the true bare answers: the control, which differs from ``distil`` in what
     the teacher adds (the scratchpad, and its few mistakes) and in nothing else (same problems, same
     batches, same learning rate rule, same compute).
+* GRPO runs ``grpo_steps`` = 160 steps, the budget the learning-rate grid ran at;
 * graded on the final answer only (``scratchpad.graded_accuracy``), on ``heldout.held_out_problems``;
   every training stage draws through ``heldout.sample_training_problems``. Each arm's learning rate was
   picked on ``LR_GRID`` (``scripts/rl_base_lr.py``: seed 5, the middle base, best final in-distribution
   accuracy; ``results/sweeps/rl_base_lr.json``).
 
 Recorded per seed: held-out accuracy at ``checkpoints`` points of each arm (the trajectories), the
-share of zero-signal groups at every GRPO step, final in-distribution accuracy.
+share of zero-signal groups at every GRPO step, split into those whose eight answers were all wrong and
+all right (``SIGNAL_KINDS``), final in-distribution accuracy.
 
 ``python scripts/sweep.py rl_base --seeds 0 1 2 --part a`` (and ``--seeds 3 4 --part b``), then
 ``--merge``, writes ``results/sweeps/rl_base.json``.
@@ -53,13 +55,13 @@ from .sweep import THREADS, write_sweep
 TEACHER_CONFIG = ModelConfig(dim=128, n_layers=3, n_heads=4, inter_dim=384, max_seq_len=128)
 TEACHER_RECIPE = dict(steps=1000, batch=64, lr=1e-3, seed=0, digits=2)
 BASE_BUDGETS = (500, 1000, 2000)  # base_steps: weak, middling, strong (the pilot: 1%, 72%, 88% on seed 0)
-RECIPE = dict(base_lr=3e-3, sft_batch=64, digits=2, grpo_steps=80, grpo_prompts=16, group_size=8,
+RECIPE = dict(base_lr=3e-3, sft_batch=64, digits=2, grpo_steps=160, grpo_prompts=16, group_size=8,
               beta=0.04, checkpoints=4, in_dist_problems=300)
 LR_GRID = {"GRPO": (1e-4, 3e-4, 1e-3), "distil": (3e-4, 1e-3, 3e-3), "labels": (3e-4, 1e-3, 3e-3)}
 LR = {"GRPO": 3e-4, "distil": 3e-3, "labels": 3e-3}  # chosen on LR_GRID (results/sweeps/rl_base_lr.json)
 ARMS = ("GRPO", "distil", "labels")
+SIGNAL_KINDS = ("zero_signal", "all_wrong", "all_right")  # per GRPO step: groups without signal, and why
 LR_SEED = 5  # the grid's seed: not one of the sweep's seeds
-LR_GRID_GRPO_STEPS = 160  # the grid ran GRPO's budget at 160 steps; the sweep at 80 (time on a shared CPU)
 
 
 def arm_name(arm: str, base_steps: int) -> str:
@@ -138,22 +140,24 @@ def run_grpo(base: Transformer, seed: int, lr: float, test, seen_like) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     gen, meter = torch.Generator().manual_seed(1000 + seed), ComputeMeter()
     sampling = torch.Generator().manual_seed(3000 + seed)
-    curve = {"compute": [0.0], "accuracy": [scratchpad.graded_accuracy(base, test)], "zero_signal": []}
+    curve = {"compute": [0.0], "accuracy": [scratchpad.graded_accuracy(base, test)],
+             **{k: [] for k in SIGNAL_KINDS}}
     start = synced_clock()
     for step in range(r["grpo_steps"]):
         problems = heldout.sample_training_problems(r["grpo_prompts"], r["digits"], gen)
         out = grpo_step(model, ref, opt, problems,
                         r["group_size"], beta=r["beta"], generator=sampling, meter=meter)
-        curve["zero_signal"].append(out["zero_signal"])
+        for k in SIGNAL_KINDS:
+            curve[k].append(out[k])
         if (step + 1) % every == 0:
             curve["compute"].append(float(meter.total))
             curve["accuracy"].append(scratchpad.graded_accuracy(model, test))
             model.train()
     return {"accuracy": curve["accuracy"][-1], "in_distribution_accuracy":
             scratchpad.graded_accuracy(model, seen_like), "student_compute": float(meter.total),
-            "reference_compute": float(meter.reference_total), "zero_signal_mean":
-            sum(curve["zero_signal"]) / len(curve["zero_signal"]), "train_seconds": synced_clock() - start,
-            "curve": curve}
+            "reference_compute": float(meter.reference_total),
+            **{f"{k}_mean": sum(curve[k]) / len(curve[k]) for k in SIGNAL_KINDS},
+            "train_seconds": synced_clock() - start, "curve": curve}
 
 
 def run_sft(arm: str, base: Transformer, seed: int, lr: float, marks: list[float], test, seen_like,
@@ -265,9 +269,11 @@ def accuracy_pp(sweep, base_steps: int, arms=("base", *ARMS), metric: str = "acc
                                    for a in arms})
 
 
-def zero_signal_curves(sweep, base_steps: int) -> dict[int, list[float]]:
-    """{seed: the share of GRPO's groups with no signal at each step} from the base of ``base_steps``."""
-    return {s: sweep.curves[s][arm_name("GRPO", base_steps)]["zero_signal"] for s in sweep.seeds}
+def zero_signal_curves(sweep, base_steps: int, kind: str = "zero_signal") -> dict[int, list[float]]:
+    """{seed: the share of GRPO's groups with no signal at each step} from the base of ``base_steps``;
+    ``kind`` "all_wrong" or "all_right" gives the share whose answers were all wrong, or all right."""
+    kind = check_choice("kind", kind, SIGNAL_KINDS)
+    return {s: sweep.curves[s][arm_name("GRPO", base_steps)][kind] for s in sweep.seeds}
 
 
 def pilot_rows(kind: str) -> list[dict]:
