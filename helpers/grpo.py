@@ -334,7 +334,7 @@ def grpo_step(model, ref_model, optimizer: torch.optim.Optimizer, problems: Sequ
         stats["reward"] += float(r.mean()) * share
         stats["completion_tokens"] += float(rollout.mask.sum(dim=1).mean()) * share
         zero_signal += int((adv == 0).all(dim=1).sum())
-        all_wrong += int((r.view(-1, group_size) == 0).all(dim=1).sum())  # no answer right: nothing to reinforce
+        all_wrong += int((r.view(-1, group_size) == 0).all(dim=1).sum())  # no answer right
         all_right += int((r.view(-1, group_size) == 1).all(dim=1).sum())  # nothing left to learn here
         rollouts.append(rollout)
         if meter is not None:
