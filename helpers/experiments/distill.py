@@ -48,6 +48,16 @@ RL_RECIPE = dict(base_steps=1000, base_lr=3e-3, sft_batch=64, digits=2, grpo_ste
                  test_seed=99)
 EVAL = dict(batch_size=16, seq_len=128, iters=8, seed=7)
 LM_ARMS = ("data only", "logit KD", "sequence KD")
+# Controls added after the first sweep (python scripts/sweep.py distill --arms … --part …, then --extend):
+# data only given logit KD's *total* FLOPs (more steps on more corpus batches), and sequence KD's targets
+# without its text: on data only's own corpus batches, the target of each position is k bytes sampled from
+# the teacher's distribution there (temperature 1), so sequence KD's two differences from data only are
+# measured one at a time (who wrote the input text; one teacher sample per position against the true byte,
+# against k of them).
+EQUAL_FLOPS_ARM = "data only, logit KD's FLOPs"
+SAMPLED_ARMS = {"sampled KD k=1": 1, "sampled KD k=8": 8}
+LM_CONTROL_ARMS = (EQUAL_FLOPS_ARM, *SAMPLED_ARMS)
+ALL_LM_ARMS = (*LM_ARMS, *LM_CONTROL_ARMS)
 RL_ARMS = ("GRPO", "SFT on the teacher's answers")
 
 
@@ -91,10 +101,42 @@ def new_student(seed: int, lr: float) -> tuple[Transformer, torch.optim.Optimize
     return student, opt, torch.Generator().manual_seed(seed)
 
 
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def equal_flops_steps(teacher: Transformer, steps: int | None = None) -> int:
+    """Data-only steps whose FLOPs reach logit KD's total over ``steps`` steps (default the recipe's):
+    logit KD's token costs 3 · 2N_s (the student's forward and backward) + 2N_t (the teacher's forward),
+    data only's 3 · 2N_s, so the ratio is 1 + N_t / (3 N_s); rounded up."""
+    steps = scaled_recipe(LM_RECIPE)["steps"] if steps is None else steps
+    with torch.device("meta"):  # the shapes only: no memory, and no draw from the global random stream
+        n_s = n_params(Transformer(STUDENT))
+    n_t = n_params(teacher)
+    return -(-steps * (3 * n_s + n_t) // (3 * n_s))  # ceil, in integers
+
+
+def sampled_targets(t_logits: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, T, V) teacher logits → (B·T, k) bytes drawn from softmax(t_logits) at each position."""
+    probs = t_logits.float().softmax(-1).flatten(0, 1)  # (B·T, V)
+    return torch.multinomial(probs, k, replacement=True, generator=generator)
+
+
+def sampled_kd_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (B, T, V) student logits against (B·T, k) sampled targets, averaged over the k
+    samples and the positions: with k → ∞ it tends to CE against the teacher's distribution itself."""
+    logp = logits.log_softmax(-1).flatten(0, 1)  # (B·T, V)
+    return -logp.gather(1, targets).mean()
+
+
 def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> dict:
     """One LM arm, one seed: the student's validation loss, its compute and the teacher's."""
-    arm = check_choice("arm", arm, LM_ARMS)
-    r = scaled_recipe(LM_RECIPE)
+    arm = check_choice("arm", arm, ALL_LM_ARMS)
+    r = dict(scaled_recipe(LM_RECIPE))
+    if arm == EQUAL_FLOPS_ARM:
+        r["steps"] = equal_flops_steps(teacher, r["steps"])
+    k = SAMPLED_ARMS.get(arm)
+    sampling = torch.Generator().manual_seed(4000 + seed) if k else None  # apart from the batches' stream
     with torch_threads(THREADS):
         student, opt, gen = new_student(seed, r["lr"])
         meter = ComputeMeter()
@@ -112,11 +154,14 @@ def train_lm_arm(arm: str, seed: int, corpus: Corpus, teacher: Transformer) -> d
                 b = corpus.get_batch("train", r["batch_size"], r["seq_len"], generator=gen)
                 x, y = b.x, b.y
             logits = student(x)  # (B, T, V)
-            if arm == "logit KD":
+            if arm == "logit KD" or k:
                 with torch.no_grad():
                     t_logits = teacher(x)
                 meter.teacher_forward(x.numel())
+            if arm == "logit KD":
                 loss = kd_loss(logits, t_logits, y, r["temperature"], r["alpha"]).loss
+            elif k:
+                loss = sampled_kd_loss(logits, sampled_targets(t_logits, k, sampling))
             else:
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
             meter.train(x.numel())
@@ -236,7 +281,7 @@ def run_rl_arms(seed: int, teacher: Transformer, arms=RL_ARMS, held_out: bool = 
 def run_distill_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
     teacher = load_teacher(device="cpu")
     runs, curves = [], {}
-    lm_arms = [a for a in (arms or LM_ARMS) if a in LM_ARMS]
+    lm_arms = [a for a in (arms or ALL_LM_ARMS) if a in ALL_LM_ARMS]
     for arm in lm_arms:
         res = train_lm_arm(arm, seed, corpus, teacher)
         curves[arm] = res.pop("curve")
@@ -254,6 +299,33 @@ def run_distill_seed(seed: int, corpus: Corpus, arms=None, log=None) -> dict:
                 log(f"distill seed {seed} {arm:<28} accuracy {res['accuracy']:.3f} "
                     f"({res['train_seconds']:.0f} s)")
     return {"seed": seed, "runs": runs, "curves": curves, "uptrain": None}
+
+
+def run_distill_heldout_seed(seed: int, corpus: Corpus | None = None, arms=None, log=None) -> dict:
+    """One seed of ``distill_heldout``: the RL experiment with ``held_out=True`` (no stage trains on a
+    held-out pair; ``accuracy`` on the held-out problems, ``in_distribution_accuracy`` beside it). The
+    teacher is the shipped one, trained before the split. ``corpus`` and ``arms`` are unused (both arms
+    share one base)."""
+    rl = run_rl_arms(seed, load_teacher(device="cpu"), held_out=True)
+    runs = [{"arm": "base", "seed": seed, "metric": "accuracy", "value": rl["base_accuracy"]},
+            {"arm": "base", "seed": seed, "metric": "in_distribution_accuracy",
+             "value": rl["base_in_distribution_accuracy"]}]
+    curves = {}
+    for arm in RL_ARMS:
+        res = rl[arm]
+        curves[arm] = res.pop("curve")
+        runs += [{"arm": arm, "seed": seed, "metric": k, "value": v} for k, v in res.items()]
+        if log:
+            log(f"distill_heldout seed {seed} {arm:<28} held-out {res['accuracy']:.3f}")
+    return {"seed": seed, "runs": runs, "curves": curves, "uptrain": None}
+
+
+def write_distill_heldout_sweep(per_seed: list[dict], path=None):
+    meta = {"student": vars(STUDENT), "rl_recipe": RL_RECIPE, "threads": THREADS,
+            "held_out": {"n": heldout.N_HELD_OUT, "seed": heldout.HELD_OUT_SEED, "closed_under_swap": True},
+            **build_meta(), "device": "cpu",
+            "made_by": "python scripts/sweep.py distill_heldout --seeds … --part …, then --merge"}
+    return write_sweep("distill_heldout", per_seed, path, meta=meta)
 
 
 def write_distill_sweep(per_seed: list[dict], path=None):

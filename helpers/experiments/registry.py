@@ -23,6 +23,7 @@ SWEEPS = {
     "capstone": Registered("06", models.run_capstone_seed, models.write_capstone_sweep),
     "dsa": Registered("07", dsa.run_dsa_seed, dsa.write_dsa_sweep),
     "distill": Registered("08", distill.run_distill_seed, distill.write_distill_sweep),
+    "distill_heldout": Registered("08", distill.run_distill_heldout_seed, distill.write_distill_heldout_sweep),
     "rl_base": Registered("08", rl_base.run_rl_base_seed, rl_base.write_rl_base_sweep),
     "fp8": Registered("09", fp8.run_fp8_seed, fp8.write_fp8_sweep),
     "recall": Registered("02, 03", recall.run_recall_seed, recall.write_recall_sweep),
