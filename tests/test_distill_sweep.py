@@ -9,6 +9,7 @@ from helpers import load_corpus
 from helpers.config import ModelConfig
 from helpers.experiments import distill as dsw
 from helpers.experiments import load_sweep
+from helpers.lessons.teacher import load_teacher
 from helpers.model import Transformer
 
 
@@ -68,12 +69,22 @@ def test_committed_sweep_has_every_arm_on_every_seed():
             curve = sweep.curves[seed][arm]
             assert curve["compute"] == grid
             assert curve["val_loss"][-1] == sweep.value(arm, seed, "val_loss")
+    # the controls, added later (--extend) on the same seeds: the equal-FLOPs arm ran the steps the shipped
+    # teacher's size gives, and the sampled arms processed data only's tokens with one teacher pass each
+    for arm in dsw.LM_CONTROL_ARMS:
+        assert sweep.seeds_of(arm) == list(dsw.SEEDS), arm
+    r = dsw.LM_RECIPE
+    tokens = r["batch_size"] * r["seq_len"]
+    steps = dsw.equal_flops_steps(load_teacher(device="cpu"))
+    for seed in dsw.SEEDS:
+        assert sweep.value(dsw.EQUAL_FLOPS_ARM, seed, "student_compute") == 3 * steps * tokens
+        for arm in dsw.SAMPLED_ARMS:
+            assert sweep.value(arm, seed, "student_compute") == 3 * r["steps"] * tokens
+            assert sweep.value(arm, seed, "teacher_compute") == r["steps"] * tokens
 
 
 @pytest.mark.slow
 def test_one_arm_reproduces_the_committed_numbers(corpus):
-    from helpers.lessons.teacher import load_teacher
-
     got = dsw.train_lm_arm("data only", 1, corpus, load_teacher(device="cpu"))
     numbers = {m: got[m] for m in ("val_loss", "student_compute", "teacher_compute")}
     # FLOP counts are arithmetic on shapes: equal on every build; the loss is trained

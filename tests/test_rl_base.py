@@ -186,3 +186,27 @@ def test_the_committed_pilot_has_the_teacher_the_sweep_uses():
     assert rb.TEACHER_RECIPE["steps"] in rows
     assert set(rows[rb.TEACHER_RECIPE["steps"]]) >= {"exact_scratch", "final_right", "params"}
     assert rb.pilot_rows("no such pilot") == []
+
+
+def test_the_committed_sweep_has_every_arm_and_splits_grpos_silent_groups():
+    from helpers.experiments import load_sweep
+    from helpers.experiments.sweep import SEEDS
+
+    sweep = load_sweep("rl_base")
+    want = {rb.arm_name(a, b) for b in rb.BASE_BUDGETS for a in ("base", *rb.ARMS)}
+    assert set(sweep.arms) == want
+    for arm in want:
+        assert sweep.seeds_of(arm) == list(SEEDS), arm
+    assert sweep.meta["recipe"] == rb.RECIPE and sweep.meta["lr"] == rb.LR
+    assert sweep.meta["base_budgets"] == list(rb.BASE_BUDGETS)
+    for s in sweep.seeds:
+        for b in rb.BASE_BUDGETS:
+            c = sweep.curves[s][rb.arm_name("GRPO", b)]
+            z, w, r = c["zero_signal"], c["all_wrong"], c["all_right"]
+            assert len(z) == len(w) == len(r) == rb.RECIPE["grpo_steps"]
+            # rewards are 0 or 1: a group without signal is all wrong or all right, never anything else
+            assert all(abs(zi - wi - ri) < 1e-12 for zi, wi, ri in zip(z, w, r))
+            assert sweep.value(rb.arm_name("GRPO", b), s, "all_wrong_mean") == pytest.approx(
+                sum(w) / len(w))
+            for arm in ("distil", "labels"):  # the SFT arms stop at GRPO's budget (an upper bound of it)
+                assert sweep.value(rb.arm_name(arm, b), s, "student_compute") <= rb.grpo_marks(s)[-1]
