@@ -93,11 +93,16 @@ def test_entries_for_one_seed_merge_and_a_repeat_is_refused(tmp_path):
 def test_an_extension_adds_new_arms_and_records_their_own_build(tmp_path):
     path = ex.write_sweep("attention", [fake_seed(0), fake_seed(1)], path=tmp_path / "s.json",
                           meta={"recipe": {}, "torch": "2.0.0+old"})
+    old_curves = ex.load_sweep(path=path).curves
     later = [{"seed": s, "runs": [{"arm": "GQA-2", "seed": s, "metric": "val_loss", "value": 2.5 + s}],
-              "curves": {}, "uptrain": None} for s in (0, 1)]
+              "curves": {"GQA-2": {"step": [0, 1], "val_loss": [5.0, 2.5 + s]}}, "uptrain": None}
+             for s in (0, 1)]
     sw.extend_sweep("attention", later, "a test", path=path)
     sweep = ex.load_sweep(path=path)
     assert sweep.arms == ["MHA", "MQA", "GQA-2"] and sweep.value("GQA-2", 1) == 3.5
+    for s in (0, 1):  # the new arm's curve is kept, beside the seed's committed ones, which are unchanged
+        assert sweep.curves[s]["GQA-2"] == {"step": [0, 1], "val_loss": [5.0, 2.5 + s]}
+        assert {k: v for k, v in sweep.curves[s].items() if k != "GQA-2"} == old_curves[s]
     assert sweep.meta["torch"] == "2.0.0+old"  # the sweep's own build stays
     ext = sweep.meta["extensions"][0]
     assert ext["arms"] == ["GQA-2"] and ext["seeds"] == [0, 1] and ext["made_by"] == "a test"

@@ -131,8 +131,8 @@ def per_seed_results(path: Path) -> list[dict]:
 
 
 def extend_sweep(name: str, per_seed: list[dict], made_by: str, path: Path | None = None) -> Path:
-    """Add new arms to a committed sweep without touching its records or its meta: the new records are
-    appended, and ``meta["extensions"]`` records the arms, their seeds, the build that made them and the
+    """Add new arms to a committed sweep without touching its records or its meta: the new records (and
+    the new arms' learning curves) are appended, and ``meta["extensions"]`` records the arms, their seeds, the build that made them and the
     command. Refuses an arm the sweep already has (re-running an arm is a new sweep, not an extension)."""
     path = Path(path) if path is not None else sweep_path(name)
     blob = json.loads(path.read_text(encoding="utf-8"))
@@ -145,6 +145,8 @@ def extend_sweep(name: str, per_seed: list[dict], made_by: str, path: Path | Non
         raise ValueError(f"the sweep already has arms {sorted(set(arms) & have)}; "
                          "an extension adds new arms only")
     blob["records"] += new
+    for entry in _merge_seeds(per_seed):  # the new arms' learning curves, beside the seed's others
+        blob.setdefault("curves", {}).setdefault(str(entry["seed"]), {}).update(entry["curves"])
     blob["meta"].setdefault("extensions", []).append(
         {"arms": arms, "seeds": sorted({r["seed"] for r in new}), **build_meta(), "made_by": made_by})
     path.write_text(json.dumps(blob, indent=1) + "\n", encoding="utf-8")
