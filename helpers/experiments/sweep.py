@@ -133,7 +133,8 @@ def per_seed_results(path: Path) -> list[dict]:
 def extend_sweep(name: str, per_seed: list[dict], made_by: str, path: Path | None = None) -> Path:
     """Add new arms to a committed sweep without touching its records or its meta: the new records (and
     the new arms' learning curves) are appended, and ``meta["extensions"]`` records the arms, their
-    seeds, the build that made them and the command. Refuses an arm the sweep already has (re-running an arm is a new sweep, not an extension)."""
+    seeds, the build that made them and the command. Refuses an arm the sweep already has (re-running
+    an arm is a new sweep, not an extension)."""
     path = Path(path) if path is not None else sweep_path(name)
     blob = json.loads(path.read_text(encoding="utf-8"))
     have = {r["arm"] for r in blob["records"]}
