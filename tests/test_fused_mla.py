@@ -72,28 +72,55 @@ def test_the_environment_switch_forces_the_fallback(monkeypatch):
     assert fm.absorbed_attention_fused(*inputs(S=5), 0.1) == "fallback" and called
 
 
-AVX512 = platform.machine() in ("x86_64", "AMD64") and "avx512f" in open("/proc/cpuinfo").read() \
-    if Path("/proc/cpuinfo").exists() else False
+def cpu_flags() -> set[str]:
+    """The x86 CPU's feature flags (empty elsewhere)."""
+    if platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").exists():
+        return set()
+    return {flag for line in open("/proc/cpuinfo") if line.startswith("flags") for flag in line.split()[2:]}
 
 
-@pytest.mark.skipif(not (CPP and AVX512), reason="the AVX-512 form needs a C++ build on an AVX-512 CPU")
+FLAGS = cpu_flags()
+AVX512, AVX2 = "avx512f" in FLAGS, {"avx2", "fma"} <= FLAGS
+
+
+def paths_here() -> dict[str, object]:
+    """Every build of the loop this CPU can run, by the inner loops it runs: the native build, and the
+    same source with AVX-512, then AVX2 as well, switched off."""
+    builds = {fm._build().vector_path(): fm._build()}
+    for variant in ("avx2", "portable") if AVX512 else ("portable",):
+        ext = fm._build_variant(variant)
+        assert not isinstance(ext, str), ext
+        builds[ext.vector_path()] = ext
+    return builds
+
+
+@pytest.mark.skipif(not (CPP and FLAGS), reason="the vectorised forms need a C++ build on an x86 CPU")
+def test_the_native_build_runs_the_widest_loops_this_cpu_has():
+    """A typo in a feature test would silently run the portable loops everywhere (and the tests below
+    would still pass): the native build must name the widest form, each variant its own."""
+    want = "avx512" if AVX512 else "avx2" if AVX2 else "portable"
+    assert fm.vector_path() == want
+    assert set(paths_here()) == {"avx512", "avx2", "portable"} if AVX512 else {want, "portable"}
+    with pytest.raises(ValueError, match="variant must be one of"):
+        fm._build_variant("avx1024")
+
+
+@pytest.mark.skipif(not (CPP and FLAGS), reason="the vectorised forms need a C++ build on an x86 CPU")
 @pytest.mark.parametrize("S,H,Dc,Dr", [(37, 4, 512, 64), (1, 4, 512, 64), (33, 8, 32, 16), (70, 6, 96, 32),
-                                       (9, 3, 17, 5)])  # the hand-vectorised shapes, and ones it leaves
-def test_the_avx512_and_portable_loops_agree(S, H, Dc, Dr):
-    """On an AVX-512 CPU the default build runs the intrinsics; the same source built with
-    ``-mno-avx512f`` runs the portable loops. Both equal the two-pass path, including the shapes the
-    intrinsics hand to the portable loops (H not a multiple of 4, widths not multiples of 16/32, an odd
-    last latent)."""
-    portable = fm._build_portable()
-    assert not isinstance(portable, str), portable
+                                       (9, 3, 17, 5), (50, 8, 40, 8), (65, 4, 64, 12)])
+def test_every_vectorised_path_agrees_with_the_portable_loops(S, H, Dc, Dr):
+    """Each build this CPU can run (AVX-512 intrinsics, AVX2 intrinsics, the portable loops) equals the
+    two-pass path, including the shapes the intrinsics hand to the portable loops (H not a multiple of 4,
+    widths not multiples of the vector, latents left over after the blocks of 2 or 3, a 24-float group
+    and an 8-float remainder, two head groups sharing one prefetch cursor)."""
     g = torch.Generator().manual_seed(S)
     q_lat, q_pe = torch.randn(2, H, 1, Dc, generator=g), torch.randn(2, H, 1, Dr, generator=g)
     c_kv, k_pe = torch.randn(2, S, Dc, generator=g), torch.randn(2, S, Dr, generator=g)
     want = absorbed_attention_explicit(q_lat, q_pe, c_kv, k_pe, 0.1)
     ql, qp = q_lat.reshape(2, H, Dc).contiguous(), q_pe.reshape(2, H, Dr).contiguous()
     args = (ql, qp, c_kv, k_pe, 0.1, fm.TILE)
-    for ext in (fm._build(), portable):
-        torch.testing.assert_close(ext.fused_decode(*args), want, rtol=1e-4, atol=1e-5)
+    for name, ext in paths_here().items():
+        torch.testing.assert_close(ext.fused_decode(*args), want, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
 @pytest.mark.skipif(not CPP, reason=f"the C++ loop could not be built here: {fm.why_not_cpp()}")
