@@ -120,7 +120,8 @@ static inline void scores3x4(const float* row, const float* pe, const float* q, 
   auto add = [&](const float* x, const float* w, int64_t n) {  // x: the three rows (stride n), w: the heads
     for (int64_t c = 0; c < n; c += 8) {
       cur.step();
-      __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + n + c), x2 = _mm256_loadu_ps(x + 2 * n + c);
+      __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + n + c);
+      __m256 x2 = _mm256_loadu_ps(x + 2 * n + c);
       PIN(x0); PIN(x1); PIN(x2);
       for (int k = 0; k < 4; ++k) {
         __m256 qk = _mm256_loadu_ps(w + k * n + c);
@@ -139,7 +140,8 @@ static inline void scores3x4(const float* row, const float* pe, const float* q, 
 
 // acc[k] += sum over the tile's n rows of w[r * 4 + k] * row r, for four heads (acc rows a, a + Dc, ...):
 // 24 floats of each head in twelve registers while the rows stream past, then 8 at a time.
-static inline void weighted4(const float* rows, const float* w, int64_t n, int64_t Dc, float* a, Cursor& cur) {
+static inline void weighted4(const float* rows, const float* w, int64_t n, int64_t Dc, float* a,
+                             Cursor& cur) {
   int64_t c0 = 0;
   for (; c0 + 24 <= Dc; c0 += 24) {
     __m256 x[4][3];
@@ -211,8 +213,8 @@ torch::Tensor fused_decode(torch::Tensor q_lat, torch::Tensor q_pe, torch::Tenso
       if (avx2)  // AVX2: three latents x four heads per pass
         for (; r + 3 <= n; r += 3)
           for (int64_t h = 0; h < H; h += 4)
-            scores3x4(ckv + (b * S + t0 + r) * Dc, kpe + (b * S + t0 + r) * Dr, qlb + h * Dc, qpb + h * Dr, Dc,
-                      Dr, H, sc, s.data() + r * H + h, cur);
+            scores3x4(ckv + (b * S + t0 + r) * Dc, kpe + (b * S + t0 + r) * Dr, qlb + h * Dc, qpb + h * Dr,
+                      Dc, Dr, H, sc, s.data() + r * H + h, cur);
       for (; r < n; ++r) {  // the portable loop: what AVX2 left (or everything it cannot take)
 #elif defined(__AVX512F__)
       int64_t r = 0;
@@ -406,8 +408,8 @@ def _compile(name: str, flags: list[str]):
     try:
         from torch.utils.cpp_extension import load_inline
 
-        return load_inline(name, cpp_sources=[_CPP_DECL, _SOURCE], functions=["fused_decode", "vector_path"], verbose=False,
-                           extra_cflags=flags)
+        return load_inline(name, cpp_sources=[_CPP_DECL, _SOURCE], functions=["fused_decode", "vector_path"],
+                           verbose=False, extra_cflags=flags)
     except Exception as err:  # no compiler, no ninja, no headers: the torch fallback serves
         last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
         return f"{type(err).__name__}: {last}"
