@@ -81,6 +81,7 @@ def test_only_the_cpu_plan_on_the_cpu_runs_the_sweeps_recipe(monkeypatch):
 
 
 def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
+    from helpers.lessons import capstone
     from helpers.lessons.capstone import CPU_CONFIG, GPU_CONFIG, plan_for
 
     cpu = plan_for("cpu", compile=True)
@@ -96,7 +97,12 @@ def test_the_capstone_plan_follows_the_plan_and_the_scale(monkeypatch):
     forced = plan_for("cpu", compile=True)  # the GPU plan on the CPU: bf16 autocast, never compiled there
     assert (forced.name, forced.config, forced.steps, forced.eval_every, forced.autocast, forced.compile) == (
         "gpu", GPU_CONFIG, 30, 5, torch.bfloat16, False)
-    assert forced.batch_size == plan.MIN_STEPS and forced.seq_len == 256  # the GPU plan's batch shrinks too
+    assert forced.batch_size == plan.MIN_STEPS  # the GPU plan's batch shrinks too, and its windows
+    assert forced.seq_len == capstone.SCALED_MIN_SEQ_LEN == 32
+    monkeypatch.setenv(plan.SCALE_VAR, "0.5")
+    assert plan_for("cpu").seq_len == 128 and plan_for("cpu").batch_size == 16
+    monkeypatch.delenv(plan.SCALE_VAR)
+    assert plan_for("cpu").seq_len == 256 and plan_for("cpu").batch_size == 32  # unscaled: the recipe
     from helpers.experiments import models as msw
 
     assert msw.CAPSTONE_RECIPE["steps"] == 420  # the sweep's recipe never moves with the variables

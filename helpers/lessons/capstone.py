@@ -80,6 +80,7 @@ class RunPlan:
 # The two recipes at full length (the CPU one is the committed capstone sweep's: helpers.experiments.models).
 CPU_RECIPE = dict(steps=420, batch_size=16, seq_len=128, lr=3e-3, eval_every=70)
 GPU_RECIPE = dict(steps=1500, batch_size=32, seq_len=256, lr=2e-3, eval_every=250)
+SCALED_MIN_SEQ_LEN = 32  # the shortest window a scaled GPU plan trains on
 
 
 def plan_for(device: torch.device | str, compile: bool = False) -> RunPlan:
@@ -89,9 +90,12 @@ def plan_for(device: torch.device | str, compile: bool = False) -> RunPlan:
     CUDA only (the training modules; decoding goes through ``helpers.decode_plan``, never compiled)."""
     device = torch.device(device)
     if plan_name(device) == "gpu":
-        # Scaled, the GPU plan shrinks its batch too: one of its full steps (8,192 tokens through a 34M-
-        # parameter model) takes about 20 s on a 2-core CPU, more than the CPU plan's whole run.
-        recipe = {**scaled_recipe(GPU_RECIPE), "batch_size": scaled(GPU_RECIPE["batch_size"])}
+        # Scaled, the GPU plan shrinks its batch and its windows too: one of its full steps (8,192 tokens
+        # through a 34M-parameter model) takes about 20 s on a 2-core CPU, more than the CPU plan's whole
+        # run, and bf16 autocast on a CPU without bf16 arithmetic still took ~12 s a step at 2 × 256
+        # tokens (lesson 06 alone: 498 s of make test-gpu-plan). 32-token windows keep every code path.
+        recipe = {**scaled_recipe(GPU_RECIPE), "batch_size": scaled(GPU_RECIPE["batch_size"]),
+                  "seq_len": scaled(GPU_RECIPE["seq_len"], minimum=SCALED_MIN_SEQ_LEN)}
         return RunPlan("gpu", device, GPU_CONFIG, **recipe, autocast=torch.bfloat16,
                        compile=compile and device.type == "cuda")
     return RunPlan("cpu", device, CPU_CONFIG, **scaled_recipe(CPU_RECIPE), autocast=None, compile=False)
