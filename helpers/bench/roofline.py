@@ -38,7 +38,8 @@ Figures (one CPU thread throughout, ``THREADS``, the setting the ``kv`` suite de
   could be built and the torch fallback elsewhere (``helpers.fused_mla.backend()`` says which).
 
 ``--quick`` measures the absorbed path at batch 1 and 8 and the other paths at batch 1, in fewer
-rounds (2 instead of 5; the STREAM kernels 3 instead of 5).
+rounds (4 instead of 5 for the decode steps, ``STEP_ROUNDS_QUICK``; the STREAM kernels 3 instead of 5,
+the peak 2).
 
 The paths, all ``helpers`` modules in float32 (``PATHS`` names each one's ``attn_impl``), with the
 same model width and heads, sized after DeepSeek-V3's per-head shapes (Dc 512, Dr 64, Dn 128, Dv 128)
@@ -66,6 +67,13 @@ for a plain read of the same array. Its intensity, ~3.5 FLOP/byte at 4 heads (ab
 in general: every float32 latent meets every head twice), sits just above this CPU's ridge, so on one
 core the step is as much compute- as memory-limited; with DeepSeek-V3's 128 heads it is ~120
 FLOP/byte, and absorption turns a memory-bound step into one that does real arithmetic per byte read.
+
+The fused single pass (``absorbed-fused``) reads each latent once. On an AMD EPYC (Zen 3, AVX2, 2026-12;
+~20-22 GB/s, ~84 GFLOP/s, ridge ~3.7) its step took ~7.3 ms, ~0.5 of the bound (0.48-0.56 over three
+``--quick`` runs): ~5.9 ms in the loop, ~1.4 ms in the layer's projections and the ~60 other operators
+of a step. In the loop, the arithmetic alone (latents already cached) takes ~3.7 ms and a plain read of
+the cache ~3.9 ms; one core overlaps the two only in part (``helpers.fused_mla``). On a Sapphire Rapids
+core (AVX-512) it reached ~0.51.
 
 Clock: every figure here is timed in CPU time of the one computing thread (``helpers.timing``,
 ``cpu_time=True``), which still counts the cycles a core stalls waiting for memory, but not the time
@@ -110,6 +118,9 @@ CPU_TIME = ROOF_CPU_TIME  # see "Clock" in the module docstring
 CONTEXT = DECODE_CONTEXT
 BATCHES = (1, 8)
 STREAM_MB = 128  # per array
+# --quick's turns per decode step: one timed call each, so the best of 2 (as at first) swung by ±10%
+# between runs on a shared machine (0.41-0.54 for the headline); 4 turns add ~2 s to the suite
+STEP_ROUNDS_QUICK = 4
 MATMUL_N = 1024
 # name: (which attention, attn_impl): ``helpers.timing.DECODE_PATHS``. torch's SDPA kernel on the CPU falls
 # back to its unfused "math" path when the value width differs from the key width (MLA: Dv ≠ Dn + Dr, and
@@ -162,7 +173,7 @@ def run(quick: bool, context: int = CONTEXT, batches: tuple[int, ...] = BATCHES,
                     else batches[:1]:
                 tag = f"{path},b{b}"
                 steps[tag], costs[tag] = decode_step(path, b, context)
-        best = interleaved(steps, rounds=2 if quick else 5, min_run_time=0, threads=THREADS,
+        best = interleaved(steps, rounds=STEP_ROUNDS_QUICK if quick else 5, min_run_time=0, threads=THREADS,
                            cpu_time=CPU_TIME)
     at = f"@{context}"
     for tag, cost in costs.items():
