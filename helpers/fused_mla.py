@@ -90,7 +90,7 @@ static inline float hsum8(__m256 v) {
 }
 
 // The prefetch cursor. A core's hardware prefetchers stop at 4 KB pages and keep few reads in flight,
-// so at one latent per ~500 cycles of arithmetic the loop waited on memory for much of its time. The
+// so at one latent per few hundred cycles of arithmetic the loop waited on memory much of the time. The
 // cursor walks the NEXT tile, one cache line of latents per step of either inner loop (there are more
 // steps than lines) and one line of RoPE keys every Dc/Dr steps, so the reads are spread evenly over
 // the arithmetic (prefetching a tile's RoPE keys all at once, at the tile's start, was ~10% slower).
