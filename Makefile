@@ -29,9 +29,10 @@ lab: $(STAMP)
 workspace:
 	$(PYTHON) scripts/workspace.py $(WORKSPACE)
 
-# The whole suite: unit tests and every notebook under nbval.
+# The whole suite: unit tests and every notebook under nbval (the 25 slowest are listed at the end, so
+# a CI log says where the suite's time goes).
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider tests notebooks
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider --durations=25 tests notebooks
 
 # The whole suite again on the torch build the committed sweeps were made with (scripts/sweep_build.py
 # reads it from results/sweeps/), in a venv of its own: there, on the sweep's kind of CPU, a live run
