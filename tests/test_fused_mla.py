@@ -100,7 +100,7 @@ def test_the_native_build_runs_the_widest_loops_this_cpu_has():
     would still pass): the native build must name the widest form, each variant its own."""
     want = "avx512" if AVX512 else "avx2" if AVX2 else "portable"
     assert fm.vector_path() == want
-    assert set(paths_here()) == {"avx512", "avx2", "portable"} if AVX512 else {want, "portable"}
+    assert set(paths_here()) == ({"avx512", "avx2", "portable"} if AVX512 else {want, "portable"})
     with pytest.raises(ValueError, match="variant must be one of"):
         fm._build_variant("avx1024")
 
