@@ -439,11 +439,6 @@ def _build_variant(variant: str):
     return _variants[variant]
 
 
-def _build_portable():
-    """The portable loops' build (``_build_variant("portable")``)."""
-    return _build_variant("portable")
-
-
 def backend() -> str:
     """``"c++"`` when the compiled loop is available (and not switched off by ``COURSE_FUSED_MLA=torch``),
     else ``"torch"``."""
